@@ -1,0 +1,1 @@
+"""Shared building blocks for the offline agents (networks, losses, learner)."""

@@ -1,0 +1,23 @@
+"""Helpers to build agent configs from keyword overrides with clear errors."""
+import dataclasses
+
+
+def field_names(config_cls):
+  return [f.name for f in dataclasses.fields(config_cls)]
+
+
+def make_config(config_cls, **overrides):
+  """config_cls(**overrides), rejecting unknown fields with a clear message.
+
+  Lists are converted to tuples so that hidden sizes coming from command-line
+  or JSON parsing stay hashable.
+  """
+  valid = field_names(config_cls)
+  unknown = sorted(set(overrides) - set(valid))
+  if unknown:
+    raise ValueError(
+        f'Unknown config field(s) {unknown} for {config_cls.__name__}; '
+        f'valid fields: {valid}.')
+  overrides = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in overrides.items()}
+  return config_cls(**overrides)

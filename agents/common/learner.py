@@ -1,0 +1,88 @@
+"""One generic Acme learner parameterised by pure init / update functions.
+
+Every agent's `<Name>Learner` is a thin subclass that supplies
+  * `init_fn(key) -> TrainingState`  (a pytree NamedTuple),
+  * `update_fn(state, batch, success_examples) -> (state, metrics)` (pure),
+  * the batch keys its update consumes.
+"""
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from acme import core
+from acme.utils import counting
+from acme.utils import loggers
+
+FUTURE_KEYS = ('observation', 'action', 'future_observation')
+TRANSITION_KEYS = ('observation', 'action', 'next_observation', 'discount')
+BATCH_KEYS = {'future': FUTURE_KEYS, 'transition': TRANSITION_KEYS}
+
+
+def select_batch(batch, keys: Sequence[str]):
+  """Keeps only `keys` of a dict batch (also unwraps reverb.ReplaySample)."""
+  if hasattr(batch, 'data') and not isinstance(batch, dict):
+    batch = batch.data
+  if not isinstance(batch, dict) and hasattr(batch, '_asdict'):
+    batch = batch._asdict()
+  missing = [k for k in keys if k not in batch]
+  if missing:
+    raise KeyError(f'Batch is missing keys {missing}; got {sorted(batch)}; '
+                   f'expected {list(keys)}.')
+  return {k: batch[k] for k in keys}
+
+
+class GenericLearner(core.Learner):
+  """Pulls a batch, runs the jitted update, counts and logs."""
+
+  def __init__(self,
+               init_fn: Callable,
+               update_fn: Callable,
+               batch_keys: Sequence[str],
+               iterator: Iterator,
+               success_examples,
+               random_key,
+               counter: Optional[counting.Counter] = None,
+               logger: Optional[loggers.Logger] = None,
+               policy_field: str = 'policy_params',
+               label: str = 'learner'):
+    self._iterator = iterator
+    self._batch_keys = tuple(batch_keys)
+    self._success = (None if success_examples is None
+                     else jnp.asarray(success_examples))
+    self._counter = counter or counting.Counter()
+    self._logger = logger or loggers.make_default_logger(
+        label, save_data=False, asynchronous=False)
+    self._policy_field = policy_field
+    self._update = jax.jit(update_fn)
+    self._state = init_fn(random_key)
+
+  @property
+  def state(self):
+    return self._state
+
+  def step(self):
+    batch = select_batch(next(self._iterator), self._batch_keys)
+    self._state, metrics = self._update(self._state, batch, self._success)
+    counts = self._counter.increment(learner_steps=1)
+    metrics = jax.device_get(metrics)
+    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()},
+                        **counts})
+
+  def get_variables(self, names: Sequence[str]) -> List:
+    out = []
+    for name in names:
+      if name == 'policy':
+        out.append(getattr(self._state, self._policy_field))
+      elif name in self._state._fields:
+        out.append(getattr(self._state, name))
+      else:
+        raise ValueError(f'Unknown variable name {name!r}; use "policy" or one '
+                         f'of {self._state._fields}.')
+    return out
+
+  def save(self):
+    return jax.device_get(self._state)
+
+  def restore(self, state):
+    self._state = jax.tree_util.tree_map(jnp.asarray, state)

@@ -1,0 +1,119 @@
+"""Shared network pieces: observation encoder (flatten or Atari conv torso)."""
+from typing import Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+from acme import specs
+
+from agents.common import distributions
+
+
+def is_image_spec(observation_spec: specs.Array) -> bool:
+  """Observations with shape [H, W, C] are images; everything else is a vector."""
+  return len(observation_spec.shape) == 3
+
+
+class AtariTorso(hk.Module):
+  """Conv torso: 32 8x8 s4, 64 4x4 s2, 64 3x3 s1 (VALID, ReLU), flattened.
+
+  A 64x64x3 input gives a 4*4*64 = 1024 dimensional feature vector.
+  """
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    x = hk.Conv2D(32, 8, stride=4, padding='VALID')(x)
+    x = jax.nn.relu(x)
+    x = hk.Conv2D(64, 4, stride=2, padding='VALID')(x)
+    x = jax.nn.relu(x)
+    x = hk.Conv2D(64, 3, stride=1, padding='VALID')(x)
+    x = jax.nn.relu(x)
+    return x.reshape(x.shape[:-3] + (-1,))
+
+
+class Encoder(hk.Module):
+  """Maps a batch of observations [B, *obs_shape] to features [B, D].
+
+  Vector observations are cast to float32 and flattened. Image observations
+  (rank-3 spec) are cast to float32 (divided by 255 when the spec is uint8)
+  and passed through an AtariTorso. One Encoder instance = one set of torso
+  weights, so calling the same instance from several heads shares the torso.
+  """
+
+  def __init__(self, observation_spec: specs.Array, name: str = 'encoder'):
+    super().__init__(name=name)
+    self._image = is_image_spec(observation_spec)
+    self._uint8 = np.dtype(observation_spec.dtype) == np.uint8
+    self._ndim = len(observation_spec.shape)
+
+  def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
+    x = obs.astype(jnp.float32)
+    if self._image:
+      if self._uint8:
+        x = x / 255.0
+      return AtariTorso()(x)
+    return x.reshape(x.shape[:x.ndim - self._ndim] + (-1,))
+
+
+def mlp(hidden_sizes: Sequence[int], output_size: int, name: str) -> hk.nets.MLP:
+  """ReLU MLP with a linear output layer."""
+  return hk.nets.MLP(tuple(hidden_sizes) + (output_size,), activation=jax.nn.relu,
+                     activate_final=False, name=name)
+
+
+def dummy_observation(observation_spec: specs.Array, batch: int = 1):
+  return np.zeros((batch,) + tuple(observation_spec.shape), observation_spec.dtype)
+
+
+def dummy_action(action_spec: specs.Array, batch: int = 1):
+  return np.zeros((batch,) + tuple(action_spec.shape), np.float32)
+
+
+def batched_policy(observation_spec: specs.Array, batched_fn):
+  """Wraps fn(params, key, obs[B, ...], evaluation) to accept unbatched obs too."""
+  obs_ndim = len(observation_spec.shape)
+
+  def policy(params, key, observation, evaluation=True):
+    observation = jnp.asarray(observation)
+    if observation.ndim == obs_ndim:
+      return batched_fn(params, key, observation[None], evaluation)[0]
+    return batched_fn(params, key, observation, evaluation)
+
+  return policy
+
+
+def make_tanh_gaussian_policy(observation_spec: specs.Array,
+                              action_spec: specs.Array,
+                              hidden_sizes: Sequence[int],
+                              log_std_min: float,
+                              log_std_max: float) -> hk.Transformed:
+  """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
+
+  Encoder (own torso for images) -> ReLU MLP -> linear 2A outputs; the
+  log-std is clipped to [log_std_min, log_std_max].
+  """
+  action_dim = int(np.prod(action_spec.shape))
+
+  def forward(obs):
+    x = Encoder(observation_spec, name='policy_encoder')(obs)
+    out = mlp(hidden_sizes, 2 * action_dim, name='policy_mlp')(x)
+    mean, log_std = jnp.split(out, 2, axis=-1)
+    log_std = jnp.clip(log_std, log_std_min, log_std_max)
+    return mean, log_std
+
+  return hk.without_apply_rng(hk.transform(forward))
+
+
+def make_tanh_gaussian_actor(observation_spec: specs.Array, policy_apply):
+  """fn(params, key, obs, evaluation) -> action; tanh(mean) when evaluating.
+
+  `evaluation` may be a Python bool or a traced boolean.
+  """
+
+  def batched(params, key, obs, evaluation):
+    mean, log_std = policy_apply(params, obs)
+    sample, _ = distributions.tanh_gaussian_sample(key, mean, log_std)
+    mode = distributions.tanh_gaussian_mode(mean)
+    return jnp.where(jnp.asarray(evaluation), mode, sample)
+
+  return batched_policy(observation_spec, batched)

@@ -1,0 +1,49 @@
+"""LAEO configuration."""
+import dataclasses
+from typing import Tuple
+
+Q_ESTIMATORS = ('logmeanexp', 'single_example')
+
+
+@dataclasses.dataclass(frozen=True)
+class LaeoConfig:
+  """Hyper-parameters of LAEO (contrastive example-based control).
+
+  Attributes:
+    batch_size: batch size B of 'future' batches (read by the data pipeline;
+      the B x B NCE logit matrix uses all B futures as each other's negatives).
+    learning_rate: Adam learning rate of both critic and policy.
+    discount: gamma of the geometric future-state sampling done by the data
+      pipeline (LAEO's update itself has no bootstrapping).
+    hidden_sizes: hidden layers of the phi(s, a) and psi(s_f) MLPs.
+    repr_dim: dimension of the phi / psi representations.
+    policy_hidden_sizes: hidden layers of the tanh-Gaussian policy MLP.
+    bc_coef: lambda in (1 - lambda) * E[-Q(s, pi(s))] + lambda * E[-log pi(a|s)].
+      0.05 is the paper text; the authors' released scripts use 0.5.
+    q_estimator: 'logmeanexp' -> Q(s,a) = log mean_k exp f(s, a, s*_k) over all
+      success examples (paper Eq. 7); 'single_example' -> the authors'
+      released variant, Q(s,a) = f(s, a, s*) with one success example drawn
+      uniformly per batch element.
+    log_std_min, log_std_max: clipping range of the policy log-std.
+    action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
+  """
+  batch_size: int = 1024
+  learning_rate: float = 3e-4
+  discount: float = 0.99
+  hidden_sizes: Tuple[int, ...] = (1024, 1024)
+  repr_dim: int = 256
+  policy_hidden_sizes: Tuple[int, ...] = (1024, 1024)
+  bc_coef: float = 0.05
+  q_estimator: str = 'logmeanexp'
+  log_std_min: float = -5.0
+  log_std_max: float = 2.0
+  action_clip_eps: float = 1e-6
+
+  def __post_init__(self):
+    if self.q_estimator not in Q_ESTIMATORS:
+      raise ValueError(f'q_estimator must be one of {Q_ESTIMATORS}, '
+                       f'got {self.q_estimator!r}.')
+    if not 0.0 <= self.bc_coef <= 1.0:
+      raise ValueError(f'bc_coef must lie in [0, 1], got {self.bc_coef}.')
+    if self.log_std_min > self.log_std_max:
+      raise ValueError('log_std_min must not exceed log_std_max.')

@@ -1,0 +1,128 @@
+"""LAEO losses, pure update function and learner."""
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from agents.common import distributions
+from agents.common import learner as common_learner
+from agents.common import losses
+from agents.common import networks as common_networks
+from agents.laeo.config import LaeoConfig
+from agents.laeo.networks import LaeoNetworks
+
+
+class LaeoTrainingState(NamedTuple):
+  policy_params: Any
+  critic_params: Any
+  policy_opt_state: Any
+  critic_opt_state: Any
+  key: jnp.ndarray
+  steps: jnp.ndarray
+
+
+def _optimizer(config: LaeoConfig):
+  return optax.adam(config.learning_rate)
+
+
+def make_initial_state(networks: LaeoNetworks, config: LaeoConfig,
+                       key) -> LaeoTrainingState:
+  key, pkey, ckey = jax.random.split(key, 3)
+  obs = common_networks.dummy_observation(networks.observation_spec)
+  act = common_networks.dummy_action(networks.action_spec)
+  policy_params = networks.policy.init(pkey, obs)
+  critic_params = networks.critic_init(ckey, obs, act, obs)
+  opt = _optimizer(config)
+  return LaeoTrainingState(
+      policy_params=policy_params, critic_params=critic_params,
+      policy_opt_state=opt.init(policy_params),
+      critic_opt_state=opt.init(critic_params), key=key,
+      steps=jnp.zeros((), jnp.int32))
+
+
+def critic_loss_fn(networks: LaeoNetworks, critic_params, batch):
+  """Binary NCE summed over the twin critics; metrics averaged over twins."""
+  phi = networks.phi(critic_params, batch['observation'], batch['action'])
+  psi = networks.psi(critic_params, batch['future_observation'])
+  logits = jnp.einsum('kbr,kcr->kbc', phi, psi)  # [2, B, B]
+  per_twin_loss, per_twin_metrics = jax.vmap(losses.binary_nce_loss)(logits)
+  loss = jnp.sum(per_twin_loss)
+  metrics = {k: jnp.mean(v) for k, v in per_twin_metrics.items()}
+  metrics['critic_loss'] = loss
+  return loss, metrics
+
+
+def q_values(networks: LaeoNetworks, config: LaeoConfig, critic_params, obs,
+             action, success_examples, key):
+  """Per-twin Q(s, a) [2, B] from the success examples (see LaeoConfig)."""
+  phi = networks.phi(critic_params, obs, action)        # [2, B, R]
+  psi_star = networks.psi(critic_params, success_examples)  # [2, N, R]
+  if config.q_estimator == 'logmeanexp':
+    logits = jnp.einsum('kbr,knr->kbn', phi, psi_star)
+    return losses.log_mean_exp(logits, axis=-1)
+  # 'single_example': one success example per batch element.
+  idx = jax.random.randint(key, (phi.shape[1],), 0, psi_star.shape[1])
+  return jnp.sum(phi * psi_star[:, idx], axis=-1)
+
+
+def policy_loss_fn(networks: LaeoNetworks, config: LaeoConfig, policy_params,
+                   critic_params, batch, success_examples, key):
+  sample_key, q_key = jax.random.split(key)
+  obs = batch['observation']
+  mean, log_std = networks.policy.apply(policy_params, obs)
+  action, _ = distributions.tanh_gaussian_sample(sample_key, mean, log_std)
+  critic_params = jax.lax.stop_gradient(critic_params)
+  q = jnp.min(q_values(networks, config, critic_params, obs, action,
+                       success_examples, q_key), axis=0)
+  q_loss = jnp.mean(-q)
+  log_prob = distributions.tanh_gaussian_log_prob(
+      mean, log_std, batch['action'], eps=config.action_clip_eps)
+  bc_loss = jnp.mean(-log_prob)
+  loss = (1.0 - config.bc_coef) * q_loss + config.bc_coef * bc_loss
+  return loss, dict(policy_loss=loss, actor_q_loss=q_loss, q_value=jnp.mean(q),
+                    bc_loss=bc_loss, policy_log_std=jnp.mean(log_std))
+
+
+def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
+  """Returns jitted update(state, batch, success_examples) -> (state, metrics).
+
+  Critic and policy gradients are both taken at the pre-update parameters.
+  """
+  opt = _optimizer(config)
+
+  def update(state: LaeoTrainingState, batch, success_examples):
+    key, policy_key = jax.random.split(state.key)
+    (_, critic_metrics), critic_grads = jax.value_and_grad(
+        critic_loss_fn, argnums=1, has_aux=True)(
+            networks, state.critic_params, batch)
+    (_, policy_metrics), policy_grads = jax.value_and_grad(
+        policy_loss_fn, argnums=2, has_aux=True)(
+            networks, config, state.policy_params, state.critic_params, batch,
+            success_examples, policy_key)
+    c_updates, critic_opt_state = opt.update(critic_grads,
+                                             state.critic_opt_state)
+    critic_params = optax.apply_updates(state.critic_params, c_updates)
+    p_updates, policy_opt_state = opt.update(policy_grads,
+                                             state.policy_opt_state)
+    policy_params = optax.apply_updates(state.policy_params, p_updates)
+    new_state = LaeoTrainingState(
+        policy_params=policy_params, critic_params=critic_params,
+        policy_opt_state=policy_opt_state, critic_opt_state=critic_opt_state,
+        key=key, steps=state.steps + 1)
+    return new_state, {**critic_metrics, **policy_metrics}
+
+  return jax.jit(update)
+
+
+class LaeoLearner(common_learner.GenericLearner):
+  """Acme learner for LAEO ('future' batches)."""
+
+  def __init__(self, networks: LaeoNetworks, config: LaeoConfig, iterator,
+               success_examples, random_key, counter=None, logger=None):
+    super().__init__(
+        init_fn=lambda key: make_initial_state(networks, config, key),
+        update_fn=make_update_fn(networks, config),
+        batch_keys=common_learner.FUTURE_KEYS,
+        iterator=iterator, success_examples=success_examples,
+        random_key=random_key, counter=counter, logger=logger)

@@ -1,0 +1,131 @@
+"""Streams whole RLDS episodes through a Reverb table and turns them into learner batches.
+
+The table holds every episode of a fixed offline dataset as one item. Its rate limiter only asks for the
+whole dataset to be present (`MinSize(num_episodes)`): learners block until loading is done, then sample
+uniformly at will, and nothing is ever evicted, so a fixed dataset neither stalls nor spins.
+
+Batches are cut from sampled episodes inside tf.data (seeded, prefetched):
+- 'future' (LAEO): (s_t, a_t, s_{t+k}) with k >= 1 drawn with P(k) proportional to discount**k, truncated at
+  the episode's last state;
+- 'transition' (ORIL, PURL, BC): (s_t, a_t, s_{t+1}, discount).
+The same cutting function serves the in-memory dataset used by tests and benchmarks.
+"""
+from typing import Dict, Iterator, List, Sequence
+
+import numpy as np
+import reverb
+import tensorflow as tf
+
+EPISODE_TABLE = "episodes"
+BATCH_KINDS = ("future", "transition")
+_EPISODE_KEYS = ("observation", "action", "is_terminal")
+
+
+def episode_signature(episodes: Sequence[Dict[str, np.ndarray]]) -> Dict[str, tf.TensorSpec]:
+  """The per-item signature shared by every episode; all episodes must have the same length."""
+  if not episodes:
+    raise ValueError("The dataset has no episodes.")
+  first = episodes[0]
+  for i, episode in enumerate(episodes):
+    for key in _EPISODE_KEYS:
+      if episode[key].shape != first[key].shape:
+        raise ValueError(
+            f"Episode {i} has {key} of shape {episode[key].shape}, episode 0 has {first[key].shape}: "
+            "the Reverb episode table needs fixed-length episodes.")
+  if first["observation"].shape[0] < 2:
+    raise ValueError("Episodes need at least two steps to form a transition.")
+  return {key: tf.TensorSpec(first[key].shape, tf.as_dtype(first[key].dtype)) for key in _EPISODE_KEYS}
+
+
+def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -> reverb.Table:
+  return reverb.Table(
+      name=EPISODE_TABLE,
+      sampler=reverb.selectors.Uniform(),
+      remover=reverb.selectors.Fifo(),
+      max_size=num_episodes,
+      rate_limiter=reverb.rate_limiters.MinSize(num_episodes),
+      signature=signature)
+
+
+def insert_episodes(server_address: str, episodes: Sequence[Dict[str, np.ndarray]]) -> int:
+  client = reverb.Client(server_address)
+  with client.writer(max_sequence_length=1) as writer:
+    for episode in episodes:
+      writer.append({key: episode[key] for key in _EPISODE_KEYS})
+      writer.create_item(EPISODE_TABLE, num_timesteps=1, priority=1.0)
+  return len(episodes)
+
+
+def _truncated_geometric(seed, max_offset, discount: float):
+  """k in [1, max_offset] with P(k) proportional to discount**k, by inverting its CDF."""
+  u = tf.random.stateless_uniform(tf.shape(max_offset), seed=seed, dtype=tf.float64)
+  max_offset = tf.cast(max_offset, tf.float64)
+  log_d = np.log(discount)
+  k = tf.math.ceil(tf.math.log1p(-u * (1.0 - tf.exp(max_offset * log_d))) / log_d)
+  return tf.cast(tf.clip_by_value(k, 1.0, max_offset), tf.int32)
+
+
+def cut_batch(episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str, discount: float,
+              samples_per_episode: int) -> Dict[str, tf.Tensor]:
+  """Cuts `samples_per_episode` examples out of each of a batch of episodes ([E, T, ...] tensors)."""
+  num_episodes = tf.shape(episodes["action"])[0]
+  length = tf.shape(episodes["action"])[1]
+  episode = tf.repeat(tf.range(num_episodes), samples_per_episode)
+  t = tf.random.stateless_uniform(
+      tf.shape(episode), seed=seeds[0], minval=0, maxval=length - 1, dtype=tf.int32)
+  if batch_kind == "future":
+    other = t + _truncated_geometric(seeds[1], length - 1 - t, discount)
+  else:
+    other = t + 1
+  now = tf.stack([episode, t], axis=1)
+  later = tf.stack([episode, other], axis=1)
+  batch = {
+      "observation": tf.gather_nd(episodes["observation"], now),
+      "action": tf.gather_nd(episodes["action"], now),
+  }
+  if batch_kind == "future":
+    batch["future_observation"] = tf.gather_nd(episodes["observation"], later)
+  else:
+    batch["next_observation"] = tf.gather_nd(episodes["observation"], later)
+    batch["discount"] = 1.0 - tf.cast(tf.gather_nd(episodes["is_terminal"], later), tf.float32)
+  return batch
+
+
+def _batches(episode_ds: tf.data.Dataset, batch_kind: str, batch_size: int, discount: float, seed: int,
+             samples_per_episode: int) -> tf.data.Dataset:
+  if batch_kind not in BATCH_KINDS:
+    raise ValueError(f"Unknown batch kind {batch_kind!r}; expected one of {BATCH_KINDS}.")
+  if batch_size % samples_per_episode:
+    raise ValueError(f"batch_size={batch_size} must be a multiple of samples_per_episode={samples_per_episode}.")
+  if batch_kind == "future" and not 0.0 < discount < 1.0:
+    raise ValueError(f"discount must lie in (0, 1) for future sampling, got {discount}.")
+  seeds = tf.data.Dataset.random(seed).batch(4).map(lambda s: tf.reshape(s, [2, 2]))
+  ds = tf.data.Dataset.zip((episode_ds.batch(batch_size // samples_per_episode, drop_remainder=True), seeds))
+  ds = ds.map(lambda eps, s: cut_batch(eps, s, batch_kind, discount, samples_per_episode),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_reverb_iterator(server_address: str, signature: Dict[str, tf.TensorSpec], batch_kind: str,
+                         batch_size: int, discount: float, seed: int,
+                         samples_per_episode: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  """Endless numpy batches sampled from the Reverb episode table (Reverb's sampling order is not seeded)."""
+  episode_ds = reverb.TimestepDataset(
+      server_address=server_address,
+      table=EPISODE_TABLE,
+      dtypes={k: s.dtype for k, s in signature.items()},
+      shapes={k: s.shape for k, s in signature.items()},
+      max_in_flight_samples_per_worker=2 * max(1, batch_size // samples_per_episode))
+  episode_ds = episode_ds.map(lambda sample: sample.data)
+  return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()
+
+
+def make_in_memory_iterator(episodes: List[Dict[str, np.ndarray]], batch_kind: str, batch_size: int,
+                            discount: float, seed: int,
+                            samples_per_episode: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  """The same batches drawn from episodes held in memory (seeded end to end)."""
+  episode_signature(episodes)
+  stacked = {key: np.stack([e[key] for e in episodes]) for key in _EPISODE_KEYS}
+  episode_ds = tf.data.Dataset.from_tensor_slices(stacked).shuffle(
+      len(episodes), seed=seed, reshuffle_each_iteration=True).repeat()
+  return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()

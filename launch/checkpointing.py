@@ -1,0 +1,44 @@
+"""Checkpoints of learner state and counters: atomic pickles of numpy pytrees in `<workdir>/checkpoints`."""
+import glob
+import os
+import pickle
+import re
+from typing import Any, Dict, Optional
+
+import jax
+import numpy as np
+
+_NAME = re.compile(r"ckpt_(\d+)\.pkl$")
+
+
+class Checkpointer:
+  """Writes `ckpt_<step>.pkl` files, keeps the newest `keep` of them, and finds the latest on restart."""
+
+  def __init__(self, directory: str, keep: int = 3):
+    self._directory = directory
+    self._keep = keep
+    os.makedirs(directory, exist_ok=True)
+
+  def _paths(self):
+    found = [(int(_NAME.search(p).group(1)), p)
+             for p in glob.glob(os.path.join(self._directory, "ckpt_*.pkl")) if _NAME.search(p)]
+    return [p for _, p in sorted(found)]
+
+  def save(self, step: int, learner_state: Any, counts: Dict[str, float]) -> str:
+    path = os.path.join(self._directory, f"ckpt_{step:010d}.pkl")
+    payload = {"step": step, "learner": jax.tree_util.tree_map(np.asarray, jax.device_get(learner_state)),
+               "counts": dict(counts)}
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+      pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)  # A reader never sees a half-written checkpoint.
+    for old in self._paths()[:-self._keep]:
+      os.remove(old)
+    return path
+
+  def latest(self) -> Optional[Dict[str, Any]]:
+    paths = self._paths()
+    if not paths:
+      return None
+    with open(paths[-1], "rb") as f:
+      return pickle.load(f)
