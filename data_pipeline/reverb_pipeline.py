@@ -10,11 +10,13 @@ Batches are cut from sampled episodes inside tf.data (seeded, prefetched):
 - 'transition' (ORIL, PURL, BC): (s_t, a_t, s_{t+1}, discount).
 The same cutting function serves the in-memory dataset used by tests and benchmarks.
 """
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import reverb
 import tensorflow as tf
+
+from data_pipeline import rlds_io
 
 EPISODE_TABLE = "episodes"
 BATCH_KINDS = ("future", "transition")
@@ -35,6 +37,14 @@ def episode_signature(episodes: Sequence[Dict[str, np.ndarray]]) -> Dict[str, tf
   if first["observation"].shape[0] < 2:
     raise ValueError("Episodes need at least two steps to form a transition.")
   return {key: tf.TensorSpec(first[key].shape, tf.as_dtype(first[key].dtype)) for key in _EPISODE_KEYS}
+
+
+def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
+  """(number of episodes, episode signature) of an RLDS dataset, read from its metadata and first episode."""
+  num_episodes = int(rlds_io.read_metadata(dataset_dir)["num_episodes"])
+  first = rlds_io.as_tf_dataset(dataset_dir).take(1).flat_map(lambda e: e["steps"].batch(1 << 30))
+  episode = {k: np.asarray(v) for k, v in next(first.as_numpy_iterator()).items()}
+  return num_episodes, episode_signature([episode])
 
 
 def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -> reverb.Table:

@@ -1,0 +1,31 @@
+"""BC configuration."""
+import dataclasses
+from typing import Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class BcConfig:
+  """Behavioural cloning: maximise log pi(a_data | s), pi a tanh-Gaussian.
+
+  The policy network is the same as LAEO's (so BC equals LAEO's policy with
+  bc_coef = 1 and no critic).
+
+  Attributes:
+    batch_size: transition batch size (read by the data pipeline).
+    learning_rate: Adam learning rate.
+    discount: only forwarded to the data pipeline (BC does not bootstrap).
+    policy_hidden_sizes: hidden layers of the policy MLP.
+    log_std_min, log_std_max: clipping range of the policy log-std.
+    action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
+  """
+  batch_size: int = 256
+  learning_rate: float = 3e-4
+  discount: float = 0.99
+  policy_hidden_sizes: Tuple[int, ...] = (1024, 1024)
+  log_std_min: float = -5.0
+  log_std_max: float = 2.0
+  action_clip_eps: float = 1e-6
+
+  def __post_init__(self):
+    if self.log_std_min > self.log_std_max:
+      raise ValueError('log_std_min must not exceed log_std_max.')

@@ -1,0 +1,25 @@
+"""BC network: tanh-Gaussian policy (own conv torso for image observations)."""
+import dataclasses
+
+import haiku as hk
+from acme import specs
+
+from agents.bc.config import BcConfig
+from agents.common import networks as common_networks
+
+
+@dataclasses.dataclass(frozen=True)
+class BcNetworks:
+  """policy: apply(params, obs) -> (mean, log_std) of the pre-tanh Gaussian."""
+  policy: hk.Transformed
+  observation_spec: specs.Array
+  action_spec: specs.Array
+
+
+def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
+                  config: BcConfig) -> BcNetworks:
+  policy = common_networks.make_tanh_gaussian_policy(
+      observation_spec, action_spec, config.policy_hidden_sizes,
+      config.log_std_min, config.log_std_max)
+  return BcNetworks(policy=policy, observation_spec=observation_spec,
+                    action_spec=action_spec)

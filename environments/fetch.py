@@ -1,0 +1,182 @@
+"""Fixed-goal Fetch tasks (gymnasium-robotics FetchReach-v4 / FetchPush-v4).
+
+Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
+
+* ``fetch_reach``: move the gripper to the fixed point ``REACH_GOAL``.
+  The start state is gymnasium's (deterministic). Success: ``|gripper - goal| < 0.05``.
+  State observation (10-d float32): gymnasium's ``'observation'`` entry (gripper
+  position, finger positions, gripper velocity, finger velocities); the goal is
+  NOT part of the observation.
+* ``fetch_push``: push the block from ``PUSH_OBJECT_START`` to the fixed point
+  ``PUSH_GOAL`` (+0.2 m along x, away from the robot base). The block's start xy
+  gets seeded uniform noise in ``[-PUSH_OBJECT_NOISE, PUSH_OBJECT_NOISE]`` (0.02 m,
+  drawn from the environment's seeded generator), the goal is exactly fixed.
+  Success: ``|block - goal| < 0.05`` (3-d). State observation (25-d float32):
+  gymnasium's ``'observation'`` entry, without the goal.
+* ``*_image`` variants: 64x64x3 uint8 RGB from a close free camera looking at the
+  workspace from the far side of the table (the block stays visible while the
+  gripper pushes it). Shadows, reflections and multisampling are off for speed
+  and every site (the red goal marker ``target0`` included) is hidden.
+* ``fetch_push_image_occluded``: same task, but the camera looks over the robot's
+  shoulder along the push direction, so the gripper and forearm hide the block
+  while they touch it (partially observed task).
+
+gymnasium's own goal sampling and object randomisation run inside its reset and
+are then overridden, so gymnasium's internal generator has no influence on the
+episodes; only ``seed`` (block start noise) does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import gymnasium_robotics  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from environments import base  # noqa: E402
+
+gym.register_envs(gymnasium_robotics)
+
+HORIZON = 50
+SUCCESS_THRESHOLD = 0.05
+
+# gymnasium's reach start: gripper at (1.3418, 0.7491, 0.5347).
+REACH_GOAL = np.array([1.45, 0.65, 0.45])
+# gymnasium's push start: gripper at (1.3455, 0.7490, 0.4136); table top z=0.40,
+# block centre at rest z=0.4247.
+PUSH_OBJECT_START = np.array([1.22, 0.75])
+PUSH_GOAL = np.array([1.42, 0.75, 0.42470])
+PUSH_OBJECT_NOISE = 0.02
+
+# Free-camera poses (MuJoCo convention: the camera sits at
+# lookat - distance * (cos(el)cos(az), cos(el)sin(az), sin(el))).
+CAMERAS = {
+    # Far side of the table, looking back at the robot and down on the table.
+    "front": dict(lookat=(1.32, 0.75, 0.45), distance=0.75, azimuth=180.0, elevation=-40.0),
+    # Behind/above the robot's forearm looking along +x (the push direction): the
+    # gripper and forearm sit between the camera and the block while pushing it.
+    "occluded": dict(lookat=(1.32, 0.75, 0.42), distance=0.55, azimuth=0.0, elevation=-18.0),
+}
+
+
+class OffscreenCamera:
+  """Fast 64x64 RGB rendering of a free camera (no shadows/reflections/MSAA, no sites)."""
+
+  def __init__(self, model: mujoco.MjModel, lookat, distance, azimuth, elevation,
+               size: int = base.IMAGE_SIZE):
+    model.vis.quality.offsamples = 0  # must be set before the GL context exists
+    self._renderer = mujoco.Renderer(model, height=size, width=size)
+    flags = self._renderer.scene.flags
+    flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+    flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+    self._camera = mujoco.MjvCamera()
+    self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    self._camera.lookat[:] = lookat
+    self._camera.distance = distance
+    self._camera.azimuth = azimuth
+    self._camera.elevation = elevation
+    self._option = mujoco.MjvOption()
+    self._option.sitegroup[:] = 0  # hide every site (goal marker included)
+
+  def render(self, data: mujoco.MjData) -> np.ndarray:
+    self._renderer.update_scene(data, camera=self._camera, scene_option=self._option)
+    return np.array(self._renderer.render(), dtype=np.uint8, copy=True)
+
+  def close(self) -> None:
+    self._renderer.close()
+
+
+class FetchEnv(base.ExampleControlEnv):
+  """Fixed-goal FetchReach / FetchPush; see the module docstring."""
+
+  horizon = HORIZON
+
+  def __init__(self, task: str, camera: Optional[str] = None, seed: int = 0,
+               name: Optional[str] = None):
+    super().__init__(seed)
+    if task not in ("reach", "push"):
+      raise ValueError(f"unknown Fetch task {task!r}")
+    self._task = task
+    self.base_task = f"fetch_{task}"
+    self.name = name or self.base_task
+    self.image_obs = camera is not None
+    gym_id = "FetchReach-v4" if task == "reach" else "FetchPush-v4"
+    self._env = gym.make(gym_id).unwrapped
+    self._env.reset(seed=self._seed)
+    model = self._env.model
+    target_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target0")
+    model.site_rgba[target_id, 3] = 0.0  # goal marker invisible, whatever the renderer
+    self._camera_name = camera
+    self._camera = OffscreenCamera(model, **CAMERAS[camera]) if camera else None
+    self._goal = (REACH_GOAL if task == "reach" else PUSH_GOAL).astype(np.float64).copy()
+    self._obs_dict = None
+
+  # ------------------------------------------------------------------ helpers
+  @property
+  def _model(self):
+    return self._env.model
+
+  @property
+  def _data(self):
+    return self._env.data
+
+  def _site_pos(self, name: str) -> np.ndarray:
+    return self._data.site(name).xpos.copy()
+
+  # ----------------------------------------------------------- env interface
+  def _state_dim(self) -> int:
+    return 10 if self._task == "reach" else 25
+
+  def _reset_sim(self) -> None:
+    self._env.reset()
+    if self._task == "push":
+      xy = PUSH_OBJECT_START + self._rng.uniform(-PUSH_OBJECT_NOISE, PUSH_OBJECT_NOISE, 2)
+      qpos = self._data.joint("object0:joint").qpos
+      qpos[:2] = xy
+      qpos[2] = PUSH_GOAL[2]
+      qpos[3:] = (1.0, 0.0, 0.0, 0.0)
+      self._data.joint("object0:joint").qvel[:] = 0.0
+    self._env.goal = self._goal.copy()
+    mujoco.mj_forward(self._model, self._data)
+    self._obs_dict = self._env._get_obs()  # pylint: disable=protected-access
+
+  def _step_sim(self, action: np.ndarray) -> None:
+    self._obs_dict, *_ = self._env.step(action)
+
+  def _observation(self) -> np.ndarray:
+    if self._camera is not None:
+      return self._camera.render(self._data)
+    return np.asarray(self._obs_dict["observation"], dtype=np.float32)
+
+  def success(self) -> bool:
+    achieved = self._site_pos("robot0:grip" if self._task == "reach" else "object0")
+    return bool(np.linalg.norm(achieved - self._goal) < SUCCESS_THRESHOLD)
+
+  def privileged_state(self) -> Dict[str, np.ndarray]:
+    state = {
+        "gripper_pos": self._site_pos("robot0:grip"),
+        "goal_pos": self._goal.copy(),
+    }
+    if self._task == "push":
+      state["object_pos"] = self._site_pos("object0")
+    return state
+
+  def render(self, camera: str = "front") -> np.ndarray:
+    """A 64x64 RGB frame of the current state from a named camera (for debugging)."""
+    if self._camera is not None and camera == self._camera_name:
+      return self._camera.render(self._data)
+    cam = OffscreenCamera(self._model, **CAMERAS[camera])
+    try:
+      return cam.render(self._data)
+    finally:
+      cam.close()
+
+  def close(self) -> None:
+    if self._camera is not None:
+      self._camera.close()
+      self._camera = None
+    self._env.close()

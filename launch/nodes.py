@@ -1,0 +1,141 @@
+"""The workers of a run, each built inside its own Launchpad process.
+
+- `load_dataset_into_reverb` reads the RLDS dataset (TFDS directory) once and inserts every episode into Reverb.
+- `LearnerWorker` samples batches from Reverb, runs the agent's learner, logs, checkpoints, counts
+  `learner_steps` and serves the latest parameters (an acme VariableSource over courier).
+- `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
+  success rate (success = the task holds at the episode's final step, as in the datasets).
+"""
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import jax
+import numpy as np
+from acme import core
+from acme.utils import counting
+from acme.utils import loggers as acme_loggers
+from acme.utils.loggers import tf_summary
+
+import agents
+import environments
+from data_pipeline import reverb_pipeline
+from data_pipeline import rlds_io
+from data_pipeline import success_examples as success_lib
+from launch import checkpointing
+from launch import variable_client
+
+
+def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
+  """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`) and a terminal line."""
+  return acme_loggers.Dispatcher([
+      acme_loggers.CSVLogger(os.path.join(workdir, "logs", label), label=label, add_uid=False, flush_every=1),
+      tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
+      acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
+  ])
+
+
+def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
+  """The run's central counter, restored from the last checkpoint's counts when resuming."""
+  counter = counting.Counter(time_delta=0.0)
+  if counts:
+    counter.restore({"counts": dict(counts), "cache": {}})
+  return counter
+
+
+def load_dataset_into_reverb(dataset_dir: str, reverb_client: Any) -> None:
+  """Inserts every episode of the dataset into the Reverb episode table (without success flags)."""
+  episodes = rlds_io.load_episodes(dataset_dir, include_success=False)
+  count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes)
+  print(f"[dataset_loader] inserted {count} episodes from {dataset_dir} into Reverb", flush=True)
+
+
+def _specs(env_name: str):
+  env = environments.make(env_name, seed=0)
+  try:
+    return env.observation_spec(), env.action_spec()
+  finally:
+    env.close()
+
+
+class LearnerWorker(core.VariableSource):
+  """Runs `num_steps` learner updates in total (counting steps restored from a checkpoint)."""
+
+  def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, dataset_dir: str,
+               episode_signature: Dict[str, Any], reverb_client: Any, counter: Any, workdir: str,
+               num_steps: int, seed: int, checkpoint_every: int, log_every: int):
+    self._counter = counter
+    self._num_steps = num_steps
+    self._checkpoint_every = checkpoint_every
+    self._log_every = log_every
+    self._checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
+    restored = self._checkpointer.latest()
+    self._start_step = restored["step"] if restored else 0
+
+    builder = agents.make_builder(agent, **overrides)
+    observation_spec, action_spec = _specs(env_name)
+    networks = builder.make_networks(observation_spec, action_spec)
+    # A resumed run draws a fresh batch stream rather than replaying the first one.
+    iterator = reverb_pipeline.make_reverb_iterator(
+        reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
+        builder.config.discount, seed=seed + self._start_step)
+    self._logger = make_logger(workdir, "learner", steps_key="learner_steps")
+    self._learner = builder.make_learner(
+        networks, iterator, success_lib.load_success_examples(dataset_dir), jax.random.PRNGKey(seed),
+        logger=self._logger)
+    if restored:
+      self._learner.restore(restored["learner"])
+      print(f"[learner] resumed from step {self._start_step}", flush=True)
+
+  def get_variables(self, names: Sequence[str]) -> List[Any]:
+    return self._learner.get_variables(names)
+
+  def run(self):
+    synced = self._start_step
+    step = self._start_step
+    started = time.time()
+    while step < self._num_steps:
+      self._learner.step()
+      step += 1
+      if step % self._checkpoint_every == 0 or step == self._num_steps:
+        self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
+      # The last increment comes after the final checkpoint: the steps limiter stops the program on it.
+      if step % self._log_every == 0 or step == self._num_steps:
+        self._counter.increment(learner_steps=step - synced)
+        synced = step
+        rate = (step - self._start_step) / max(time.time() - started, 1e-9)
+        print(f"[learner] step {step}/{self._num_steps} ({rate:.1f} steps/s)", flush=True)
+    while True:  # Keep serving parameters until the steps limiter stops the program.
+      time.sleep(1.0)
+
+
+class Evaluator:
+  """Evaluates the latest policy parameters for `episodes_per_eval` episodes at a time, forever."""
+
+  def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, learner: Any, counter: Any,
+               workdir: str, seed: int, episodes_per_eval: int, label: str):
+    self._env = environments.make(env_name, seed=seed)
+    builder = agents.make_builder(agent, **overrides)
+    networks = builder.make_networks(self._env.observation_spec(), self._env.action_spec())
+    self._policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
+    self._variables = variable_client.VariableClient(learner, "policy")
+    self._counter = counter
+    self._episodes_per_eval = episodes_per_eval
+    self._key = jax.random.PRNGKey(seed)
+    self._logger = make_logger(workdir, label, steps_key="learner_steps", print_every_s=0.0)
+
+  def run_episode(self, params) -> bool:
+    timestep = self._env.reset()
+    while not timestep.last():
+      self._key, key = jax.random.split(self._key)
+      action = self._policy(params, key, timestep.observation, evaluation=True)
+      timestep = self._env.step(np.asarray(action))
+    return bool(self._env.success())
+
+  def run(self):
+    while True:
+      learner_steps = self._counter.get_counts().get("learner_steps", 0)
+      self._variables.update_and_wait()
+      successes = [self.run_episode(self._variables.params) for _ in range(self._episodes_per_eval)]
+      self._logger.write({"learner_steps": learner_steps, "success_rate": float(np.mean(successes)),
+                          "episodes": len(successes)})

@@ -1,0 +1,95 @@
+"""The Launchpad program of a run: counter, Reverb, dataset loader, learner, evaluators, steps limiter."""
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Dict
+
+import launchpad as lp
+from acme.utils import lp_utils
+
+import agents
+import environments
+from data_pipeline import reverb_pipeline
+from launch import checkpointing
+from launch import nodes
+
+
+@dataclasses.dataclass
+class RunConfig:
+  """Everything that defines a run; stored in `<workdir>/run_config.json` so a restart can resume it."""
+  agent: str
+  env: str
+  dataset_dir: str
+  workdir: str
+  num_steps: int
+  seed: int = 0
+  num_evaluators: int = 1
+  episodes_per_eval: int = 10
+  checkpoint_every: int = 1000
+  log_every: int = 100
+  overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  # Fields that may change between a run and its resumption.
+  RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "checkpoint_every", "log_every")
+
+  def validate(self):
+    if self.agent not in agents.AGENT_NAMES:
+      raise ValueError(f"Unknown agent {self.agent!r}; valid agents: {', '.join(agents.AGENT_NAMES)}.")
+    if self.env not in environments.ENV_NAMES:
+      raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
+    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+    if self.num_evaluators < 0:
+      raise ValueError(f"num_evaluators must be >= 0, got {self.num_evaluators}.")
+    agents.make_builder(self.agent, **self.overrides)  # Fails early on an unknown config field.
+
+
+def save_or_check_run_config(config: RunConfig) -> None:
+  """Writes the run config, or checks that a resumed run matches the one already in the workdir."""
+  path = os.path.join(config.workdir, "run_config.json")
+  current = dataclasses.asdict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    changed = sorted(k for k in current if k not in RunConfig.RESUMABLE_CHANGES and previous.get(k) != current[k])
+    if changed:
+      details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
+      raise ValueError(f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
+                       "another run, or the same flags to resume this one.")
+  os.makedirs(config.workdir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(current, f, indent=2, sort_keys=True)
+
+
+def _episode_tables(num_episodes: int, signature):
+  return [reverb_pipeline.make_episode_table(num_episodes, signature)]
+
+
+def make_program(config: RunConfig) -> lp.Program:
+  config.validate()
+  num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
+  latest = checkpointing.Checkpointer(os.path.join(config.workdir, "checkpoints")).latest()
+  counts = latest["counts"] if latest else {}
+
+  program = lp.Program(f"{config.agent}_{config.env}")
+  with program.group("counter"):
+    counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
+  with program.group("reverb"):
+    replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
+  with program.group("dataset_loader"):
+    program.add_node(lp.PyNode(nodes.load_dataset_into_reverb, config.dataset_dir, replay))
+  with program.group("learner"):
+    learner = program.add_node(lp.CourierNode(
+        nodes.LearnerWorker, config.agent, config.overrides, config.env, config.dataset_dir, signature, replay,
+        counter, config.workdir, config.num_steps, config.seed, config.checkpoint_every, config.log_every))
+  with program.group("evaluator"):
+    for i in range(config.num_evaluators):
+      program.add_node(lp.CourierNode(
+          nodes.Evaluator, config.agent, config.overrides, config.env, learner, counter, config.workdir,
+          config.seed + 1000 * (i + 1), config.episodes_per_eval, f"evaluator_{i}"))
+  with program.group("steps_limiter"):
+    # Stops every process once the learner has counted its last step (after its final checkpoint).
+    program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))
+  return program

@@ -1,0 +1,83 @@
+"""Turns launcher flags into a RunConfig (generating a dataset when none is given) and launches it locally."""
+import ast
+import dataclasses
+import os
+from typing import Any, Dict, Sequence
+
+import launchpad as lp
+from launchpad.nodes.python import local_multi_processing
+
+import agents
+from data_pipeline import generate
+from data_pipeline import rlds_io
+from launch import program as program_lib
+
+# Size presets, applied to whichever of these fields an agent's config has. 'paper' keeps the defaults
+# (1024-wide networks, batch 1024); 'laptop' is small enough to learn fetch_reach on a 2-core CPU.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "paper": {},
+    "laptop": {"hidden_sizes": (256, 256), "policy_hidden_sizes": (256, 256), "critic_hidden_sizes": (256, 256),
+               "classifier_hidden_sizes": (256, 256), "repr_dim": 64, "batch_size": 256},
+}
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+  """Parses NAME=VALUE strings; VALUE is a Python literal (0.5, (256, 256), 'single_example') or a string."""
+  overrides = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+      raise ValueError(f"Config override {item!r} is not of the form NAME=VALUE.")
+    try:
+      overrides[name.strip()] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      overrides[name.strip()] = value
+  return overrides
+
+
+def preset_overrides(agent: str, preset: str) -> Dict[str, Any]:
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.")
+  fields = {f.name for f in dataclasses.fields(agents.make_builder(agent).config)}
+  return {k: v for k, v in PRESETS[preset].items() if k in fields}
+
+
+def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str:
+  return os.path.join("data", f"{env}_{quality}_{episodes}ep_seed{seed}")
+
+
+def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, dataset_episodes: int,
+                    num_evaluators: int, num_steps: int, seed: int, workdir: str, episodes_per_eval: int,
+                    checkpoint_every: int, log_every: int, preset: str,
+                    config_overrides: Sequence[str]) -> program_lib.RunConfig:
+  if agent not in agents.AGENT_NAMES:
+    raise ValueError(f"Unknown agent {agent!r}; valid agents: {', '.join(agents.AGENT_NAMES)}.")
+  overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
+  config = program_lib.RunConfig(
+      agent=agent, env=env, dataset_dir="", workdir=os.path.abspath(workdir), num_steps=num_steps, seed=seed,
+      num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval, checkpoint_every=checkpoint_every,
+      log_every=log_every, overrides=overrides)
+  config.validate()
+  if dataset_dir is None:
+    dataset_dir = default_dataset_dir(env, quality, dataset_episodes, seed)
+    if not rlds_io.is_dataset_dir(dataset_dir):
+      print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dataset_dir}")
+      summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
+      print(generate.summary_line(summary))
+  config.dataset_dir = os.path.abspath(dataset_dir)
+  rlds_io.read_metadata(config.dataset_dir)  # A clear error for a missing or invalid dataset.
+  program_lib.save_or_check_run_config(config)
+  return config
+
+
+def launch_locally(config: program_lib.RunConfig, terminal: str = "current_terminal") -> None:
+  """Launches every node as a local process and blocks until the steps limiter stops the program."""
+  program = program_lib.make_program(config)
+  # Only the learner may use an accelerator; the other processes stay on the CPU.
+  cpu_only = local_multi_processing.PythonProcess(env={"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""})
+  resources = {group: cpu_only for group in program.groups if group != "learner"}
+  manager = lp.launch(program, launch_type=lp.LaunchType.LOCAL_MULTI_PROCESSING, terminal=terminal,
+                      local_resources=resources)
+  manager.wait()
+  print(f"Run finished. Logs: {config.workdir}/logs, TensorBoard: {config.workdir}/tb, "
+        f"checkpoints: {config.workdir}/checkpoints")
