@@ -100,6 +100,9 @@ def main(argv=None) -> int:
   parser.add_argument('--out', default=os.path.join(
       'results', 'generation_throughput.json'))
   args = parser.parse_args(argv)
+  t0 = time.perf_counter()
+  rlds_io._tf_and_tfds()  # pylint: disable=protected-access
+  tf_import_s = time.perf_counter() - t0  # Kept out of the write timings.
   results = {
       'description': 'Generation throughput: scripted-policy rollouts '
                      '(env + policy) and RLDS/TFDS writing; episodes/s and '
@@ -107,6 +110,7 @@ def main(argv=None) -> int:
       'host': {'platform': platform.platform(), 'python': sys.version.split()[0],
                'cpu_count': os.cpu_count(),
                'mujoco_gl': os.environ.get('MUJOCO_GL')},
+      'tf_import_s': tf_import_s,
       'results': [benchmark_env(name, args.quality, args.episodes, args.seed)
                   for name in args.envs.split(',') if name],
   }

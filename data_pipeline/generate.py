@@ -124,7 +124,7 @@ def generate_dataset(
   env = env_factory(env_name, seed)  # Raises the registry's unknown-env error.
   noise_table = (quality_noise if quality_noise is not None
                  else _default_quality_noise())
-  task = task_of(env_name)
+  task = getattr(env, 'base_task', None) or task_of(env_name)
   if task not in noise_table or quality not in noise_table[task]:
     raise ValueError(f'No scripted-policy noise for task {task!r} and quality '
                      f'{quality!r} (QUALITY_NOISE has '

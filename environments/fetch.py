@@ -27,8 +27,10 @@ episodes; only ``seed`` (block start noise) does.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Dict, Optional
+import weakref
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -55,12 +57,26 @@ PUSH_OBJECT_NOISE = 0.02
 # Free-camera poses (MuJoCo convention: the camera sits at
 # lookat - distance * (cos(el)cos(az), cos(el)sin(az), sin(el))).
 CAMERAS = {
-    # Far side of the table, looking back at the robot and down on the table.
-    "front": dict(lookat=(1.32, 0.75, 0.45), distance=0.75, azimuth=180.0, elevation=-40.0),
-    # Behind/above the robot's forearm looking along +x (the push direction): the
-    # gripper and forearm sit between the camera and the block while pushing it.
-    "occluded": dict(lookat=(1.32, 0.75, 0.42), distance=0.55, azimuth=0.0, elevation=-18.0),
+    # Beside the table (+y side), looking across the push direction and down: the
+    # gripper and the block are side by side, so the block is always visible.
+    "front": dict(lookat=(1.31, 0.75, 0.44), distance=0.6, azimuth=-90.0, elevation=-45.0),
+    # Above and behind the gripper, looking steeply down along +x (the push
+    # direction, i.e. along the forearm): while the gripper touches the back of
+    # the block, the gripper link sits between the camera and the block.
+    "occluded": dict(lookat=(1.25, 0.75, 0.43), distance=0.6, azimuth=0.0, elevation=-55.0),
 }
+
+
+_LIVE_CAMERAS: "weakref.WeakSet[OffscreenCamera]" = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
+
+
+def _close_live_cameras() -> None:
+  # Runs before mujoco.egl's own exit handler (atexit is LIFO and this one is
+  # registered after the first GL context exists), so GL contexts are freed
+  # while EGL is still usable instead of erroring in __del__ at shutdown.
+  for camera in list(_LIVE_CAMERAS):
+    camera.close()
 
 
 class OffscreenCamera:
@@ -81,6 +97,11 @@ class OffscreenCamera:
     self._camera.elevation = elevation
     self._option = mujoco.MjvOption()
     self._option.sitegroup[:] = 0  # hide every site (goal marker included)
+    global _ATEXIT_REGISTERED
+    _LIVE_CAMERAS.add(self)
+    if not _ATEXIT_REGISTERED:
+      atexit.register(_close_live_cameras)
+      _ATEXIT_REGISTERED = True
 
   def render(self, data: mujoco.MjData) -> np.ndarray:
     self._renderer.update_scene(data, camera=self._camera, scene_option=self._option)
@@ -88,6 +109,7 @@ class OffscreenCamera:
 
   def close(self) -> None:
     self._renderer.close()
+    _LIVE_CAMERAS.discard(self)
 
 
 class FetchEnv(base.ExampleControlEnv):
@@ -110,6 +132,8 @@ class FetchEnv(base.ExampleControlEnv):
     model = self._env.model
     target_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target0")
     model.site_rgba[target_id, 3] = 0.0  # goal marker invisible, whatever the renderer
+    mocap_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "robot0:mocap")
+    model.geom_rgba[model.geom_bodyid == mocap_body, 3] = 0.0  # mocap cross-hair lines
     self._camera_name = camera
     self._camera = OffscreenCamera(model, **CAMERAS[camera]) if camera else None
     self._goal = (REACH_GOAL if task == "reach" else PUSH_GOAL).astype(np.float64).copy()

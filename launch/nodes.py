@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import jax
+import launchpad as lp
 import numpy as np
 from acme import core
 from acme.utils import counting
@@ -88,9 +89,16 @@ class LearnerWorker(core.VariableSource):
       print(f"[learner] resumed from step {self._start_step}", flush=True)
 
   def get_variables(self, names: Sequence[str]) -> List[Any]:
-    return self._learner.get_variables(names)
+    # Plain numpy arrays travel over courier; device arrays do not.
+    return jax.device_get(self._learner.get_variables(names))
 
   def run(self):
+    """Launchpad entry point: trains, then keeps serving parameters until the program is stopped."""
+    self.train()
+    lp.wait_for_stop()
+
+  def train(self) -> int:
+    """Runs the remaining learner steps; returns the final step."""
     synced = self._start_step
     step = self._start_step
     started = time.time()
@@ -105,8 +113,7 @@ class LearnerWorker(core.VariableSource):
         synced = step
         rate = (step - self._start_step) / max(time.time() - started, 1e-9)
         print(f"[learner] step {step}/{self._num_steps} ({rate:.1f} steps/s)", flush=True)
-    while True:  # Keep serving parameters until the steps limiter stops the program.
-      time.sleep(1.0)
+    return step
 
 
 class Evaluator:
@@ -132,9 +139,12 @@ class Evaluator:
       timestep = self._env.step(np.asarray(action))
     return bool(self._env.success())
 
-  def run(self):
+  def run(self, stop_at_learner_steps: Optional[int] = None):
+    """Evaluates forever (under Launchpad), or until the learner has counted `stop_at_learner_steps`."""
     while True:
       learner_steps = self._counter.get_counts().get("learner_steps", 0)
+      if stop_at_learner_steps is not None and learner_steps >= stop_at_learner_steps:
+        return
       self._variables.update_and_wait()
       successes = [self.run_episode(self._variables.params) for _ in range(self._episodes_per_eval)]
       self._logger.write({"learner_steps": learner_steps, "success_rate": float(np.mean(successes)),
