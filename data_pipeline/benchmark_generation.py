@@ -1,7 +1,7 @@
 """Measures dataset-generation throughput (not a test).
 
     python -m data_pipeline.benchmark_generation [--episodes=5] \
-        [--envs=fetch_reach,fetch_reach_image] [--quality=medium] \
+        [--envs=fetch_push,fetch_push_image] [--quality=medium] \
         [--out=results/generation_throughput.json]
 
 For each env it rolls out the noisy scripted policy for a few episodes
@@ -28,7 +28,7 @@ import numpy as np
 from data_pipeline import generate
 from data_pipeline import rlds_io
 
-DEFAULT_ENVS = ('fetch_reach', 'fetch_reach_image')
+DEFAULT_ENVS = ('fetch_push', 'fetch_push_image')
 
 
 def benchmark_env(env_name: str, quality: str, num_episodes: int,

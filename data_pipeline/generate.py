@@ -177,6 +177,7 @@ def generate_dataset(
       'policy': 'scripted (data_pipeline.scripted.make_scripted_policy)',
       'generator': 'data_pipeline.generate',
   }
+  rlds_io._tf_and_tfds()  # pylint: disable=protected-access  (not timed)
   start = time.time()
   meta = rlds_io.write_rlds_dataset(
       episodes(), out_dir, env.observation_spec(), env.action_spec(),
@@ -209,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       prog='python -m data_pipeline.generate', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--env', required=True, help='environment name')
-  parser.add_argument('--quality', required=True, choices=None,
+  parser.add_argument('--quality', required=True,
                       help=f'one of {", ".join(QUALITIES)}')
   parser.add_argument('--episodes', type=int, required=True)
   parser.add_argument('--out', required=True, help='dataset directory')

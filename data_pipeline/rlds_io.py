@@ -292,6 +292,11 @@ def write_rlds_dataset(
   from tensorflow_datasets.core import dataset_info  # pylint: disable=g-import-not-at-top
 
   parent, base = os.path.split(out_dir)
+  created_parents = []  # Removed again if the write fails.
+  p = parent
+  while not os.path.exists(p):
+    created_parents.append(p)
+    p = os.path.dirname(p)
   os.makedirs(parent, exist_ok=True)
   token = f'{os.getpid()}-{uuid.uuid4().hex[:8]}'
   tmp_dir = os.path.join(parent, f'.{base}.tmp-{token}')
@@ -358,6 +363,9 @@ def write_rlds_dataset(
     _move_into_place(tmp_dir, out_dir, token)
   except BaseException:
     shutil.rmtree(tmp_dir, ignore_errors=True)
+    for p in created_parents:  # Deepest first; only if still empty.
+      with contextlib.suppress(OSError):
+        os.rmdir(p)
     raise
   return meta
 

@@ -200,9 +200,9 @@ def test_generation_crash_leaves_nothing(tmp_path):
     return fake_policy_factory(env, noise, rng)
 
   with pytest.raises(RuntimeError, match='mid-generation'):
-    fake_generate(str(tmp_path / 'ds'), num_episodes=5,
+    fake_generate(str(tmp_path / 'new' / 'parents' / 'ds'), num_episodes=5,
                   policy_factory=crashing_policy_factory)
-  assert os.listdir(tmp_path) == []
+  assert os.listdir(tmp_path) == []  # Created parents removed as well.
 
 
 def test_refuses_overwrite(tmp_path):

@@ -19,14 +19,17 @@ class BcTrainingState(NamedTuple):
   steps: jnp.ndarray
 
 
+def make_optimizer(config: BcConfig) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate)
+
+
 def make_initial_state(networks: BcNetworks, config: BcConfig,
                        key) -> BcTrainingState:
   key, pkey = jax.random.split(key)
   obs = common_networks.dummy_observation(networks.observation_spec)
   params = networks.policy.init(pkey, obs)
   return BcTrainingState(policy_params=params,
-                         policy_opt_state=optax.adam(
-                             config.learning_rate).init(params),
+                         policy_opt_state=make_optimizer(config).init(params),
                          key=key, steps=jnp.zeros((), jnp.int32))
 
 
@@ -45,7 +48,7 @@ def make_update_fn(networks: BcNetworks, config: BcConfig):
 
   success_examples is accepted for a uniform interface and ignored.
   """
-  opt = optax.adam(config.learning_rate)
+  opt = make_optimizer(config)
 
   def update(state: BcTrainingState, batch, success_examples=None):
     del success_examples

@@ -18,6 +18,7 @@ class BcNetworks:
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
                   config: BcConfig) -> BcNetworks:
+  common_networks.check_action_spec(action_spec)
   policy = common_networks.make_tanh_gaussian_policy(
       observation_spec, action_spec, config.policy_hidden_sizes,
       config.log_std_min, config.log_std_max)

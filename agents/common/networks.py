@@ -117,3 +117,12 @@ def make_tanh_gaussian_actor(observation_spec: specs.Array, policy_apply):
     return jnp.where(jnp.asarray(evaluation), mode, sample)
 
   return batched_policy(observation_spec, batched)
+
+
+def check_action_spec(action_spec: specs.Array) -> None:
+  """All agents emit tanh-squashed actions: bounded specs must be [-1, 1]."""
+  if isinstance(action_spec, specs.BoundedArray):
+    if not (np.allclose(action_spec.minimum, -1.0) and
+            np.allclose(action_spec.maximum, 1.0)):
+      raise ValueError('Actions must be normalised to [-1, 1]; got bounds '
+                       f'{action_spec.minimum}, {action_spec.maximum}.')

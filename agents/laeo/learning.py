@@ -22,7 +22,7 @@ class LaeoTrainingState(NamedTuple):
   steps: jnp.ndarray
 
 
-def _optimizer(config: LaeoConfig):
+def make_optimizer(config: LaeoConfig):
   return optax.adam(config.learning_rate)
 
 
@@ -33,7 +33,7 @@ def make_initial_state(networks: LaeoNetworks, config: LaeoConfig,
   act = common_networks.dummy_action(networks.action_spec)
   policy_params = networks.policy.init(pkey, obs)
   critic_params = networks.critic_init(ckey, obs, act, obs)
-  opt = _optimizer(config)
+  opt = make_optimizer(config)
   return LaeoTrainingState(
       policy_params=policy_params, critic_params=critic_params,
       policy_opt_state=opt.init(policy_params),
@@ -89,7 +89,7 @@ def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
 
   Critic and policy gradients are both taken at the pre-update parameters.
   """
-  opt = _optimizer(config)
+  opt = make_optimizer(config)
 
   def update(state: LaeoTrainingState, batch, success_examples):
     key, policy_key = jax.random.split(state.key)

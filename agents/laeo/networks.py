@@ -37,6 +37,7 @@ class LaeoNetworks:
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
                   config: LaeoConfig) -> LaeoNetworks:
+  common_networks.check_action_spec(action_spec)
   hidden = tuple(config.hidden_sizes)
   repr_dim = config.repr_dim
 

@@ -38,7 +38,7 @@ class RewardTD3BCTrainingState(NamedTuple):
   steps: jnp.ndarray
 
 
-def _optimizer(config: RewardTD3BCConfig):
+def make_optimizer(config: RewardTD3BCConfig):
   return optax.adam(config.learning_rate)
 
 
@@ -50,7 +50,7 @@ def make_initial_state(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig,
   policy_params = networks.policy.init(pkey, obs)
   critic_params = networks.critic.init(ckey, obs, act)
   classifier_params = networks.classifier.init(rkey, obs)
-  opt = _optimizer(config)
+  opt = make_optimizer(config)
   return RewardTD3BCTrainingState(
       policy_params=policy_params, target_policy_params=policy_params,
       critic_params=critic_params, target_critic_params=critic_params,
@@ -92,13 +92,44 @@ def actor_loss_fn(networks, config: RewardTD3BCConfig, params, critic_params,
                     bc_lambda=lmbda)
 
 
+def td_target(networks, config: RewardTD3BCConfig, target_policy_params,
+              target_critic_params, batch, reward, key):
+  """y = r + discount * discount_t * min_k Q'_k(s', a'), with target policy
+  smoothing a' = clip(pi'(s') + clip(noise, +-target_noise_clip), -1, 1)."""
+  next_obs = batch['next_observation']
+  noise = jnp.clip(
+      config.target_noise * jax.random.normal(
+          key, batch['action'].shape, jnp.float32),
+      -config.target_noise_clip, config.target_noise_clip)
+  next_action = jnp.clip(
+      networks.policy.apply(target_policy_params, next_obs) + noise, -1.0, 1.0)
+  next_q = jnp.min(networks.critic.apply(target_critic_params, next_obs,
+                                         next_action), axis=0)
+  return jax.lax.stop_gradient(
+      reward + config.discount * batch['discount'].astype(jnp.float32) *
+      next_q)
+
+
+def phase_flags(config: RewardTD3BCConfig, steps):
+  """(train_rl, train_actor) for an update that starts at `steps` updates.
+
+  The first classifier_steps updates train only the classifier; afterwards
+  critics train every step, actor and targets every policy_delay steps
+  (on the policy_delay-th, 2*policy_delay-th, ... RL step).
+  """
+  train_rl = steps >= config.classifier_steps
+  train_actor = jnp.logical_and(
+      train_rl, (steps - config.classifier_steps + 1) % config.policy_delay == 0)
+  return train_rl, train_actor
+
+
 def _select(flag, new, old):
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
 def make_update_fn(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
   """Returns jitted update(state, batch, success_examples) -> (state, metrics)."""
-  opt = _optimizer(config)
+  opt = make_optimizer(config)
 
   def update(state: RewardTD3BCTrainingState, batch, success_examples):
     key, pos_key, noise_key = jax.random.split(state.key, 3)
@@ -122,18 +153,8 @@ def make_update_fn(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
     reward = jax.lax.stop_gradient(reward)
 
     # 3. Critic.
-    noise = jnp.clip(
-        config.target_noise * jax.random.normal(
-            noise_key, batch['action'].shape, jnp.float32),
-        -config.target_noise_clip, config.target_noise_clip)
-    next_action = jnp.clip(
-        networks.policy.apply(state.target_policy_params, next_obs) + noise,
-        -1.0, 1.0)
-    next_q = jnp.min(networks.critic.apply(state.target_critic_params,
-                                           next_obs, next_action), axis=0)
-    target_q = jax.lax.stop_gradient(
-        reward + config.discount * batch['discount'].astype(jnp.float32) *
-        next_q)
+    target_q = td_target(networks, config, state.target_policy_params,
+                         state.target_critic_params, batch, reward, noise_key)
     (_, critic_metrics), critic_grads = jax.value_and_grad(
         critic_loss_fn, argnums=1, has_aux=True)(
             networks, state.critic_params, batch, target_q)
@@ -151,10 +172,7 @@ def make_update_fn(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
     target_critic_params = optax.incremental_update(
         critic_params, state.target_critic_params, config.tau)
 
-    train_rl = state.steps >= config.classifier_steps
-    train_actor = jnp.logical_and(
-        train_rl, (state.steps - config.classifier_steps + 1)
-        % config.policy_delay == 0)
+    train_rl, train_actor = phase_flags(config, state.steps)
     new_state = RewardTD3BCTrainingState(
         policy_params=_select(train_actor, policy_params, state.policy_params),
         target_policy_params=_select(train_actor, target_policy_params,

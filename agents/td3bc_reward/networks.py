@@ -31,6 +31,7 @@ class RewardTD3BCNetworks:
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
                   config: RewardTD3BCConfig) -> RewardTD3BCNetworks:
+  common_networks.check_action_spec(action_spec)
   action_dim = int(np.prod(action_spec.shape))
 
   def policy(obs):
