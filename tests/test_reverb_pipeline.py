@@ -1,0 +1,109 @@
+"""The Reverb episode table and the tf.data batch cutting that feeds the learners."""
+import numpy as np
+import pytest
+import reverb
+
+from data_pipeline import reverb_pipeline as rp
+
+LENGTH = 6  # Steps per episode (horizon 5).
+
+
+def _episodes(n=5, terminal_last=False):
+  # Observation value = 100 * episode + t, so every sampled index can be read back from the batch.
+  episodes = []
+  for i in range(n):
+    obs = (100.0 * i + np.arange(LENGTH, dtype=np.float32))[:, None] * np.ones((1, 3), np.float32)
+    is_terminal = np.zeros(LENGTH, bool)
+    is_terminal[-1] = terminal_last
+    episodes.append({"observation": obs, "action": np.full((LENGTH, 2), i, np.float32),
+                     "is_terminal": is_terminal})
+  return episodes
+
+
+def _decode(values):
+  return (values // 100).astype(int), (values % 100).astype(int)
+
+
+def test_future_batches_pair_a_state_with_a_later_state_of_the_same_episode():
+  batch = next(rp.make_in_memory_iterator(_episodes(), "future", 64, discount=0.9, seed=0,
+                                          samples_per_episode=4))
+  assert set(batch) == {"observation", "action", "future_observation"}
+  assert batch["observation"].shape == (64, 3) and batch["action"].shape == (64, 2)
+  ep, t = _decode(batch["observation"][:, 0])
+  future_ep, future_t = _decode(batch["future_observation"][:, 0])
+  np.testing.assert_array_equal(ep, future_ep)
+  np.testing.assert_array_equal(batch["action"][:, 0], ep)  # The action taken at s_t.
+  assert np.all(future_t > t) and np.all(future_t <= LENGTH - 1) and np.all(t <= LENGTH - 2)
+
+
+def test_future_offsets_follow_the_truncated_geometric_distribution():
+  discount = 0.6
+  offsets = {start: [] for start in range(LENGTH - 1)}
+  iterator = rp.make_in_memory_iterator(_episodes(), "future", 500, discount=discount, seed=1)
+  for _ in range(40):
+    batch = next(iterator)
+    _, t = _decode(batch["observation"][:, 0])
+    _, future_t = _decode(batch["future_observation"][:, 0])
+    for start, end in zip(t, future_t):
+      offsets[start].append(end - start)
+  for start, ks in offsets.items():
+    max_k = LENGTH - 1 - start
+    expected = discount ** np.arange(1, max_k + 1)
+    expected /= expected.sum()
+    observed = np.bincount(ks, minlength=max_k + 1)[1:] / len(ks)
+    assert len(ks) > 2000
+    np.testing.assert_allclose(observed, expected, atol=0.03)
+
+
+def test_transition_batches_use_the_next_state_and_terminal_discount():
+  batch = next(rp.make_in_memory_iterator(_episodes(terminal_last=True), "transition", 256, 0.99, seed=0))
+  _, t = _decode(batch["observation"][:, 0])
+  _, next_t = _decode(batch["next_observation"][:, 0])
+  np.testing.assert_array_equal(next_t, t + 1)
+  np.testing.assert_array_equal(batch["discount"], np.where(next_t == LENGTH - 1, 0.0, 1.0))
+
+
+def test_in_memory_batches_are_reproducible_from_the_seed():
+  def first_batches(seed):
+    iterator = rp.make_in_memory_iterator(_episodes(), "future", 16, 0.9, seed=seed)
+    return [next(iterator)["future_observation"] for _ in range(3)]
+  for a, b in zip(first_batches(3), first_batches(3)):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(first_batches(3), first_batches(4)))
+
+
+def test_reverb_table_serves_every_episode_without_blocking_after_loading():
+  episodes = _episodes(n=7)
+  signature = rp.episode_signature(episodes)
+  server = reverb.Server([rp.make_episode_table(len(episodes), signature)])
+  try:
+    address = f"localhost:{server.port}"
+    assert rp.insert_episodes(address, episodes) == 7
+    assert reverb.Client(address).server_info()[rp.EPISODE_TABLE].current_size == 7
+    iterator = rp.make_reverb_iterator(address, signature, "future", 32, 0.9, seed=0, samples_per_episode=2)
+    seen = set()
+    for _ in range(20):  # A fixed dataset is sampled indefinitely: no stall after the first batches.
+      batch = next(iterator)
+      ep, _ = _decode(batch["observation"][:, 0])
+      future_ep, _ = _decode(batch["future_observation"][:, 0])
+      np.testing.assert_array_equal(ep, future_ep)
+      seen.update(ep.tolist())
+    assert seen == set(range(7))
+    assert reverb.Client(address).server_info()[rp.EPISODE_TABLE].current_size == 7  # Nothing evicted.
+  finally:
+    server.stop()
+
+
+def test_bad_input_gives_clear_errors():
+  with pytest.raises(ValueError, match="no episodes"):
+    rp.episode_signature([])
+  uneven = _episodes(2)
+  uneven[1] = {k: v[:-1] for k, v in uneven[1].items()}
+  with pytest.raises(ValueError, match="fixed-length"):
+    rp.episode_signature(uneven)
+  with pytest.raises(ValueError, match="batch kind"):
+    rp.make_in_memory_iterator(_episodes(), "pairs", 8, 0.9, seed=0)
+  with pytest.raises(ValueError, match="multiple of samples_per_episode"):
+    rp.make_in_memory_iterator(_episodes(), "future", 10, 0.9, seed=0, samples_per_episode=4)
+  with pytest.raises(ValueError, match="discount"):
+    rp.make_in_memory_iterator(_episodes(), "future", 8, 1.0, seed=0)
