@@ -109,7 +109,8 @@ def run_evaluator(config: program_lib.RunConfig) -> None:
       config.agent, config.overrides, config.env, courier.Client(FLAGS.learner_address),
       courier.Client(FLAGS.counter_address), config.workdir, config.seed + 1000 * (i + 1),
       config.episodes_per_eval, f"evaluator_{i}")
-  evaluator.run(stop_at_learner_steps=config.num_steps)
+  counter = courier.Client(FLAGS.counter_address)
+  evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
 
 
 def main(argv):

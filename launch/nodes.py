@@ -8,7 +8,7 @@
 """
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
 import launchpad as lp
@@ -16,6 +16,7 @@ import numpy as np
 from acme import core
 from acme.utils import counting
 from acme.utils import loggers as acme_loggers
+from acme.utils.loggers import filters
 from acme.utils.loggers import tf_summary
 
 import agents
@@ -30,7 +31,7 @@ from launch import variable_client
 def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
   """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`) and a terminal line."""
   return acme_loggers.Dispatcher([
-      acme_loggers.CSVLogger(os.path.join(workdir, "logs", label), label=label, add_uid=False, flush_every=1),
+      acme_loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
       tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
       acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
   ])
@@ -80,10 +81,12 @@ class LearnerWorker(core.VariableSource):
     iterator = reverb_pipeline.make_reverb_iterator(
         reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
         builder.config.discount, seed=seed + self._start_step)
-    self._logger = make_logger(workdir, "learner", steps_key="learner_steps")
+    # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
+    logger = filters.GatedFilter(make_logger(workdir, "learner", steps_key="learner_steps"),
+                                 lambda calls: (calls + 1) % log_every == 0)
     self._learner = builder.make_learner(
         networks, iterator, success_lib.load_success_examples(dataset_dir), jax.random.PRNGKey(seed),
-        logger=self._logger)
+        counter=make_counter({"learner_steps": self._start_step}), logger=logger)
     if restored:
       self._learner.restore(restored["learner"])
       print(f"[learner] resumed from step {self._start_step}", flush=True)
@@ -139,13 +142,19 @@ class Evaluator:
       timestep = self._env.step(np.asarray(action))
     return bool(self._env.success())
 
-  def run(self, stop_at_learner_steps: Optional[int] = None):
-    """Evaluates forever (under Launchpad), or until the learner has counted `stop_at_learner_steps`."""
-    while True:
+  def run(self):
+    """Launchpad entry point: evaluates until the program is stopped."""
+    self.evaluate_until(lp.stop_event().is_set)
+
+  def evaluate_until(self, should_stop: Callable[[], bool]):
+    """Evaluation rounds until `should_stop()`, which is checked between episodes."""
+    while not should_stop():
       learner_steps = self._counter.get_counts().get("learner_steps", 0)
-      if stop_at_learner_steps is not None and learner_steps >= stop_at_learner_steps:
-        return
       self._variables.update_and_wait()
-      successes = [self.run_episode(self._variables.params) for _ in range(self._episodes_per_eval)]
+      successes = []
+      while len(successes) < self._episodes_per_eval:
+        if should_stop():
+          return
+        successes.append(self.run_episode(self._variables.params))
       self._logger.write({"learner_steps": learner_steps, "success_rate": float(np.mean(successes)),
                           "episodes": len(successes)})

@@ -11,6 +11,7 @@ from acme.utils import lp_utils
 import agents
 import environments
 from data_pipeline import reverb_pipeline
+from data_pipeline import rlds_io
 from launch import checkpointing
 from launch import nodes
 
@@ -46,21 +47,51 @@ class RunConfig:
     agents.make_builder(self.agent, **self.overrides)  # Fails early on an unknown config field.
 
 
-def save_or_check_run_config(config: RunConfig) -> None:
-  """Writes the run config, or checks that a resumed run matches the one already in the workdir."""
-  path = os.path.join(config.workdir, "run_config.json")
-  current = dataclasses.asdict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    changed = sorted(k for k in current if k not in RunConfig.RESUMABLE_CHANGES and previous.get(k) != current[k])
-    if changed:
-      details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
-      raise ValueError(f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
-                       "another run, or the same flags to resume this one.")
+def _run_config_path(config: RunConfig) -> str:
+  return os.path.join(config.workdir, "run_config.json")
+
+
+def _as_stored(config: RunConfig) -> Dict[str, Any]:
+  return json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples become lists, as in the JSON file.
+
+
+def check_run_config(config: RunConfig) -> None:
+  """A workdir that already holds a run may only be resumed with the same definition of that run."""
+  path = _run_config_path(config)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    previous = json.load(f)
+  current = _as_stored(config)
+  changed = sorted(k for k in current if k not in RunConfig.RESUMABLE_CHANGES and previous.get(k) != current[k])
+  if changed:
+    details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
+    raise ValueError(f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
+                     "another run, or the same flags to resume this one.")
+
+
+def save_run_config(config: RunConfig) -> None:
+  check_run_config(config)
   os.makedirs(config.workdir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(current, f, indent=2, sort_keys=True)
+  with open(_run_config_path(config), "w") as f:
+    json.dump(_as_stored(config), f, indent=2, sort_keys=True)
+
+
+def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
+  """A dataset recorded in another environment (or with other shapes) is refused before anything starts."""
+  metadata = rlds_io.read_metadata(dataset_dir)
+  if metadata.get("env_name") != env:
+    raise ValueError(f"{dataset_dir} was generated for env {metadata.get('env_name')!r}, not {env!r}.")
+  instance = environments.make(env, seed=0)
+  try:
+    observation_shape = tuple(instance.observation_spec().shape)
+    action_shape = tuple(instance.action_spec().shape)
+  finally:
+    instance.close()
+  if (tuple(metadata["observation_shape"]), tuple(metadata["action_shape"])) != (observation_shape, action_shape):
+    raise ValueError(
+        f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
+        f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}.")
 
 
 def _episode_tables(num_episodes: int, signature):
@@ -69,6 +100,7 @@ def _episode_tables(num_episodes: int, signature):
 
 def make_program(config: RunConfig) -> lp.Program:
   config.validate()
+  check_dataset_matches_env(config.dataset_dir, config.env)
   num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
   latest = checkpointing.Checkpointer(os.path.join(config.workdir, "checkpoints")).latest()
   counts = latest["counts"] if latest else {}

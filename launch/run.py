@@ -50,23 +50,22 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
                     num_evaluators: int, num_steps: int, seed: int, workdir: str, episodes_per_eval: int,
                     checkpoint_every: int, log_every: int, preset: str,
                     config_overrides: Sequence[str]) -> program_lib.RunConfig:
-  if agent not in agents.AGENT_NAMES:
-    raise ValueError(f"Unknown agent {agent!r}; valid agents: {', '.join(agents.AGENT_NAMES)}.")
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
-  config = program_lib.RunConfig(
-      agent=agent, env=env, dataset_dir="", workdir=os.path.abspath(workdir), num_steps=num_steps, seed=seed,
-      num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval, checkpoint_every=checkpoint_every,
-      log_every=log_every, overrides=overrides)
-  config.validate()
-  if dataset_dir is None:
+  generated = dataset_dir is None
+  if generated:
     dataset_dir = default_dataset_dir(env, quality, dataset_episodes, seed)
-    if not rlds_io.is_dataset_dir(dataset_dir):
-      print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dataset_dir}")
-      summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
-      print(generate.summary_line(summary))
-  config.dataset_dir = os.path.abspath(dataset_dir)
-  rlds_io.read_metadata(config.dataset_dir)  # A clear error for a missing or invalid dataset.
-  program_lib.save_or_check_run_config(config)
+  config = program_lib.RunConfig(
+      agent=agent, env=env, dataset_dir=os.path.abspath(dataset_dir), workdir=os.path.abspath(workdir),
+      num_steps=num_steps, seed=seed, num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval,
+      checkpoint_every=checkpoint_every, log_every=log_every, overrides=overrides)
+  config.validate()
+  program_lib.check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
+  if generated and not rlds_io.is_dataset_dir(dataset_dir):
+    print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dataset_dir}")
+    summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
+    print(generate.summary_line(summary))
+  program_lib.check_dataset_matches_env(config.dataset_dir, env)  # Also fails clearly on a missing dataset.
+  program_lib.save_run_config(config)
   return config
 
 
