@@ -14,8 +14,8 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
   Success: ``|block - goal| < 0.05`` (3-d). State observation (25-d float32):
   gymnasium's ``'observation'`` entry, without the goal.
 * ``*_image`` variants: 64x64x3 uint8 RGB from a close free camera looking at the
-  workspace from the far side of the table (the block stays visible while the
-  gripper pushes it). Shadows, reflections and multisampling are off for speed
+  workspace from the side of the table, across the push direction (the block
+  stays visible while the gripper pushes it). Shadows, reflections and multisampling are off for speed
   and every site (the red goal marker ``target0`` included) is hidden.
 * ``fetch_push_image_occluded``: same task, but the camera looks over the robot's
   shoulder along the push direction, so the gripper and forearm hide the block

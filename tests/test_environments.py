@@ -1,0 +1,166 @@
+"""Environment API, determinism, rendering and scripted-policy reachability."""
+import dm_env
+import numpy as np
+import pytest
+
+import environments
+from data_pipeline import scripted
+
+STATE_DIMS = {
+    "fetch_reach": 10,
+    "fetch_push": 25,
+    "sawyer_window_open": 36,
+    "sawyer_drawer_close": 36,
+}
+HORIZONS = {"fetch_reach": 50, "fetch_push": 50, "sawyer_window_open": 150,
+            "sawyer_drawer_close": 150}
+IMAGE_NAMES = [n for n in environments.ENV_NAMES if "_image" in n]
+STATE_NAMES = [n for n in environments.ENV_NAMES if "_image" not in n]
+
+
+def test_env_names():
+  assert set(environments.ENV_NAMES) == {
+      "fetch_reach", "fetch_push", "fetch_reach_image", "fetch_push_image",
+      "fetch_push_image_occluded", "sawyer_window_open", "sawyer_drawer_close"}
+  assert set(STATE_DIMS) == {environments.base_task(n) for n in environments.ENV_NAMES}
+  assert set(scripted.QUALITY_NOISE) == set(STATE_DIMS)
+  for levels in scripted.QUALITY_NOISE.values():
+    assert 0.0 < levels["medium"] < levels["low"] <= 1.0
+
+
+def test_unknown_name_lists_valid_names():
+  with pytest.raises(environments.UnknownEnvironmentError) as info:
+    environments.make("fetch_pick")
+  assert isinstance(info.value, ValueError)
+  for name in environments.ENV_NAMES:
+    assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", STATE_NAMES)
+def test_state_env_specs_shapes_and_time_limit(name):
+  env = environments.make(name, seed=0)
+  assert isinstance(env, environments.ExampleControlEnv)
+  assert isinstance(env, dm_env.Environment)
+  assert env.name == name and env.horizon == HORIZONS[name]
+  obs_spec, act_spec = env.observation_spec(), env.action_spec()
+  assert obs_spec.shape == (STATE_DIMS[name],) and obs_spec.dtype == np.float32
+  assert isinstance(act_spec, dm_env.specs.BoundedArray)
+  assert act_spec.shape == (4,) and act_spec.dtype == np.float32
+  np.testing.assert_array_equal(act_spec.minimum, -1.0)
+  np.testing.assert_array_equal(act_spec.maximum, 1.0)
+
+  ts = env.reset()
+  assert ts.first()
+  obs_spec.validate(ts.observation)
+  assert not env.success()
+  privileged = env.privileged_state()
+  assert "goal_pos" in privileged and privileged["goal_pos"].shape == (3,)
+  rng = np.random.default_rng(0)
+  for t in range(1, env.horizon + 1):
+    ts = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+    obs_spec.validate(ts.observation)
+    assert ts.reward == 0.0 and ts.discount == 1.0
+    assert ts.last() == (t == env.horizon)
+    assert ts.mid() == (t < env.horizon)
+  # Stepping after the last step starts a new episode (dm_env contract).
+  assert env.step(np.zeros(4, np.float32)).first()
+  env.close()
+
+
+@pytest.mark.parametrize("name", STATE_NAMES)
+def test_clean_scripted_policy_succeeds_at_final_step(name):
+  env = environments.make(name, seed=0)
+  policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
+  ts = env.reset()
+  steps = 0
+  while not ts.last():
+    action = policy()
+    assert action.shape == (4,) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 1.0)
+    ts = env.step(action)
+    steps += 1
+  assert steps == env.horizon
+  assert env.success()
+  env.close()
+
+
+@pytest.mark.parametrize("name", STATE_NAMES)
+def test_same_seed_same_rollout(name):
+  def rollout(env_seed, policy_seed, steps=30):
+    env = environments.make(name, seed=env_seed)
+    policy = scripted.make_scripted_policy(env, 0.5, np.random.default_rng(policy_seed))
+    observations = []
+    for _ in range(2):  # Two episodes: the second reset must be reproducible too.
+      observations.append(env.reset().observation)
+      for _ in range(steps):
+        observations.append(env.step(policy()).observation)
+    env.close()
+    return np.stack(observations)
+
+  first = rollout(3, 7)
+  np.testing.assert_array_equal(first, rollout(3, 7))
+  assert not np.array_equal(first, rollout(3, 8))
+
+
+def test_fetch_push_seed_changes_block_start_only_slightly():
+  starts = []
+  for seed in (0, 1):
+    env = environments.make("fetch_push", seed=seed)
+    env.reset()
+    starts.append(env.privileged_state()["object_pos"])
+    np.testing.assert_allclose(env.privileged_state()["goal_pos"], [1.42, 0.75, 0.4247],
+                               atol=1e-3)
+    env.close()
+  assert not np.allclose(starts[0], starts[1])
+  assert np.all(np.abs(starts[0] - starts[1]) <= 0.04 + 1e-6)
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_image_envs(name):
+  env = environments.make(name, seed=0)
+  state_env = environments.make(environments.base_task(name), seed=0)
+  spec = env.observation_spec()
+  assert spec.shape == (64, 64, 3) and spec.dtype == np.uint8
+  assert env.horizon == state_env.horizon == 50
+  ts, state_ts = env.reset(), state_env.reset()
+  spec.validate(ts.observation)
+  assert ts.observation.std() > 5.0  # not a constant image
+  policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
+  state_policy = scripted.make_scripted_policy(state_env, 0.0, np.random.default_rng(0))
+  frames = [ts.observation]
+  for _ in range(12):
+    ts, state_ts = env.step(policy()), state_env.step(state_policy())
+    spec.validate(ts.observation)
+    frames.append(ts.observation)
+  # The image variant simulates exactly the same task as its state variant.
+  for key, value in state_env.privileged_state().items():
+    np.testing.assert_allclose(env.privileged_state()[key], value)
+  assert not np.array_equal(frames[0], frames[-1])  # the arm moved
+  # No pure-red goal marker anywhere in the image.
+  red = (frames[0][..., 0] > 200) & (frames[0][..., 1] < 60) & (frames[0][..., 2] < 60)
+  assert not red.any()
+  env.close()
+  state_env.close()
+
+
+def test_occluded_camera_hides_block_while_pushing():
+  """The block is seen from the side camera but hidden behind the gripper."""
+  seen = {}
+  for name in ("fetch_push_image", "fetch_push_image_occluded"):
+    env = environments.make(name, seed=0)
+    policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
+    env.reset()
+    for _ in range(25):  # the gripper is pushing the block by then
+      ts = env.step(policy())
+    block_id = env._model.body("object0").id  # pylint: disable=protected-access
+    # Hide the block: pixels that change are the block's visible pixels.
+    model = env._model  # pylint: disable=protected-access
+    geoms = model.geom_bodyid == block_id
+    rgba = model.geom_rgba[geoms].copy()
+    model.geom_rgba[geoms, 3] = 0.0
+    without_block = env.render("occluded" if name.endswith("occluded") else "front")
+    model.geom_rgba[geoms] = rgba
+    seen[name] = int(np.any(ts.observation != without_block, axis=-1).sum())
+    env.close()
+  assert seen["fetch_push_image"] >= 15
+  assert seen["fetch_push_image_occluded"] < seen["fetch_push_image"] / 3
