@@ -108,9 +108,10 @@ def run_evaluator(config: program_lib.RunConfig) -> None:
   evaluator = nodes.Evaluator(
       config.agent, config.overrides, config.env, courier.Client(FLAGS.learner_address),
       courier.Client(FLAGS.counter_address), config.workdir, config.seed + 1000 * (i + 1),
-      config.episodes_per_eval, f"evaluator_{i}")
+      config.episodes_per_eval, config.eval_every, f"evaluator_{i}")
   counter = courier.Client(FLAGS.counter_address)
   evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
+  evaluator.evaluate_round()  # The final parameters, while the learner lingers.
 
 
 def main(argv):

@@ -30,10 +30,11 @@ flags.DEFINE_string("dataset_dir", None, "RLDS (TFDS) dataset directory; generat
 flags.DEFINE_string("quality", "medium", "Quality of the generated dataset when --dataset_dir is not given.")
 flags.DEFINE_integer("dataset_episodes", 200, "Episodes of the generated dataset when --dataset_dir is not given.")
 flags.DEFINE_integer("num_evaluators", 1, "Evaluator processes.")
-flags.DEFINE_integer("num_steps", 3000, "Total learner steps (a resumed run continues up to this count).")
+flags.DEFINE_integer("num_steps", 10000, "Total learner steps (a resumed run continues up to this count).")
 flags.DEFINE_integer("seed", 0, "Seed for data generation, networks, batch sampling and evaluation.")
 flags.DEFINE_string("workdir", None, "Logs, checkpoints and run config; default runs/<agent>_<env>_seed<seed>.")
 flags.DEFINE_integer("episodes_per_eval", 10, "Episodes per evaluation round.")
+flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of evaluation rounds.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
 flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run.PRESETS)}.")
@@ -49,8 +50,9 @@ def main(argv):
         dataset_episodes=FLAGS.dataset_episodes, num_evaluators=FLAGS.num_evaluators,
         num_steps=FLAGS.num_steps, seed=FLAGS.seed, workdir=FLAGS.workdir or os.path.join(
             "runs", f"{FLAGS.agent}_{FLAGS.env}_seed{FLAGS.seed}"),
-        episodes_per_eval=FLAGS.episodes_per_eval, checkpoint_every=FLAGS.checkpoint_every,
-        log_every=FLAGS.log_every, preset=FLAGS.preset, config_overrides=FLAGS.config)
+        episodes_per_eval=FLAGS.episodes_per_eval, eval_every=FLAGS.eval_every,
+        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, preset=FLAGS.preset,
+        config_overrides=FLAGS.config)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
   run.launch_locally(config)

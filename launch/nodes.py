@@ -120,10 +120,10 @@ class LearnerWorker(core.VariableSource):
 
 
 class Evaluator:
-  """Evaluates the latest policy parameters for `episodes_per_eval` episodes at a time, forever."""
+  """Evaluates the latest policy for `episodes_per_eval` episodes every `eval_every` learner steps."""
 
   def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, learner: Any, counter: Any,
-               workdir: str, seed: int, episodes_per_eval: int, label: str):
+               workdir: str, seed: int, episodes_per_eval: int, eval_every: int, label: str):
     self._env = environments.make(env_name, seed=seed)
     builder = agents.make_builder(agent, **overrides)
     networks = builder.make_networks(self._env.observation_spec(), self._env.action_spec())
@@ -131,8 +131,12 @@ class Evaluator:
     self._variables = variable_client.VariableClient(learner, "policy")
     self._counter = counter
     self._episodes_per_eval = episodes_per_eval
+    self._eval_every = eval_every
     self._key = jax.random.PRNGKey(seed)
     self._logger = make_logger(workdir, label, steps_key="learner_steps", print_every_s=0.0)
+
+  def _learner_steps(self) -> int:
+    return int(self._counter.get_counts().get("learner_steps", 0))
 
   def run_episode(self, params) -> bool:
     timestep = self._env.reset()
@@ -142,19 +146,30 @@ class Evaluator:
       timestep = self._env.step(np.asarray(action))
     return bool(self._env.success())
 
+  def evaluate_round(self, should_stop: Callable[[], bool] = lambda: False) -> Optional[float]:
+    """One round with the latest parameters; returns its success rate (None if stopped midway)."""
+    learner_steps = self._learner_steps()
+    self._variables.update_and_wait()
+    successes = []
+    while len(successes) < self._episodes_per_eval:
+      if should_stop():
+        return None
+      successes.append(self.run_episode(self._variables.params))
+    rate = float(np.mean(successes))
+    self._logger.write({"learner_steps": learner_steps, "success_rate": rate, "episodes": len(successes)})
+    return rate
+
+  def evaluate_until(self, should_stop: Callable[[], bool], poll_s: float = 1.0) -> None:
+    """A round now, then one each time the learner has advanced `eval_every` steps, until `should_stop()`."""
+    next_round = 0
+    while not should_stop():
+      steps = self._learner_steps()
+      if steps < next_round:
+        time.sleep(poll_s)  # Leave the CPU to the learner between rounds.
+        continue
+      next_round = steps + self._eval_every
+      self.evaluate_round(should_stop)
+
   def run(self):
     """Launchpad entry point: evaluates until the program is stopped."""
     self.evaluate_until(lp.stop_event().is_set)
-
-  def evaluate_until(self, should_stop: Callable[[], bool]):
-    """Evaluation rounds until `should_stop()`, which is checked between episodes."""
-    while not should_stop():
-      learner_steps = self._counter.get_counts().get("learner_steps", 0)
-      self._variables.update_and_wait()
-      successes = []
-      while len(successes) < self._episodes_per_eval:
-        if should_stop():
-          return
-        successes.append(self.run_episode(self._variables.params))
-      self._logger.write({"learner_steps": learner_steps, "success_rate": float(np.mean(successes)),
-                          "episodes": len(successes)})

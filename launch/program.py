@@ -27,19 +27,21 @@ class RunConfig:
   seed: int = 0
   num_evaluators: int = 1
   episodes_per_eval: int = 10
+  eval_every: int = 1000
   checkpoint_every: int = 1000
   log_every: int = 100
   overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   # Fields that may change between a run and its resumption.
-  RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "checkpoint_every", "log_every")
+  RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "eval_every", "checkpoint_every",
+                       "log_every")
 
   def validate(self):
     if self.agent not in agents.AGENT_NAMES:
       raise ValueError(f"Unknown agent {self.agent!r}; valid agents: {', '.join(agents.AGENT_NAMES)}.")
     if self.env not in environments.ENV_NAMES:
       raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
-    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval"):
+    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval", "eval_every"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     if self.num_evaluators < 0:
@@ -120,7 +122,7 @@ def make_program(config: RunConfig) -> lp.Program:
     for i in range(config.num_evaluators):
       program.add_node(lp.CourierNode(
           nodes.Evaluator, config.agent, config.overrides, config.env, learner, counter, config.workdir,
-          config.seed + 1000 * (i + 1), config.episodes_per_eval, f"evaluator_{i}"))
+          config.seed + 1000 * (i + 1), config.episodes_per_eval, config.eval_every, f"evaluator_{i}"))
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
     program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))

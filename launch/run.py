@@ -48,7 +48,7 @@ def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str
 
 def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, dataset_episodes: int,
                     num_evaluators: int, num_steps: int, seed: int, workdir: str, episodes_per_eval: int,
-                    checkpoint_every: int, log_every: int, preset: str,
+                    eval_every: int, checkpoint_every: int, log_every: int, preset: str,
                     config_overrides: Sequence[str]) -> program_lib.RunConfig:
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
   generated = dataset_dir is None
@@ -57,6 +57,7 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
   config = program_lib.RunConfig(
       agent=agent, env=env, dataset_dir=os.path.abspath(dataset_dir), workdir=os.path.abspath(workdir),
       num_steps=num_steps, seed=seed, num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval,
+      eval_every=eval_every,
       checkpoint_every=checkpoint_every, log_every=log_every, overrides=overrides)
   config.validate()
   program_lib.check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.

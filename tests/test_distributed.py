@@ -1,0 +1,94 @@
+"""Multi-host launch: replay, learner and evaluator roles on three network namespaces ("hosts").
+
+Each namespace has only its own loopback and one veth link to a bridge; the roles reach each other at
+private addresses that exist inside these namespaces only. Needs root and iproute2 (as in CI here).
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from data_pipeline import generate
+from launch import program as program_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUBNET = "10.231.77"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                reason="network namespaces need root and iproute2")
+
+
+def _ip(*args):
+  subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def hosts():
+  """Three namespaces on one bridge (itself in a fourth namespace); yields [(name, address)]."""
+  tag = uuid.uuid4().hex[:6]
+  switch = f"laeo-sw-{tag}"
+  names = [f"laeo-h{i}-{tag}" for i in range(3)]
+  created = []
+  try:
+    for ns in [switch, *names]:
+      _ip("netns", "add", ns)
+      created.append(ns)
+      _ip("-n", ns, "link", "set", "lo", "up")
+    _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+    _ip("-n", switch, "link", "set", "br0", "up")
+    for i, ns in enumerate(names):
+      _ip("link", "add", f"lh{i}{tag}", "type", "veth", "peer", "name", f"lp{i}{tag}")
+      _ip("link", "set", f"lh{i}{tag}", "netns", ns)
+      _ip("link", "set", f"lp{i}{tag}", "netns", switch)
+      _ip("-n", switch, "link", "set", f"lp{i}{tag}", "master", "br0")
+      _ip("-n", switch, "link", "set", f"lp{i}{tag}", "up")
+      _ip("-n", ns, "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", f"lh{i}{tag}")
+      _ip("-n", ns, "link", "set", f"lh{i}{tag}", "up")
+    yield [(ns, f"{SUBNET}.{i + 1}") for i, ns in enumerate(names)]
+  finally:
+    for ns in created:
+      subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
+  dataset_dir = str(tmp_path / "data")
+  generate.generate_dataset("fetch_reach", "medium", 8, dataset_dir, seed=0, num_success_examples=10,
+                            show_progress=False)
+  config = program_lib.RunConfig(
+      agent="bc", env="fetch_reach", dataset_dir=dataset_dir, workdir=str(tmp_path / "run"), num_steps=150,
+      episodes_per_eval=2, checkpoint_every=50, log_every=50,
+      overrides={"policy_hidden_sizes": (16,), "batch_size": 16})
+  program_lib.save_run_config(config)
+  run_config = os.path.join(config.workdir, "run_config.json")
+  (replay_ns, replay_ip), (learner_ns, learner_ip), (evaluator_ns, _) = hosts
+  roles = {
+      "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002"]),
+      "learner": (learner_ns, [f"--counter_address={replay_ip}:19001", f"--reverb_address={replay_ip}:19002",
+                               "--learner_port=19003", "--linger_s=5"]),
+      "evaluator": (evaluator_ns, [f"--counter_address={replay_ip}:19001",
+                                   f"--learner_address={learner_ip}:19003"]),
+  }
+  procs = {}
+  try:
+    for role, (ns, flags) in roles.items():
+      procs[role] = subprocess.Popen(
+          ["ip", "netns", "exec", ns, sys.executable, os.path.join(ROOT, "launch", "distributed.py"),
+           f"--role={role}", f"--run_config={run_config}", *flags],
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+          env={**os.environ, "MUJOCO_GL": "egl"})
+    outputs = {role: proc.communicate(timeout=400)[0] for role, proc in procs.items()}
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+  for role, proc in procs.items():
+    assert proc.returncode == 0, f"{role} failed:\n{outputs[role][-3000:]}"
+  with open(os.path.join(config.workdir, "logs", "learner", "logs.csv")) as f:
+    assert [int(float(r["learner_steps"])) for r in csv.DictReader(f)] == [50, 100, 150]
+  with open(os.path.join(config.workdir, "logs", "evaluator_0", "logs.csv")) as f:
+    assert list(csv.DictReader(f))
+  assert "ckpt_0000000150.pkl" in os.listdir(os.path.join(config.workdir, "checkpoints"))
