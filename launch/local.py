@@ -38,6 +38,8 @@ flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of ev
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
 flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run.PRESETS)}.")
+flags.DEFINE_bool("prepare_only", False, "Generate the dataset if needed and write <workdir>/run_config.json "
+                  "(e.g. for launch/distributed.py), without launching.")
 flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.5.")
 
 
@@ -55,6 +57,9 @@ def main(argv):
         config_overrides=FLAGS.config)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
+  if FLAGS.prepare_only:
+    print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
+    return
   run.launch_locally(config)
 
 
