@@ -3,7 +3,10 @@
 Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
 
 * ``fetch_reach``: move the gripper to the fixed point ``REACH_GOAL``.
-  The start state is gymnasium's (deterministic). Success: ``|gripper - goal| < 0.05``.
+  The gripper starts at gymnasium's start point plus seeded uniform noise in
+  ``[-REACH_START_NOISE, REACH_START_NOISE]`` per axis (0.08 m; without it every
+  episode would be identical and evaluation all-or-nothing). Success:
+  ``|gripper - goal| < 0.05``.
   State observation (10-d float32): gymnasium's ``'observation'`` entry (gripper
   position, finger positions, gripper velocity, finger velocities); the goal is
   NOT part of the observation.
@@ -23,7 +26,7 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
 
 gymnasium's own goal sampling and object randomisation run inside its reset and
 are then overridden, so gymnasium's internal generator has no influence on the
-episodes; only ``seed`` (block start noise) does.
+episodes; only ``seed`` (gripper start noise for reach, block start noise for push) does.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
 import gymnasium_robotics  # noqa: E402
+from gymnasium_robotics.utils import mujoco_utils  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -53,6 +57,8 @@ REACH_GOAL = np.array([1.45, 0.65, 0.45])
 PUSH_OBJECT_START = np.array([1.22, 0.75])
 PUSH_GOAL = np.array([1.42, 0.75, 0.42470])
 PUSH_OBJECT_NOISE = 0.02
+REACH_START_NOISE = 0.08
+SETTLE_STEPS = 10  # Control steps that let the arm follow a displaced start target (as gymnasium's setup does).
 
 # Free-camera poses (MuJoCo convention: the camera sits at
 # lookat - distance * (cos(el)cos(az), cos(el)sin(az), sin(el))).
@@ -157,6 +163,12 @@ class FetchEnv(base.ExampleControlEnv):
 
   def _reset_sim(self) -> None:
     self._env.reset()
+    if self._task == "reach":
+      # The mocap target starts where the gripper is (as before every Fetch action), then moves by the noise.
+      mujoco_utils.reset_mocap2body_xpos(self._model, self._data)
+      self._data.mocap_pos[0] += self._rng.uniform(-REACH_START_NOISE, REACH_START_NOISE, 3)
+      for _ in range(SETTLE_STEPS):
+        mujoco.mj_step(self._model, self._data, nstep=self._env.n_substeps)
     if self._task == "push":
       xy = PUSH_OBJECT_START + self._rng.uniform(-PUSH_OBJECT_NOISE, PUSH_OBJECT_NOISE, 2)
       qpos = self._data.joint("object0:joint").qpos

@@ -30,9 +30,10 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--threshold", type=float, default=0.8)
   parser.add_argument("--config", action="append", default=[], help="Agent override NAME=VALUE (repeatable).")
+  parser.add_argument("--tag", default="", help="Suffix of the run and result names, e.g. lambda0.5.")
   args = parser.parse_args()
 
-  name = f"{args.agent}_{args.env}_{args.quality}"
+  name = f"{args.agent}_{args.env}_{args.quality}" + (f"_{args.tag}" if args.tag else "")
   workdir = os.path.join(ROOT, "runs", f"learning_check_{name}_seed{args.seed}")
   command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={args.agent}",
              f"--env={args.env}", f"--quality={args.quality}", f"--dataset_episodes={args.dataset_episodes}",
