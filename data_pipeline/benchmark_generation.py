@@ -40,7 +40,7 @@ def benchmark_env(env_name: str, quality: str, num_episodes: int,
   t0 = time.perf_counter()
   env = environments.make(env_name, seed)
   make_s = time.perf_counter() - t0
-  noise = float(scripted.QUALITY_NOISE[generate.task_of(env_name)][quality])
+  noise = float(scripted.QUALITY_NOISE[env.base_task][quality])
   rng = np.random.default_rng(seed)
 
   generate.rollout_episode(env, scripted.make_scripted_policy(env, noise, rng))

@@ -26,17 +26,9 @@ from data_pipeline import success_examples as success_lib
 QUALITIES = ('medium', 'low')
 
 
-def task_of(env_name: str) -> str:
-  """Task whose scripted-policy noise an env uses: strips `_image...`."""
-  return env_name.split('_image', 1)[0]
-
-
 def _default_env_factory(env_name: str, seed: int):
   import environments  # pylint: disable=g-import-not-at-top
-  try:
-    return environments.make(env_name, seed)
-  except KeyError as e:  # Surface registry errors uniformly as ValueError.
-    raise ValueError(e.args[0] if e.args else str(e)) from e
+  return environments.make(env_name, seed)  # Unknown names raise the registry's ValueError.
 
 
 def _default_policy_factory(env, noise: float, rng: np.random.Generator):
@@ -124,7 +116,7 @@ def generate_dataset(
   env = env_factory(env_name, seed)  # Raises the registry's unknown-env error.
   noise_table = (quality_noise if quality_noise is not None
                  else _default_quality_noise())
-  task = getattr(env, 'base_task', None) or task_of(env_name)
+  task = env.base_task  # Image variants share their state task's noise.
   if task not in noise_table or quality not in noise_table[task]:
     raise ValueError(f'No scripted-policy noise for task {task!r} and quality '
                      f'{quality!r} (QUALITY_NOISE has '

@@ -25,6 +25,7 @@ class FakeEnv(dm_env.Environment):
   def __init__(self, seed=0, horizon=5, image=False, name='fake_reach'):
     self.horizon = horizon
     self.name = name
+    self.base_task = 'fake_reach'
     self._image = image
     self._rng = np.random.default_rng(seed)
     self._x = np.zeros(2, np.float32)
