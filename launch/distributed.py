@@ -16,7 +16,6 @@ RUN.json is a run config as written by `launch/local.py` into its workdir (`run_
 workdir paths in it must be readable/writable on every host (e.g. a shared file system). Every role exits
 on its own once the learner has counted `num_steps`.
 """
-import json
 import os
 import sys
 import time
@@ -50,13 +49,6 @@ flags.DEFINE_string("reverb_address", None, "host:port of the Reverb server (lea
 flags.DEFINE_string("learner_address", None, "host:port of the learner (evaluator role).")
 flags.DEFINE_integer("evaluator_id", 0, "evaluator role: index, used for its seed and log label.")
 flags.DEFINE_float("linger_s", 30.0, "learner role: seconds to keep serving parameters after the last step.")
-
-
-def load_run_config(path: str) -> program_lib.RunConfig:
-  with open(path) as f:
-    config = program_lib.RunConfig(**json.load(f))
-  config.validate()
-  return config
 
 
 def _wait_until_done(counter, num_steps: int, poll_s: float = 1.0) -> None:
@@ -119,7 +111,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.role or not FLAGS.run_config:
     raise app.UsageError("--role and --run_config are required.")
-  config = load_run_config(FLAGS.run_config)
+  config = program_lib.load_run_config(FLAGS.run_config)
   {"replay": run_replay, "learner": run_learner, "evaluator": run_evaluator}[FLAGS.role](config)
 
 

@@ -7,6 +7,7 @@
   success rate (success = the task holds at the episode's final step, as in the datasets).
 """
 import os
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -97,15 +98,22 @@ class LearnerWorker(core.VariableSource):
 
   def run(self):
     """Launchpad entry point: trains, then keeps serving parameters until the program is stopped."""
-    self.train()
+    self.train(lp.stop_event().is_set)
     lp.wait_for_stop()
 
-  def train(self) -> int:
-    """Runs the remaining learner steps; returns the final step."""
+  def train(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Runs the remaining learner steps; returns the final step.
+
+    Stopped early (e.g. Ctrl-C), it checkpoints the step it reached so that a restart loses nothing.
+    """
     synced = self._start_step
     step = self._start_step
     started = time.time()
     while step < self._num_steps:
+      if should_stop():
+        if step > self._start_step:
+          self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
+        return step
       self._learner.step()
       step += 1
       if step % self._checkpoint_every == 0 or step == self._num_steps:
@@ -171,5 +179,23 @@ class Evaluator:
       self.evaluate_round(should_stop)
 
   def run(self):
-    """Launchpad entry point: evaluates until the program is stopped."""
-    self.evaluate_until(lp.stop_event().is_set)
+    """Launchpad entry point: evaluates until the program is stopped.
+
+    Evaluation runs in a daemon thread so that a call to a learner or counter that is already gone cannot
+    hold this process past the program's stop; an error in it still fails the node.
+    """
+    errors = []
+    stop = lp.stop_event()  # Only reachable from the node's own thread.
+
+    def evaluate():
+      try:
+        self.evaluate_until(stop.is_set)
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+
+    worker = threading.Thread(target=evaluate, daemon=True)
+    worker.start()
+    while not stop.wait(1.0) and worker.is_alive():
+      pass
+    if errors:
+      raise errors[0]

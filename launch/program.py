@@ -72,6 +72,15 @@ def check_run_config(config: RunConfig) -> None:
                      "another run, or the same flags to resume this one.")
 
 
+def load_run_config(path: str) -> RunConfig:
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No run config at {path}.")
+  with open(path) as f:
+    config = RunConfig(**json.load(f))
+  config.validate()
+  return config
+
+
 def save_run_config(config: RunConfig) -> None:
   check_run_config(config)
   os.makedirs(config.workdir, exist_ok=True)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from data_pipeline import generate
+from launch import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -84,6 +85,10 @@ def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   assert steps == [50, 100, 150, 200]  # Counting went on from the checkpoint instead of restarting.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
   assert_no_node_left(workdir)
+  result = evaluate.evaluate_latest_checkpoint(str(workdir), episodes=2, seed=0)
+  assert result["learner_steps"] == 200 and 0.0 <= result["success_rate"] <= 1.0
+  rows = read_csv(workdir / "logs" / "checkpoint_eval" / "logs.csv")
+  assert [(int(float(r["learner_steps"])), int(r["episodes"])) for r in rows] == [(200, 2)]
 
 
 def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):
