@@ -55,7 +55,7 @@ def main():
       "num_steps": args.num_steps, "preset": args.preset, "overrides": args.config, "seed": args.seed,
       "episodes_per_eval": args.episodes_per_eval, "success_curve": curve,
       "final_checkpoint_episodes": args.final_episodes, "final_success_rate": final, "threshold": args.threshold,
-      "passed": final > args.threshold, "wall_time_s": round(time.time() - started, 1), "command": " ".join(command),
+      "passed": final > args.threshold, "invocation_wall_time_s": round(time.time() - started, 1), "command": " ".join(command),
   }
   os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
   out = os.path.join(ROOT, "results", f"learning_check_{name}.json")
