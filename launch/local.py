@@ -60,7 +60,10 @@ def main(argv):
   if FLAGS.prepare_only:
     print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
     return
-  run.launch_locally(config)
+  try:
+    run.launch_locally(config)
+  except run.NodeFailure as e:
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@
 - `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
   success rate (success = the task holds at the episode's final step, as in the datasets).
 """
+import contextlib
 import os
 import threading
 import time
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
@@ -36,6 +38,32 @@ def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float =
       tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
       acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
   ])
+
+
+FAILURE_FILE = "node_failures.txt"
+
+
+@contextlib.contextmanager
+def stop_program_on_failure(workdir: str, node: str):
+  """Records a node's error in `<workdir>/node_failures.txt` and stops the whole program.
+
+  Launchpad's local launcher in the current terminal cannot see its nodes' exit codes, so without this a
+  crashed learner would leave the other processes running forever.
+  """
+  try:
+    yield
+  except Exception:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, FAILURE_FILE), "a") as f:
+      f.write(f"[{node}] {traceback.format_exc()}\n")
+    lp.stop()
+    raise
+
+
+def guarded(workdir: str, node: str, make: Callable[..., Any], *args) -> Any:
+  """`make(*args)` under `stop_program_on_failure` (for constructing Launchpad nodes)."""
+  with stop_program_on_failure(workdir, node):
+    return make(*args)
 
 
 def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
@@ -71,6 +99,7 @@ class LearnerWorker(core.VariableSource):
     self._num_steps = num_steps
     self._checkpoint_every = checkpoint_every
     self._log_every = log_every
+    self._workdir = workdir
     self._checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
     restored = self._checkpointer.latest()
     self._start_step = restored["step"] if restored else 0
@@ -98,7 +127,8 @@ class LearnerWorker(core.VariableSource):
 
   def run(self):
     """Launchpad entry point: trains, then keeps serving parameters until the program is stopped."""
-    self.train(lp.stop_event().is_set)
+    with stop_program_on_failure(self._workdir, "learner"):
+      self.train(lp.stop_event().is_set)
     lp.wait_for_stop()
 
   def train(self, should_stop: Callable[[], bool] = lambda: False) -> int:
@@ -132,9 +162,13 @@ class Evaluator:
 
   def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, learner: Any, counter: Any,
                workdir: str, seed: int, episodes_per_eval: int, eval_every: int, label: str):
-    self._env = environments.make(env_name, seed=seed)
+    self._env_name = env_name
+    self._env_seed = seed
+    self._env = None  # Made on the thread that renders: an OpenGL context belongs to one thread.
+    self._workdir = workdir
+    self._label = label
     builder = agents.make_builder(agent, **overrides)
-    networks = builder.make_networks(self._env.observation_spec(), self._env.action_spec())
+    networks = builder.make_networks(*_specs(env_name))
     self._policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
     self._variables = variable_client.VariableClient(learner, "policy")
     self._counter = counter
@@ -147,6 +181,8 @@ class Evaluator:
     return int(self._counter.get_counts().get("learner_steps", 0))
 
   def run_episode(self, params) -> bool:
+    if self._env is None:
+      self._env = environments.make(self._env_name, seed=self._env_seed)
     timestep = self._env.reset()
     while not timestep.last():
       self._key, key = jax.random.split(self._key)
@@ -198,4 +234,5 @@ class Evaluator:
     while not stop.wait(1.0) and worker.is_alive():
       pass
     if errors:
-      raise errors[0]
+      with stop_program_on_failure(self._workdir, self._label):
+        raise errors[0]

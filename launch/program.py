@@ -12,6 +12,7 @@ import agents
 import environments
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
+from data_pipeline import success_examples as success_lib
 from launch import checkpointing
 from launch import nodes
 
@@ -49,7 +50,7 @@ class RunConfig:
     agents.make_builder(self.agent, **self.overrides)  # Fails early on an unknown config field.
 
 
-def _run_config_path(config: RunConfig) -> str:
+def run_config_path(config: RunConfig) -> str:
   return os.path.join(config.workdir, "run_config.json")
 
 
@@ -59,7 +60,7 @@ def _as_stored(config: RunConfig) -> Dict[str, Any]:
 
 def check_run_config(config: RunConfig) -> None:
   """A workdir that already holds a run may only be resumed with the same definition of that run."""
-  path = _run_config_path(config)
+  path = run_config_path(config)
   if not os.path.exists(path):
     return
   with open(path) as f:
@@ -84,7 +85,7 @@ def load_run_config(path: str) -> RunConfig:
 def save_run_config(config: RunConfig) -> None:
   check_run_config(config)
   os.makedirs(config.workdir, exist_ok=True)
-  with open(_run_config_path(config), "w") as f:
+  with open(run_config_path(config), "w") as f:
     json.dump(_as_stored(config), f, indent=2, sort_keys=True)
 
 
@@ -103,6 +104,10 @@ def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
     raise ValueError(
         f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
         f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}.")
+  examples = success_lib.load_success_examples(dataset_dir)
+  if examples.ndim < 1 or len(examples) < 1 or tuple(examples.shape[1:]) != observation_shape:
+    raise ValueError(f"The success examples of {dataset_dir} have shape {examples.shape}; expected "
+                     f"(N >= 1, {', '.join(map(str, observation_shape))}) for {env}.")
 
 
 def _episode_tables(num_episodes: int, signature):
@@ -117,21 +122,26 @@ def make_program(config: RunConfig) -> lp.Program:
   counts = latest["counts"] if latest else {}
 
   program = lp.Program(f"{config.agent}_{config.env}")
+  workdir = config.workdir
+  # Our own nodes are built under `nodes.guarded`: a failure in any of them stops the program and is reported.
   with program.group("counter"):
     counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
   with program.group("reverb"):
     replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
   with program.group("dataset_loader"):
-    program.add_node(lp.PyNode(nodes.load_dataset_into_reverb, config.dataset_dir, replay))
+    program.add_node(lp.PyNode(
+        nodes.guarded, workdir, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, replay))
   with program.group("learner"):
     learner = program.add_node(lp.CourierNode(
-        nodes.LearnerWorker, config.agent, config.overrides, config.env, config.dataset_dir, signature, replay,
-        counter, config.workdir, config.num_steps, config.seed, config.checkpoint_every, config.log_every))
+        nodes.guarded, workdir, "learner", nodes.LearnerWorker, config.agent, config.overrides, config.env,
+        config.dataset_dir, signature, replay, counter, workdir, config.num_steps, config.seed,
+        config.checkpoint_every, config.log_every))
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
+      label = f"evaluator_{i}"
       program.add_node(lp.CourierNode(
-          nodes.Evaluator, config.agent, config.overrides, config.env, learner, counter, config.workdir,
-          config.seed + 1000 * (i + 1), config.episodes_per_eval, config.eval_every, f"evaluator_{i}"))
+          nodes.guarded, workdir, label, nodes.Evaluator, config.agent, config.overrides, config.env, learner,
+          counter, workdir, config.seed + 1000 * (i + 1), config.episodes_per_eval, config.eval_every, label))
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
     program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))

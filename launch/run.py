@@ -2,7 +2,13 @@
 import ast
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
 from typing import Any, Dict, Sequence
+
+from absl import app
+from absl import flags
 
 import launchpad as lp
 from launchpad.nodes.python import local_multi_processing
@@ -10,7 +16,10 @@ from launchpad.nodes.python import local_multi_processing
 import agents
 from data_pipeline import generate
 from data_pipeline import rlds_io
+from launch import nodes
 from launch import program as program_lib
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Size presets, applied to whichever of these fields an agent's config has. 'paper' keeps the defaults
 # (1024-wide networks, batch 1024); 'laptop' is small enough to learn fetch_reach on a 2-core CPU.
@@ -70,8 +79,12 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
   return config
 
 
-def launch_locally(config: program_lib.RunConfig, terminal: str = "current_terminal") -> None:
-  """Launches every node as a local process and blocks until the steps limiter stops the program."""
+class NodeFailure(RuntimeError):
+  """A node of the program failed; the message holds its traceback."""
+
+
+def launch_program(config: program_lib.RunConfig, terminal: str = "current_terminal") -> None:
+  """Launches every node as a local process and blocks until the program stops (in this process)."""
   program = program_lib.make_program(config)
   # Only the learner may use an accelerator; the other processes stay on the CPU.
   cpu_only = local_multi_processing.PythonProcess(env={"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""})
@@ -79,5 +92,39 @@ def launch_locally(config: program_lib.RunConfig, terminal: str = "current_termi
   manager = lp.launch(program, launch_type=lp.LaunchType.LOCAL_MULTI_PROCESSING, terminal=terminal,
                       local_resources=resources)
   manager.wait()
+
+
+def launch_locally(config: program_lib.RunConfig) -> None:
+  """Runs the program under a separate launcher process and reports how it ended.
+
+  Launchpad's launcher SIGKILLs itself when a node does not stop within its notice period (e.g. a learner
+  still waiting for data when a failing loader stops the program), so it runs in a child process and this
+  one reports the failure the nodes recorded. Raises NodeFailure if a node failed or the launcher died.
+  """
+  failures = os.path.join(config.workdir, nodes.FAILURE_FILE)
+  if os.path.exists(failures):
+    os.remove(failures)  # From an earlier attempt of this run.
+  command = [sys.executable, "-m", "launch.run", f"--run_config={program_lib.run_config_path(config)}"]
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle.
+  try:
+    returncode = subprocess.Popen(command, cwd=_ROOT).wait()
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if os.path.exists(failures):
+    with open(failures) as f:
+      raise NodeFailure(f"A node failed and the run stopped early (details in {failures}):\n{f.read()}")
+  if returncode != 0:
+    raise NodeFailure(f"The Launchpad launcher exited with code {returncode}.")
   print(f"Run finished. Logs: {config.workdir}/logs, TensorBoard: {config.workdir}/tb, "
         f"checkpoints: {config.workdir}/checkpoints")
+
+
+def main(argv):
+  """Entry point of the launcher process started by `launch_locally`."""
+  del argv
+  launch_program(program_lib.load_run_config(flags.FLAGS.run_config))
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("run_config", None, "run_config.json of the run to launch.")
+  app.run(main)

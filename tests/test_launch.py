@@ -2,9 +2,11 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from data_pipeline import generate
@@ -106,6 +108,30 @@ def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr[-2000:])
   assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
+
+
+def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path):
+  broken = tmp_path / "data"
+  shutil.copytree(dataset_dir, broken)
+  np.save(broken / "success_examples.npy", np.zeros((5, 3), np.float32))  # fetch_reach states are 10-d.
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--workdir={tmp_path / 'w'}",
+       f"--dataset_dir={broken}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert proc.returncode != 0 and "success examples" in proc.stderr and "(5, 3)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_node_stops_the_whole_program_with_an_error(dataset_dir, tmp_path):
+  broken = tmp_path / "data"
+  shutil.copytree(dataset_dir, broken)
+  shard = next(p for p in broken.iterdir() if ".tfrecord" in p.name)
+  shard.write_bytes(shard.read_bytes()[:-200])  # The first episode still reads; the loader fails later.
+  workdir = tmp_path / "run"
+  proc = launch("bc", str(broken), workdir, num_steps=200)
+  assert proc.returncode != 0
+  assert "[dataset_loader]" in proc.stderr and "node_failures.txt" in proc.stderr
+  assert (workdir / "node_failures.txt").exists()
+  assert_no_node_left(workdir)
 
 
 def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
