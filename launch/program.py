@@ -38,8 +38,6 @@ class RunConfig:
                        "log_every")
 
   def validate(self):
-    if self.agent not in agents.AGENT_NAMES:
-      raise ValueError(f"Unknown agent {self.agent!r}; valid agents: {', '.join(agents.AGENT_NAMES)}.")
     if self.env not in environments.ENV_NAMES:
       raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
     for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval", "eval_every"):
@@ -47,7 +45,8 @@ class RunConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     if self.num_evaluators < 0:
       raise ValueError(f"num_evaluators must be >= 0, got {self.num_evaluators}.")
-    agents.make_builder(self.agent, **self.overrides)  # Fails early on an unknown config field.
+    # The agent registry rejects an unknown agent or config field, listing the valid ones.
+    agents.make_builder(self.agent, **self.overrides)
 
 
 def run_config_path(config: RunConfig) -> str:
@@ -115,8 +114,7 @@ def _episode_tables(num_episodes: int, signature):
 
 
 def make_program(config: RunConfig) -> lp.Program:
-  config.validate()
-  check_dataset_matches_env(config.dataset_dir, config.env)
+  """The program of a run whose config was validated (`launch.run.make_run_config`, `load_run_config`)."""
   num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
   latest = checkpointing.Checkpointer(os.path.join(config.workdir, "checkpoints")).latest()
   counts = latest["counts"] if latest else {}

@@ -47,7 +47,7 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
 def preset_overrides(agent: str, preset: str) -> Dict[str, Any]:
   if preset not in PRESETS:
     raise ValueError(f"Unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.")
-  fields = {f.name for f in dataclasses.fields(agents.make_builder(agent).config)}
+  fields = {f.name for f in dataclasses.fields(agents.config_class(agent))}
   return {k: v for k, v in PRESETS[preset].items() if k in fields}
 
 
