@@ -1,7 +1,7 @@
 """Offline example-based control agents: LAEO and the ORIL / PURL / BC baselines.
 
 Usage:
-  builder = agents.make_builder('laeo', bc_coef=0.5)
+  builder = agents.make_builder('laeo', bc_coef=0.05)
   builder.batch_kind       # 'future' or 'transition'
   networks = builder.make_networks(observation_spec, action_spec)
   learner = builder.make_learner(networks, iterator, success_examples, key)
@@ -50,7 +50,7 @@ def make_config(name: str, **config_overrides):
 def make_builder(name: str, **config_overrides):
   """Builder of agent `name`; keyword arguments override config fields.
 
-  Example: make_builder('laeo', bc_coef=0.5) (the authors' released lambda).
+  Example: make_builder('laeo', bc_coef=0.05) (the paper text's lambda).
   """
   _check_name(name)
   builder_cls, config_cls = _registry()[name]

@@ -40,14 +40,14 @@ def benchmark_env(env_name: str, quality: str, num_episodes: int,
   t0 = time.perf_counter()
   env = environments.make(env_name, seed)
   make_s = time.perf_counter() - t0
-  noise = float(scripted.QUALITY_NOISE[env.base_task][quality])
-  rng = np.random.default_rng(seed)
+  mixture = scripted.checkpoint_mixture(env.base_task, quality)
+  checkpoints = generate.stratified_checkpoints(mixture, num_episodes, seed)
+  policy_factory = generate._default_policy_factory  # pylint: disable=protected-access
 
-  generate.rollout_episode(env, scripted.make_scripted_policy(env, noise, rng))
+  generate.seeded_episode(env, policy_factory, 1.0, seed, num_episodes)
   t0 = time.perf_counter()  # Warm-up episode above excluded.
-  episodes = [generate.rollout_episode(
-      env, scripted.make_scripted_policy(env, noise, rng))
-              for _ in range(num_episodes)]
+  episodes = [generate.seeded_episode(env, policy_factory, mixture[k][0], seed, i)
+              for i, k in enumerate(checkpoints)]
   rollout_s = time.perf_counter() - t0
   steps = sum(len(e['action']) - 1 for e in episodes)
 

@@ -1,29 +1,35 @@
-"""Generates an offline RLDS dataset with a noisy scripted policy.
+"""Generates an offline RLDS dataset from scripted "checkpoint" policies.
 
     python -m data_pipeline.generate --env=fetch_push --quality=medium \
-        --episodes=1000 --out=/data/fetch_push_medium --seed=0 \
-        [--num_success_examples=200] [--overwrite]
+        --episodes=2000 --out=/data/fetch_push_medium --seed=0 \
+        [--num_success_examples=200] [--overwrite] [--workers=2]
 
-Writes the dataset atomically (see `data_pipeline.rlds_io`), records the
-measured success rate (env.success() at each episode's final step) in its
-metadata, saves `success_examples.npy` inside the dataset directory and
-prints a one-line summary.
+Each episode is rolled out by one checkpoint of the quality's mixture
+(`data_pipeline.scripted`), with exactly round(weight * episodes) episodes per
+checkpoint. Episode i is seeded by (seed, i) alone, so the data do not depend on
+the number of worker processes. Writes the dataset atomically (see
+`data_pipeline.rlds_io`), records the measured success rates (overall and per
+checkpoint) in its metadata, saves `success_examples.npy` inside the dataset
+directory and prints a one-line summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
 
-QUALITIES = ('medium', 'low')
+QUALITIES = ('medium', 'low', 'expert')
+Mixture = Sequence[Tuple[float, float]]  # ((competence, weight), ...)
 
 
 def _default_env_factory(env_name: str, seed: int):
@@ -31,14 +37,14 @@ def _default_env_factory(env_name: str, seed: int):
   return environments.make(env_name, seed)  # Unknown names raise the registry's ValueError.
 
 
-def _default_policy_factory(env, noise: float, rng: np.random.Generator):
+def _default_policy_factory(env, competence: float, rng: np.random.Generator):
   from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
-  return scripted.make_scripted_policy(env, noise, rng)
+  return scripted.make_checkpoint_policy(env, competence, rng)
 
 
-def _default_quality_noise():
+def _default_mixture(task: str, quality: str) -> Mixture:
   from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
-  return scripted.QUALITY_NOISE
+  return scripted.checkpoint_mixture(task, quality)
 
 
 def rollout_episode(env, policy: Callable[[], np.ndarray]
@@ -61,6 +67,39 @@ def rollout_episode(env, policy: Callable[[], np.ndarray]
   return rlds_io.make_episode(observations, actions, successes)
 
 
+def seeded_episode(env, policy_factory, competence: float, seed: int, index: int
+                   ) -> Dict[str, np.ndarray]:
+  """Episode `index` of a dataset seeded by `seed`: its start state and policy draw only from (seed, index)."""
+  env_seed, policy_seed = np.random.SeedSequence([seed, index]).generate_state(2)
+  env.reseed(int(env_seed))
+  return rollout_episode(env, policy_factory(env, competence, np.random.default_rng(policy_seed)))
+
+
+_WORKER: Dict[str, Any] = {}
+
+
+def _worker_init(env_name: str, seed: int) -> None:
+  _WORKER['env'] = _default_env_factory(env_name, seed)
+
+
+def _worker_episode(job: Tuple[int, float, int]) -> Dict[str, np.ndarray]:
+  index, competence, seed = job
+  return seeded_episode(_WORKER['env'], _default_policy_factory, competence, seed, index)
+
+
+def _rollouts(env, env_name: str, policy_factory, jobs: List[Tuple[int, float, int]],
+              workers: int) -> Iterator[Dict[str, np.ndarray]]:
+  """The episodes of `jobs` in order, from `workers` spawned processes (or this one when workers <= 1)."""
+  if workers <= 1:
+    for index, competence, seed in jobs:
+      yield seeded_episode(env, policy_factory, competence, seed, index)
+    return
+  # Spawned, not forked: the parent may hold TensorFlow and a GL context.
+  context = multiprocessing.get_context('spawn')
+  with context.Pool(workers, initializer=_worker_init, initargs=(env_name, jobs[0][2])) as pool:
+    yield from pool.imap(_worker_episode, jobs, chunksize=4)
+
+
 def generate_dataset(
     env_name: str,
     quality: str,
@@ -71,26 +110,29 @@ def generate_dataset(
     overwrite: bool = False,
     *,
     show_progress: bool = True,
+    workers: Optional[int] = None,
     env_factory: Optional[Callable[[str, int], Any]] = None,
     policy_factory: Optional[Callable[..., Callable[[], np.ndarray]]] = None,
-    quality_noise: Optional[Dict[str, Dict[str, float]]] = None,
+    mixture_fn: Optional[Callable[[str, str], Mixture]] = None,
 ) -> Dict[str, Any]:
-  """Rolls out the noisy scripted policy and writes a dataset to `out_dir`.
+  """Rolls out the quality's checkpoint mixture and writes a dataset to `out_dir`.
 
   Args:
     env_name: a name known to `environments.make`.
-    quality: 'medium' or 'low' (noise from `scripted.QUALITY_NOISE`; image
-      envs use the noise of their state task).
+    quality: 'medium', 'low' or 'expert' (mixture from
+      `scripted.checkpoint_mixture`; image envs use their state task's).
     num_episodes: number of episodes (>= 1).
     out_dir: dataset directory to create.
-    seed: seeds the environment, the policy noise and the success-example
-      sampling.
+    seed: seeds the checkpoint assignment, every episode and the
+      success-example sampling.
     num_success_examples: success examples saved in the dataset dir (>= 1).
     overwrite: replace an existing dataset at `out_dir`.
     show_progress: tqdm progress bar.
-    env_factory, policy_factory, quality_noise: test hooks; default to
-      `environments.make`, `scripted.make_scripted_policy` and
-      `scripted.QUALITY_NOISE`.
+    workers: rollout processes (default: one per core, at most 2 per 100
+      episodes); the data are the same for any number.
+    env_factory, policy_factory, mixture_fn: test hooks (rolled out in this
+      process); default to `environments.make`,
+      `scripted.make_checkpoint_policy` and `scripted.checkpoint_mixture`.
 
   Returns:
     Summary dict (also the basis of the dataset metadata).
@@ -111,20 +153,21 @@ def generate_dataset(
     raise ValueError(f'Unknown quality {quality!r}; expected one of '
                      f'{", ".join(QUALITIES)}.')
   out_dir = rlds_io.check_output_dir(out_dir, overwrite=overwrite)
+  hooked = env_factory is not None or policy_factory is not None
   env_factory = env_factory or _default_env_factory
   policy_factory = policy_factory or _default_policy_factory
   env = env_factory(env_name, seed)  # Raises the registry's unknown-env error.
-  noise_table = (quality_noise if quality_noise is not None
-                 else _default_quality_noise())
-  task = env.base_task  # Image variants share their state task's noise.
-  if task not in noise_table or quality not in noise_table[task]:
-    raise ValueError(f'No scripted-policy noise for task {task!r} and quality '
-                     f'{quality!r} (QUALITY_NOISE has '
-                     f'{ {k: sorted(v) for k, v in noise_table.items()} }).')
-  noise = float(noise_table[task][quality])
+  task = env.base_task  # Image variants share their state task's mixture.
+  mixture = tuple((float(c), float(w)) for c, w in (mixture_fn or _default_mixture)(task, quality))
+  assignment = stratified_checkpoints(mixture, num_episodes, seed)
+  jobs = [(i, mixture[k][0], seed) for i, k in enumerate(assignment)]
+  if workers is None:
+    workers = 1 if hooked else max(1, min(os.cpu_count() or 1, num_episodes // 50))
+  elif hooked and workers > 1:
+    raise ValueError('Custom env/policy factories roll out in this process: workers must be 1.')
 
-  rng = np.random.default_rng(seed)
   successful: List[Dict[str, np.ndarray]] = []
+  per_checkpoint = np.zeros((len(mixture), 2), dtype=np.int64)  # [episodes, successes]
   stats = {'steps': 0}
 
   def episodes():
@@ -132,11 +175,9 @@ def generate_dataset(
     bar = tqdm(total=num_episodes, desc=f'{env_name}/{quality}', unit='ep',
                disable=not show_progress, file=sys.stderr)
     try:
-      for _ in range(num_episodes):
-        # A fresh policy per episode: scripted policies may keep phase state.
-        policy = policy_factory(env, noise, rng)
-        episode = rollout_episode(env, policy)
+      for k, episode in zip(assignment, _rollouts(env, env_name, policy_factory, jobs, workers)):
         stats['steps'] += len(episode['action']) - 1
+        per_checkpoint[k] += (1, rlds_io.episode_success(episode['success']))
         mask = episode['success']
         if mask.any():  # Keep only what success-example sampling needs.
           successful.append({'observation': episode['observation'][mask],
@@ -157,16 +198,19 @@ def generate_dataset(
                                         for e in successful)),
         'success_examples_file': success_lib.SUCCESS_EXAMPLES_FILENAME,
         'success_examples_seed': seed,
+        'checkpoints': [
+            {'competence': c, 'weight': w, 'episodes': int(n),
+             'success_rate': float(wins / n) if n else None}
+            for (c, w), (n, wins) in zip(mixture, per_checkpoint)],
     }
 
   metadata = {
       'env_name': env_name,
       'task': task,
       'quality': quality,
-      'noise': noise,
       'seed': seed,
       'horizon': int(getattr(env, 'horizon', -1)),
-      'policy': 'scripted (data_pipeline.scripted.make_scripted_policy)',
+      'policy': 'checkpoint mixture (data_pipeline.scripted.make_checkpoint_policy)',
       'generator': 'data_pipeline.generate',
   }
   rlds_io._tf_and_tfds()  # pylint: disable=protected-access  (not timed)
@@ -181,6 +225,7 @@ def generate_dataset(
   summary = dict(meta)
   summary.update({
       'out_dir': out_dir,
+      'workers': workers,
       'seconds': seconds,
       'episodes_per_s': num_episodes / max(seconds, 1e-9),
       'env_steps_per_s': stats['steps'] / max(seconds, 1e-9),
@@ -188,11 +233,19 @@ def generate_dataset(
   return summary
 
 
+def stratified_checkpoints(mixture: Mixture, num_episodes: int, seed: int) -> np.ndarray:
+  """Checkpoint index of each episode: round(weight * episodes) of each, in a seeded order."""
+  from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
+  return scripted.stratified_assignment([w for _, w in mixture], num_episodes,
+                                        np.random.default_rng([seed, 1 << 20]))
+
+
 def summary_line(summary: Dict[str, Any]) -> str:
   return (f"[generate] {summary['env_name']} quality={summary['quality']} "
-          f"noise={summary['noise']:g} seed={summary['seed']} "
+          f"seed={summary['seed']} "
           f"episodes={summary['num_episodes']} steps={summary['num_steps']} "
           f"success_rate={summary['success_rate']:.3f} "
+          f"(final step {summary['success_rate_final_step']:.3f}) "
           f"success_examples={summary['num_success_examples']} "
           f"time={summary['seconds']:.1f}s -> {summary['out_dir']}")
 
@@ -209,6 +262,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--num_success_examples', type=int, default=200)
   parser.add_argument('--overwrite', action='store_true')
+  parser.add_argument('--workers', type=int, default=None,
+                      help='rollout processes (default: one per core)')
   parser.add_argument('--no_progress', action='store_true')
   parser.add_argument('--json', action='store_true',
                       help='also print the full summary as JSON')
@@ -217,7 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary = generate_dataset(
         args.env, args.quality, args.episodes, args.out, args.seed,
         num_success_examples=args.num_success_examples,
-        overwrite=args.overwrite, show_progress=not args.no_progress)
+        overwrite=args.overwrite, show_progress=not args.no_progress,
+        workers=args.workers)
   except (ValueError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

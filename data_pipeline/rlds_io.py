@@ -21,13 +21,16 @@ Each TFDS example is one RLDS episode::
          'discount':    float32,
          'is_first', 'is_last', 'is_terminal': bool,
          'success':     bool (analysis only; agents must not train on it)}),
-     'episode_metadata': {'episode_id': int32, 'success': bool}}
+     'episode_metadata': {'episode_id': int32, 'success': bool,
+                          'success_final_step': bool}}
 
 RLDS convention: an episode of horizon H has H + 1 steps.  Step t holds the
 observation o_t and the action a_t taken from it; the last step holds the
 final observation o_H with a zero action, is_last=True, is_terminal=False
 (episodes end by time limit, never by termination).  The episode's success
-(``episode_metadata/success``) is the ``success`` flag of its final step.
+(``episode_metadata/success``) is true iff the ``success`` flag holds at any
+step after the first action (the authors' metric); ``success_final_step`` is
+the flag of its final step.
 
 Writing is atomic: the dataset is built in a hidden temporary sibling
 directory and renamed into place only once complete, so an interrupted run
@@ -51,9 +54,16 @@ DATASET_VERSION = '1.0.0'
 METADATA_FILENAME = 'laeo_metadata.json'
 SPLIT = 'train'
 SUCCESS_CONVENTION = (
-    'An episode is successful iff env.success() is True at its FINAL step '
-    '(the is_last step, after H actions). Per-step `success` flags hold '
-    'env.success() for the state of that step\'s observation.')
+    'success_rate: an episode is successful iff env.success() is True at ANY '
+    'step after its first action (the authors\' metric); '
+    'success_rate_final_step: iff it is True at the FINAL step (after H '
+    'actions). Per-step `success` flags hold env.success() for the state of '
+    'that step\'s observation.')
+
+
+def episode_success(success_flags) -> bool:
+  """An episode's success: the task holds at any step after the first action."""
+  return bool(np.any(np.asarray(success_flags, dtype=bool)[1:]))
 
 # Files that must exist for a directory to count as a written dataset.
 _REQUIRED_FILES = ('dataset_info.json', 'features.json', METADATA_FILENAME)
@@ -104,6 +114,7 @@ def _features(observation_spec, action_spec):
       'episode_metadata': {
           'episode_id': scalar(np.int32),
           'success': scalar(np.bool_),
+          'success_final_step': scalar(np.bool_),
       },
   })
 
@@ -313,18 +324,21 @@ def write_rlds_dataset(
     writer = tfds.core.SequentialWriter(info, max_examples_per_shard=shard)
     writer.initialize_splits([SPLIT])
 
-    successes, num_steps, count, buffer = [], 0, 0, []
+    successes, final_successes, num_steps, count, buffer = [], [], 0, 0, []
     for episode in episodes_iter:
       if count >= num_episodes:
         raise ValueError(f'episodes_iter yielded more than {num_episodes} '
                          'episodes.')
       steps = _check_episode(episode, count, observation_spec, action_spec)
+      success = episode_success(steps['success'])
       final_success = bool(steps['success'][-1])
-      successes.append(final_success)
+      successes.append(success)
+      final_successes.append(final_success)
       num_steps += len(steps['observation'])
       buffer.append({'steps': steps,
                      'episode_metadata': {'episode_id': count,
-                                          'success': final_success}})
+                                          'success': success,
+                                          'success_final_step': final_success}})
       count += 1
       if len(buffer) >= shard:
         writer.add_examples({SPLIT: buffer})
@@ -344,6 +358,7 @@ def write_rlds_dataset(
         'num_transitions': num_steps - count,
         'success_rate': float(np.mean(successes)),
         'num_successful_episodes': int(np.sum(successes)),
+        'success_rate_final_step': float(np.mean(final_successes)),
         'success_convention': SUCCESS_CONVENTION,
         'observation_shape': list(observation_spec.shape),
         'observation_dtype': np.dtype(observation_spec.dtype).name,

@@ -1,15 +1,29 @@
-"""Scripted data-collection policies with a tunable data quality.
+"""Scripted data-collection policies: "checkpoints" of graded competence.
 
-``make_scripted_policy(env, noise, rng)`` returns a zero-argument callable that
-gives the next action for the current state of ``env`` (it reads
+The paper's datasets are rollouts of checkpoints of an online learner: coherent
+behaviours of graded skill, not one expert with per-step noise. Ours imitate that
+with a set of checkpoint policies, each a clean task controller degraded
+according to its ``competence`` c in [0, 1] (1 = the clean controller):
+
+* a wrong target: the controller aims at ``goal + (1 - c) * WRONG_TARGET[task]``,
+  the offset rotated by up to +-0.5 rad and scaled by 0.5-1.5 per episode, so weak
+  checkpoints steer coherently towards one wrong region (as an early learner
+  that has not found the goal yet);
+* a late start: the first ``U{0..(1 - c) * 0.3 * horizon}`` steps are spent
+  dithering (noise only);
+* temporally correlated action noise: an AR(1) process (``NOISE_CORRELATION``
+  0.8) of stationary std ``NOISE_MIN + (1 - c) * (NOISE_MAX - NOISE_MIN)``.
+
+A dataset's quality is a mixture over ``CHECKPOINTS`` (competences 0, 0.2, ...,
+1): weights proportional to ``exp(beta * c)``, with ``beta`` per task and
+quality in ``QUALITY_BETA`` (measured with ``python -m data_pipeline.tune_noise``)
+so that 'medium' gives 45-50 % successful episodes and 'low' 8-12 % (success at
+any step, the authors' metric). 'expert' is the clean controller alone (the
+pipeline's sanity check: behavioural cloning must solve the task from it).
+
+``make_checkpoint_policy(env, competence, rng)`` reads
 ``env.privileged_state()``, never the agent's observation, so image variants use
-exactly the same policy as their state task).
-
-Noise model (epsilon-random): at every step, with probability ``noise`` the
-clean controller's action is replaced by an action drawn uniformly from
-``[-1, 1]^4``; otherwise the clean action is used unchanged. ``noise=0`` is the
-clean controller, ``noise=1`` a uniformly random policy. All randomness comes
-from ``rng``.
+exactly the same policies as their state task. All randomness comes from ``rng``.
 
 Clean controllers (proportional control of the end effector towards a
 phase-dependent target point, saturated to the action bounds):
@@ -20,37 +34,67 @@ phase-dependent target point, saturated to the action bounds):
   towards the goal.
 * sawyer_window_open: above a point left of the handle, descend, push +x.
 * sawyer_drawer_close: above a point in front of the handle, descend, push +y.
-
-``QUALITY_NOISE[base_task]`` gives the epsilon of the 'medium' (target 45-50 %
-successful episodes) and 'low' (target 8-12 %) datasets. An episode succeeds iff
-``env.success()`` holds at its final step. The numbers were measured with
-``python -m data_pipeline.tune_noise``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
 from environments.base import ExampleControlEnv
 
-# Measured with `python -m data_pipeline.tune_noise --task T --noise EPS --episodes N`
-# (final-step success of N episodes, env seed 0, policy rng seed 0; +- is the
-# binomial standard error):
-#   fetch_reach          medium 0.72 -> 45.8% (183/400) +-2.5   low 0.90 -> 10.7% (43/400) +-1.5
-#   fetch_push           medium 0.52 -> 49.5% (198/400) +-2.5   low 0.71 -> 10.5% (42/400) +-1.5
-#   sawyer_window_open   medium 0.65 -> 45.0% (180/400) +-2.5   low 0.72 ->  9.0% (36/400) +-1.4
-#   sawyer_drawer_close  medium 0.67 -> 45.5% (182/400) +-2.5   low 0.81 -> 10.2% (41/400) +-1.5
-# Neighbouring settings (for the slope): reach 0.70 -> 53.5%, 0.74 -> 44.0%, 0.87 -> 15.5% (400),
-# reach 0.72 with env/policy seed 1 -> 47.0% (400); push 0.52 with seed 1 -> 45.8%, 0.53 -> 46.3% (400);
-# push 0.56 -> 36% (400), 0.50 -> 62% (200); window 0.71 -> 14.2%, 0.73 -> 7.7% (400);
-# drawer 0.65 -> 57.5% (200), 0.68 -> 42% (400). All clean controllers (noise 0) succeed.
-QUALITY_NOISE: Dict[str, Dict[str, float]] = {
-    "fetch_reach": {"medium": 0.72, "low": 0.90},
-    "fetch_push": {"medium": 0.52, "low": 0.71},
-    "sawyer_window_open": {"medium": 0.65, "low": 0.72},
-    "sawyer_drawer_close": {"medium": 0.67, "low": 0.81},
+CHECKPOINTS: Tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+QUALITIES = ("medium", "low", "expert")
+NOISE_CORRELATION = 0.8
+NOISE_MIN, NOISE_MAX = 0.1, 0.6
+LATE_START_FRACTION = 0.3
+
+# Where weak checkpoints aim instead of the goal (metres, added to the goal).
+WRONG_TARGET: Dict[str, np.ndarray] = {
+    "fetch_reach": np.array([-0.15, 0.25, 0.15]),   # behind the start, up and to the left
+    "fetch_push": np.array([0.0, -0.20, 0.0]),      # pushes the block 20 cm short of the goal in y
+    "sawyer_window_open": np.array([-0.50, 0.0, 0.0]),  # stops short: the window barely opens
+    "sawyer_drawer_close": np.array([0.0, -0.40, 0.0]),  # stops short: the drawer stays open
 }
+
+# beta of the mixture weights exp(beta * c) over CHECKPOINTS, solved by scripts/tune_checkpoints.py from
+# each checkpoint's success rate (any step; 100 episodes each, results/checkpoint_tuning.json):
+#   fetch_reach          0.04 0.02 0.04 0.11 0.50 1.00
+#   fetch_push           0.01 0.02 0.03 0.23 0.86 1.00
+#   sawyer_window_open   0.18 0.21 0.33 0.68 1.00 1.00  (its weakest checkpoint succeeds 18 %, so 'low' cannot
+#                                                        reach 8-12 %: beta -30 gives ~18 %; no figure uses it)
+#   sawyer_drawer_close  0.05 0.06 0.08 0.29 0.91 1.00
+QUALITY_BETA: Dict[str, Dict[str, float]] = {
+    "fetch_reach": {"medium": 1.686, "low": -2.496},
+    "fetch_push": {"medium": 0.889, "low": -2.812},
+    "sawyer_window_open": {"medium": -0.831, "low": -30.0},
+    "sawyer_drawer_close": {"medium": 0.601, "low": -3.895},
+}
+
+
+def checkpoint_mixture(task: str, quality: str) -> Tuple[Tuple[float, float], ...]:
+  """((competence, weight), ...) of a dataset quality; 'expert' is the clean controller alone."""
+  if quality not in QUALITIES:
+    raise ValueError(f"Unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}.")
+  if quality == "expert":
+    return ((1.0, 1.0),)
+  if task not in QUALITY_BETA:
+    raise ValueError(f"No checkpoint mixture for task {task!r}; known tasks: {sorted(QUALITY_BETA)}.")
+  weights = np.exp(QUALITY_BETA[task][quality] * np.asarray(CHECKPOINTS))
+  weights /= weights.sum()
+  return tuple((c, float(w)) for c, w in zip(CHECKPOINTS, weights))
+
+
+def stratified_assignment(weights: Sequence[float], num_episodes: int,
+                          rng: np.random.Generator) -> np.ndarray:
+  """Component index of each episode: exactly round(w * n) per component (largest remainder), shuffled."""
+  weights = np.asarray(weights, dtype=np.float64)
+  exact = weights / weights.sum() * num_episodes
+  counts = np.floor(exact).astype(int)
+  remainder = num_episodes - counts.sum()
+  counts[np.argsort(-(exact - counts), kind="stable")[:remainder]] += 1
+  return rng.permutation(np.repeat(np.arange(len(weights)), counts))
+
 
 _GAIN = 10.0  # Fetch: an action of 1 moves the gripper target by 5 cm.
 _SAWYER_GAIN = 25.0  # Meta-World: an action of 1 moves the hand target by 1 cm.
@@ -132,28 +176,43 @@ CONTROLLERS: Dict[str, Callable[[Dict[str, np.ndarray]], np.ndarray]] = {
 }
 
 
-def make_scripted_policy(env: ExampleControlEnv, noise: float,
-                         rng: np.random.Generator) -> Callable[[], np.ndarray]:
-  """Epsilon-random scripted policy for ``env`` (see the module docstring).
+def make_checkpoint_policy(env: ExampleControlEnv, competence: float,
+                           rng: np.random.Generator) -> Callable[[], np.ndarray]:
+  """A fresh episode's policy of the checkpoint with this competence (see the module docstring).
 
   Args:
-    env: the environment the policy acts in; read through
-      ``env.privileged_state()`` at every call.
-    noise: probability in [0, 1] of replacing an action by a uniform random one.
-    rng: source of all the policy's randomness.
+    env: the environment the policy acts in; read through ``env.privileged_state()`` at every call.
+    competence: in [0, 1]; 1 is the clean controller with no noise, wrong target or late start.
+    rng: source of all the policy's randomness (the per-episode draws happen here).
 
   Returns:
     A callable returning the next float32 action of shape (4,) in [-1, 1].
   """
-  if not 0.0 <= noise <= 1.0:
-    raise ValueError(f"noise must be in [0, 1], got {noise}")
+  if not 0.0 <= competence <= 1.0:
+    raise ValueError(f"competence must be in [0, 1], got {competence}")
   controller = CONTROLLERS[env.base_task]
   spec = env.action_spec()
+  flaw = 1.0 - competence
+  angle = rng.uniform(-0.5, 0.5)
+  rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
+                       [0.0, 0.0, 1.0]])
+  offset = flaw * rng.uniform(0.5, 1.5) * rotation @ WRONG_TARGET[env.base_task]
+  late_steps = int(rng.integers(0, int(flaw * LATE_START_FRACTION * env.horizon) + 1))
+  noise_std = 0.0 if competence == 1.0 else NOISE_MIN + flaw * (NOISE_MAX - NOISE_MIN)
+  innovation = noise_std * np.sqrt(1.0 - NOISE_CORRELATION**2)
+  noise = rng.normal(0.0, noise_std, spec.shape)
+  t = 0
 
   def policy() -> np.ndarray:
-    if noise > 0.0 and rng.random() < noise:
-      return rng.uniform(spec.minimum, spec.maximum, spec.shape).astype(np.float32)
-    action = controller(env.privileged_state())
+    nonlocal noise, t
+    noise = NOISE_CORRELATION * noise + innovation * rng.standard_normal(spec.shape)
+    if t < late_steps:
+      action = noise
+    else:
+      state = env.privileged_state()
+      state["goal_pos"] = state["goal_pos"] + offset
+      action = controller(state) + noise
+    t += 1
     return np.clip(action, spec.minimum, spec.maximum).astype(np.float32)
 
   return policy

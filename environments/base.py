@@ -15,9 +15,10 @@ An :class:`ExampleControlEnv` is a ``dm_env.Environment`` with a *fixed* task
   positions, ...) that scripted policies and analysis code may read. They are
   never part of the observations the agents see.
 
-Episode success convention: an episode is successful iff ``success()`` is true
-at its FINAL step (after the ``horizon``-th action). Dataset generation and
-evaluation both use this definition.
+Episode success: the headline metric, as in the authors' code, counts an
+episode as successful iff ``success()`` holds at ANY of its steps after the
+first action; the stricter FINAL-step rate (after the ``horizon``-th action) is
+recorded beside it by dataset generation and evaluation alike.
 
 Randomness: every source of randomness inside an environment comes from the
 ``seed`` given to its constructor, so ``make(name, seed)`` followed by the same
@@ -95,6 +96,11 @@ class ExampleControlEnv(dm_env.Environment, abc.ABC):
 
   def discount_spec(self) -> specs.BoundedArray:
     return specs.BoundedArray((), np.float64, minimum=0.0, maximum=1.0, name="discount")
+
+  def reseed(self, seed: int) -> None:
+    """Restarts the generator behind every start-state draw (e.g. one seed per dataset episode)."""
+    self._seed = int(seed)
+    self._rng = np.random.default_rng(self._seed)
 
   @property
   def steps_taken(self) -> int:

@@ -10,10 +10,11 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
   State observation (10-d float32): gymnasium's ``'observation'`` entry (gripper
   position, finger positions, gripper velocity, finger velocities); the goal is
   NOT part of the observation.
-* ``fetch_push``: push the block from ``PUSH_OBJECT_START`` to the fixed point
-  ``PUSH_GOAL`` (+0.2 m along x, away from the robot base). The block's start xy
-  gets seeded uniform noise in ``[-PUSH_OBJECT_NOISE, PUSH_OBJECT_NOISE]`` (0.02 m,
-  drawn from the environment's seeded generator), the goal is exactly fixed.
+* ``fetch_push``: push the block to the fixed point ``PUSH_GOAL`` (the authors'
+  fixed goal). As in the authors' task (gymnasium's own sampling), the block's
+  start xy is uniform within ``PUSH_OBJECT_RANGE`` (0.15 m) of the gripper's start
+  xy and at least ``PUSH_MIN_GRIPPER_DISTANCE`` (0.1 m) from it; starts that
+  already solve the task are redrawn (so no episode succeeds before acting).
   Success: ``|block - goal| < 0.05`` (3-d). State observation (25-d float32):
   gymnasium's ``'observation'`` entry, without the goal.
 * ``*_image`` variants: 64x64x3 uint8 RGB from a close free camera looking at the
@@ -26,7 +27,8 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
 
 gymnasium's own goal sampling and object randomisation run inside its reset and
 are then overridden, so gymnasium's internal generator has no influence on the
-episodes; only ``seed`` (gripper start noise for reach, block start noise for push) does.
+episodes; only ``seed`` (gripper start noise for reach, block start for push) does, through the
+environment's generator (``reseed`` restarts it).
 """
 from __future__ import annotations
 
@@ -53,10 +55,10 @@ SUCCESS_THRESHOLD = 0.05
 # gymnasium's reach start: gripper at (1.3418, 0.7491, 0.5347).
 REACH_GOAL = np.array([1.45, 0.65, 0.45])
 # gymnasium's push start: gripper at (1.3455, 0.7490, 0.4136); table top z=0.40,
-# block centre at rest z=0.4247.
-PUSH_OBJECT_START = np.array([1.22, 0.75])
-PUSH_GOAL = np.array([1.42, 0.75, 0.42470])
-PUSH_OBJECT_NOISE = 0.02
+# block centre at rest z=0.4247. The goal is the authors' fixed FetchPush goal.
+PUSH_GOAL = np.array([1.40, 0.90, 0.42470])
+PUSH_OBJECT_RANGE = 0.15
+PUSH_MIN_GRIPPER_DISTANCE = 0.1
 REACH_START_NOISE = 0.08
 SETTLE_STEPS = 10  # Control steps that let the arm follow a displaced start target (as gymnasium's setup does).
 
@@ -170,7 +172,12 @@ class FetchEnv(base.ExampleControlEnv):
       for _ in range(SETTLE_STEPS):
         mujoco.mj_step(self._model, self._data, nstep=self._env.n_substeps)
     if self._task == "push":
-      xy = PUSH_OBJECT_START + self._rng.uniform(-PUSH_OBJECT_NOISE, PUSH_OBJECT_NOISE, 2)
+      gripper_xy = self._site_pos("robot0:grip")[:2]
+      while True:
+        xy = gripper_xy + self._rng.uniform(-PUSH_OBJECT_RANGE, PUSH_OBJECT_RANGE, 2)
+        if (np.linalg.norm(xy - gripper_xy) >= PUSH_MIN_GRIPPER_DISTANCE and
+            np.linalg.norm(np.r_[xy, PUSH_GOAL[2]] - PUSH_GOAL) >= SUCCESS_THRESHOLD):
+          break
       qpos = self._data.joint("object0:joint").qpos
       qpos[:2] = xy
       qpos[2] = PUSH_GOAL[2]

@@ -6,9 +6,10 @@
   closed. Drawer at metaworld's default ``obj_init_pos`` (0.0, 0.9, 0.0).
 
 The task is fixed: the env's random-reset vector is frozen to the default
-``obj_init_pos`` from the environment's ``init_config`` (no per-episode
-randomisation), so resets are deterministic and ``seed`` has no effect on the
-dynamics (it is kept for interface uniformity). Horizon 150 (below metaworld's
+``obj_init_pos`` from the environment's ``init_config``. Only the hand's start
+varies: seeded uniform noise of ``HAND_START_NOISE`` (5 cm) per axis around
+metaworld's ``hand_init_pos`` (without it every episode would be identical and
+evaluation all-or-nothing). Horizon 150 (below metaworld's
 own ``max_path_length`` of 500, which is never reached). Success is metaworld's
 own ``info['success']`` of the latest step (``False`` right after reset).
 
@@ -32,6 +33,7 @@ from environments import base  # noqa: E402
 
 HORIZON = 150
 STATE_DIM = 36
+HAND_START_NOISE = 0.05
 
 TASKS = {
     "sawyer_window_open": "window-open-v3",
@@ -60,6 +62,7 @@ class SawyerEnv(base.ExampleControlEnv):
         env.init_config["obj_init_pos"], dtype=np.float64).copy()
     env.max_path_length = max(env.max_path_length, HORIZON)
     self._env = env
+    self._hand_init_pos = np.array(env.hand_init_pos, dtype=np.float64)
     self._obs = None
     self._success = False
 
@@ -67,6 +70,8 @@ class SawyerEnv(base.ExampleControlEnv):
     return STATE_DIM
 
   def _reset_sim(self) -> None:
+    noise = self._rng.uniform(-HAND_START_NOISE, HAND_START_NOISE, 3)
+    self._env.hand_init_pos = self._hand_init_pos + noise
     obs, _ = self._env.reset()
     self._obs = obs
     self._success = False

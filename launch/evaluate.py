@@ -2,7 +2,7 @@
 
   python launch/evaluate.py --workdir=runs/laeo_fetch_reach_seed0 --episodes=50
 
-Prints the success rate (the task holds at the episode's final step) and logs it to
+Prints the success rate (the task holds at any step; and at the final step) and logs it to
 `<workdir>/logs/checkpoint_eval/logs.csv`.
 """
 import os
@@ -47,7 +47,7 @@ def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
   counter = nodes.make_counter({"learner_steps": latest["step"]})
   evaluator = nodes.Evaluator(config.agent, config.overrides, config.env, learner, counter, config.workdir,
                               seed, episodes, eval_every=1, label="checkpoint_eval")
-  return {"learner_steps": latest["step"], "episodes": episodes, "success_rate": evaluator.evaluate_round()}
+  return evaluator.evaluate_round()
 
 
 def main(argv):
@@ -60,7 +60,7 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
   print(f"checkpoint at learner step {result['learner_steps']}: success rate {result['success_rate']:.3f} "
-        f"over {result['episodes']} episodes")
+        f"(final step {result['success_rate_final_step']:.3f}) over {result['episodes']} episodes")
 
 
 if __name__ == "__main__":

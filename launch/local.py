@@ -40,7 +40,7 @@ flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates an
 flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run.PRESETS)}.")
 flags.DEFINE_bool("prepare_only", False, "Generate the dataset if needed and write <workdir>/run_config.json "
                   "(e.g. for launch/distributed.py), without launching.")
-flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.5.")
+flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.05.")
 
 
 def main(argv):

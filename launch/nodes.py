@@ -4,14 +4,14 @@
 - `LearnerWorker` samples batches from Reverb, runs the agent's learner, logs, checkpoints, counts
   `learner_steps` and serves the latest parameters (an acme VariableSource over courier).
 - `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
-  success rate (success = the task holds at the episode's final step, as in the datasets).
+  success rate (the task holds at any step, the authors' metric) and the final-step success rate.
 """
 import contextlib
 import os
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import launchpad as lp
@@ -180,28 +180,33 @@ class Evaluator:
   def _learner_steps(self) -> int:
     return int(self._counter.get_counts().get("learner_steps", 0))
 
-  def run_episode(self, params) -> bool:
+  def run_episode(self, params) -> Tuple[bool, bool]:
+    """One deterministic-policy episode; returns (success at any step, success at the final step)."""
     if self._env is None:
       self._env = environments.make(self._env_name, seed=self._env_seed)
     timestep = self._env.reset()
+    any_step = False
     while not timestep.last():
       self._key, key = jax.random.split(self._key)
       action = self._policy(params, key, timestep.observation, evaluation=True)
       timestep = self._env.step(np.asarray(action))
-    return bool(self._env.success())
+      any_step = any_step or self._env.success()
+    return bool(any_step), bool(self._env.success())
 
-  def evaluate_round(self, should_stop: Callable[[], bool] = lambda: False) -> Optional[float]:
-    """One round with the latest parameters; returns its success rate (None if stopped midway)."""
+  def evaluate_round(self, should_stop: Callable[[], bool] = lambda: False) -> Optional[Dict[str, float]]:
+    """One round with the latest parameters; returns its logged row (None if stopped midway)."""
     learner_steps = self._learner_steps()
     self._variables.update_and_wait()
-    successes = []
-    while len(successes) < self._episodes_per_eval:
+    outcomes = []
+    while len(outcomes) < self._episodes_per_eval:
       if should_stop():
         return None
-      successes.append(self.run_episode(self._variables.params))
-    rate = float(np.mean(successes))
-    self._logger.write({"learner_steps": learner_steps, "success_rate": rate, "episodes": len(successes)})
-    return rate
+      outcomes.append(self.run_episode(self._variables.params))
+    any_step, final = np.mean(outcomes, axis=0)
+    row = {"learner_steps": learner_steps, "success_rate": float(any_step),
+           "success_rate_final_step": float(final), "episodes": len(outcomes)}
+    self._logger.write(row)
+    return row
 
   def evaluate_until(self, should_stop: Callable[[], bool], poll_s: float = 1.0) -> None:
     """A round now, then one each time the learner has advanced `eval_every` steps, until `should_stop()`."""

@@ -147,8 +147,8 @@ def test_registry_and_config_errors():
     agents.make_builder('sac')
   with pytest.raises(ValueError, match='not_a_field'):
     agents.make_builder('laeo', not_a_field=1)
-  assert agents.make_builder('laeo', bc_coef=0.5).config.bc_coef == 0.5
-  assert agents.make_builder('laeo').config.bc_coef == 0.05
+  assert agents.make_builder('laeo', bc_coef=0.05).config.bc_coef == 0.05
+  assert agents.make_builder('laeo').config.bc_coef == 0.5
   assert agents.make_builder('laeo').batch_kind == 'future'
   for name in ('oril', 'purl', 'bc'):
     assert agents.make_builder(name).batch_kind == 'transition'

@@ -41,6 +41,9 @@ class FakeEnv(dm_env.Environment):
   def success(self):
     return bool(self._x[0] > 0.5)
 
+  def reseed(self, seed):
+    self._rng = np.random.default_rng(seed)
+
   def reset(self):
     self._x = self._rng.uniform(-0.5, 0.5, size=2).astype(np.float32)
     self._t = 0
@@ -62,13 +65,17 @@ class FakeEnv(dm_env.Environment):
     return specs.BoundedArray((2,), np.float32, -1.0, 1.0, 'action')
 
 
-def fake_policy_factory(env, noise, rng):
+def fake_policy_factory(env, competence, rng):
+  noise = 3.0 * (1.0 - competence)
   def policy():
     return np.clip(np.array([0.6, 0.0]) + noise * rng.normal(size=2), -1, 1)
   return policy
 
 
-FAKE_NOISE = {'fake_reach': {'medium': 0.5, 'low': 3.0}}
+def fake_mixture(task, quality):
+  assert task == 'fake_reach'
+  return {'medium': ((0.0, 0.5), (0.9, 0.5)), 'low': ((0.0, 1.0),),
+          'expert': ((1.0, 1.0),)}[quality]
 
 
 def fake_generate(out_dir, num_episodes=4, image=False, quality='medium',
@@ -78,7 +85,7 @@ def fake_generate(out_dir, num_episodes=4, image=False, quality='medium',
       out_dir, seed, show_progress=False,
       env_factory=lambda name, s: FakeEnv(s, image=image, name=name),
       policy_factory=kwargs.pop('policy_factory', fake_policy_factory),
-      quality_noise=FAKE_NOISE, **kwargs)
+      mixture_fn=fake_mixture, **kwargs)
 
 
 def random_episode(rng, horizon, obs_spec, act_dim=2, p_success=0.5):
@@ -127,6 +134,8 @@ def test_round_trip_exact(tmp_path, obs_spec):
     assert not back['is_terminal'].any()
     np.testing.assert_array_equal(back['action'][-1], 0.0)
   assert meta['success_rate'] == pytest.approx(
+      np.mean([e['success'][1:].any() for e in episodes]))
+  assert meta['success_rate_final_step'] == pytest.approx(
       np.mean([e['success'][-1] for e in episodes]))
   assert meta['observation_encoding'] == (
       'png' if obs_spec is IMAGE_SPEC else 'tensor')
@@ -143,6 +152,8 @@ def test_round_trip_exact(tmp_path, obs_spec):
   np.testing.assert_array_equal(steps[2]['observation'],
                                 episodes[0]['observation'][2])
   assert bool(first['episode_metadata']['success']) == bool(
+      episodes[0]['success'][1:].any())
+  assert bool(first['episode_metadata']['success_final_step']) == bool(
       episodes[0]['success'][-1])
 
 
@@ -150,7 +161,10 @@ def test_metadata_round_trip(tmp_path):
   rng = np.random.default_rng(2)
   episodes = [random_episode(rng, 2, STATE_SPEC) for _ in range(4)]
   for ep, s in zip(episodes, [True, False, True, True]):
+    ep['success'][:] = False  # Success at step 0 (before any action) does not count.
+    ep['success'][0] = True
     ep['success'][-1] = s
+  episodes[1]['success'][1] = True  # Succeeds midway, not at the end.
   out = str(tmp_path / 'ds')
   given = {'env_name': 'fetch_push', 'quality': 'low', 'noise': 0.7,
            'seed': np.int64(3), 'nested': {'a': [1, 2]}}
@@ -162,8 +176,8 @@ def test_metadata_round_trip(tmp_path):
     assert meta[key] == given[key]
   assert meta['seed'] == 3
   assert meta['num_episodes'] == 4 and meta['num_steps'] == 12
-  assert meta['success_rate'] == 0.75
-  assert 'FINAL step' in meta['success_convention']
+  assert meta['success_rate'] == 1.0 and meta['success_rate_final_step'] == 0.75
+  assert 'ANY step' in meta['success_convention']
 
 
 # --------------------------------------------------------------------------
@@ -194,11 +208,11 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 def test_generation_crash_leaves_nothing(tmp_path):
   calls = {'n': 0}
 
-  def crashing_policy_factory(env, noise, rng):
+  def crashing_policy_factory(env, competence, rng):
     calls['n'] += 1
     if calls['n'] == 3:
       raise RuntimeError('simulated crash mid-generation')
-    return fake_policy_factory(env, noise, rng)
+    return fake_policy_factory(env, competence, rng)
 
   with pytest.raises(RuntimeError, match='mid-generation'):
     fake_generate(str(tmp_path / 'new' / 'parents' / 'ds'), num_episodes=5,
@@ -297,10 +311,17 @@ def test_generate_with_fake_env(tmp_path, image):
   meta = rlds_io.read_metadata(out)
   assert len(episodes) == 6 and all(len(e['action']) == 6 for e in episodes)
   final = [bool(e['success'][-1]) for e in episodes]
-  assert meta['success_rate'] == pytest.approx(np.mean(final))
+  any_step = [bool(e['success'][1:].any()) for e in episodes]
+  assert meta['success_rate'] == pytest.approx(np.mean(any_step))
+  assert meta['success_rate_final_step'] == pytest.approx(np.mean(final))
   assert 0 < meta['success_rate'] <= 1
+  # Exactly round(weight * episodes) episodes per checkpoint, success counted per checkpoint.
+  checkpoints = meta['checkpoints']
+  assert [(c['competence'], c['episodes']) for c in checkpoints] == [(0.0, 3), (0.9, 3)]
+  assert sum(c['success_rate'] * c['episodes'] for c in checkpoints) == pytest.approx(
+      sum(any_step))
   assert meta['env_name'] == ('fake_reach_image' if image else 'fake_reach')
-  assert meta['task'] == 'fake_reach' and meta['noise'] == 0.5
+  assert meta['task'] == 'fake_reach'
   assert meta['quality'] == 'medium' and meta['seed'] == 7
   assert meta['horizon'] == 5 and meta['num_success_examples'] == 20
   assert summary['success_rate'] == meta['success_rate']
@@ -325,7 +346,7 @@ def test_generate_with_fake_env(tmp_path, image):
 
 
 def test_generate_no_success_writes_nothing(tmp_path):
-  def backwards(env, noise, rng):
+  def backwards(env, competence, rng):
     return lambda: np.array([-1.0, 0.0])
 
   with pytest.raises(ValueError, match='No successful step'):
@@ -382,9 +403,6 @@ def test_load_errors(tmp_path):
 
 
 def test_unknown_env_uses_registry_error(tmp_path, capsys):
-  environments = pytest.importorskip('environments')
-  if not hasattr(environments, 'make'):
-    pytest.skip('environments.make not available yet')
   out = str(tmp_path / 'ds')
   with pytest.raises(ValueError, match='Unknown environment'):
     generate.generate_dataset('fetch_teleport', 'medium', 1, out, 0,
@@ -396,43 +414,37 @@ def test_unknown_env_uses_registry_error(tmp_path, capsys):
 
 
 def test_real_fetch_reach_end_to_end(tmp_path):
-  environments = pytest.importorskip('environments')
-  if not hasattr(environments, 'make'):
-    pytest.skip('environments.make not available yet')
-  kwargs = {}
-  try:
-    from data_pipeline import scripted  # pylint: disable=unused-import
-  except ImportError:  # Scripted policies not written yet: a P-controller.
-    def reach_policy_factory(env, noise, rng):
-      def policy():
-        s = env.privileged_state()
-        a = np.zeros(4)
-        a[:3] = 10.0 * (s['goal_pos'] - s['gripper_pos'])
-        return a + noise * rng.normal(size=4)
-      return policy
-    kwargs = dict(policy_factory=reach_policy_factory,
-                  quality_noise={'fetch_reach': {'medium': 0.2, 'low': 1.0}})
+  import environments  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / 'ds')
-  summary = generate.generate_dataset('fetch_reach', 'medium', 3, out, 0,
+  summary = generate.generate_dataset('fetch_reach', 'medium', 4, out, 0,
                                       num_success_examples=10,
-                                      show_progress=False, **kwargs)
+                                      show_progress=False, workers=2)
   episodes = rlds_io.load_episodes(out)
   env = environments.make('fetch_reach', 0)
-  assert len(episodes) == 3
+  assert len(episodes) == 4
   for ep in episodes:
     assert ep['observation'].shape == (env.horizon + 1, 10)
     assert ep['observation'].dtype == np.float32
     assert ep['action'].shape == (env.horizon + 1, 4)
-  # Replaying the recorded actions in a fresh env gives the same data.
-  ts = env.reset()
-  np.testing.assert_array_equal(ts.observation, episodes[0]['observation'][0])
-  for t in range(env.horizon):
-    ts = env.step(episodes[0]['action'][t])
-  np.testing.assert_array_equal(ts.observation, episodes[0]['observation'][-1])
-  assert env.success() == bool(episodes[0]['success'][-1])
+  # Episode i depends on (seed, i) alone: replaying its recorded actions from
+  # its seeded start gives the same data, whichever worker process made it.
+  for i in (0, 3):
+    env.reseed(int(np.random.SeedSequence([0, i]).generate_state(2)[0]))
+    ts = env.reset()
+    np.testing.assert_array_equal(ts.observation, episodes[i]['observation'][0])
+    for t in range(env.horizon):
+      ts = env.step(episodes[i]['action'][t])
+    np.testing.assert_array_equal(ts.observation, episodes[i]['observation'][-1])
+    assert env.success() == bool(episodes[i]['success'][-1])
   meta = rlds_io.read_metadata(out)
   assert meta['env_name'] == 'fetch_reach' and meta['horizon'] == env.horizon
   assert meta['success_rate'] == summary['success_rate'] == pytest.approx(
-      np.mean([e['success'][-1] for e in episodes]))
+      np.mean([e['success'][1:].any() for e in episodes]))
   examples = success_lib.load_success_examples(out)
   assert examples.shape == (10, 10)
+  # The same dataset from one process.
+  generate.generate_dataset('fetch_reach', 'medium', 4, str(tmp_path / 'one'), 0,
+                            num_success_examples=10, show_progress=False, workers=1)
+  for a, b in zip(episodes, rlds_io.load_episodes(str(tmp_path / 'one'))):
+    np.testing.assert_array_equal(a['observation'], b['observation'])
+    np.testing.assert_array_equal(a['action'], b['action'])

@@ -23,9 +23,16 @@ def test_env_names():
       "fetch_reach", "fetch_push", "fetch_reach_image", "fetch_push_image",
       "fetch_push_image_occluded", "sawyer_window_open", "sawyer_drawer_close"}
   assert set(STATE_DIMS) == {environments.base_task(n) for n in environments.ENV_NAMES}
-  assert set(scripted.QUALITY_NOISE) == set(STATE_DIMS)
-  for levels in scripted.QUALITY_NOISE.values():
-    assert 0.0 < levels["medium"] < levels["low"] <= 1.0
+  assert set(scripted.QUALITY_BETA) == set(STATE_DIMS) == set(scripted.WRONG_TARGET)
+  for task, levels in scripted.QUALITY_BETA.items():
+    assert levels["low"] < levels["medium"]  # 'low' leans towards the weaker checkpoints.
+    for quality in ("medium", "low"):
+      mixture = scripted.checkpoint_mixture(task, quality)
+      assert [c for c, _ in mixture] == list(scripted.CHECKPOINTS)
+      assert sum(w for _, w in mixture) == pytest.approx(1.0)
+  assert scripted.checkpoint_mixture("fetch_push", "expert") == ((1.0, 1.0),)
+  with pytest.raises(ValueError, match="quality"):
+    scripted.checkpoint_mixture("fetch_push", "great")
 
 
 def test_unknown_name_lists_valid_names():
@@ -70,7 +77,7 @@ def test_state_env_specs_shapes_and_time_limit(name):
 @pytest.mark.parametrize("name", STATE_NAMES)
 def test_clean_scripted_policy_succeeds_at_final_step(name):
   env = environments.make(name, seed=0)
-  policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
+  policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
   ts = env.reset()
   steps = 0
   while not ts.last():
@@ -88,7 +95,7 @@ def test_clean_scripted_policy_succeeds_at_final_step(name):
 def test_same_seed_same_rollout(name):
   def rollout(env_seed, policy_seed, steps=30):
     env = environments.make(name, seed=env_seed)
-    policy = scripted.make_scripted_policy(env, 0.5, np.random.default_rng(policy_seed))
+    policy = scripted.make_checkpoint_policy(env, 0.5, np.random.default_rng(policy_seed))
     observations = []
     for _ in range(2):  # Two episodes: the second reset must be reproducible too.
       observations.append(env.reset().observation)
@@ -102,17 +109,50 @@ def test_same_seed_same_rollout(name):
   assert not np.array_equal(first, rollout(3, 8))
 
 
-def test_fetch_push_seed_changes_block_start_only_slightly():
+def test_fetch_push_block_starts_like_the_authors_task():
+  from environments import fetch  # pylint: disable=import-outside-toplevel
+  env = environments.make("fetch_push", seed=0)
   starts = []
-  for seed in (0, 1):
-    env = environments.make("fetch_push", seed=seed)
+  for _ in range(40):
     env.reset()
-    starts.append(env.privileged_state()["object_pos"])
-    np.testing.assert_allclose(env.privileged_state()["goal_pos"], [1.42, 0.75, 0.4247],
-                               atol=1e-3)
-    env.close()
-  assert not np.allclose(starts[0], starts[1])
-  assert np.all(np.abs(starts[0] - starts[1]) <= 0.04 + 1e-6)
+    state = env.privileged_state()
+    np.testing.assert_allclose(state["goal_pos"], [1.40, 0.90, 0.4247], atol=1e-3)
+    gripper, block = state["gripper_pos"][:2], state["object_pos"][:2]
+    assert np.all(np.abs(block - gripper) <= fetch.PUSH_OBJECT_RANGE + 0.01)
+    assert np.linalg.norm(block - gripper) >= fetch.PUSH_MIN_GRIPPER_DISTANCE - 0.01
+    assert not env.success()  # No episode starts solved.
+    starts.append(block)
+  env.close()
+  spread = np.ptp(np.stack(starts), axis=0)
+  assert np.all(spread > 0.15)  # Spread over the +-15 cm square, not around one point.
+
+
+def test_stratified_assignment_counts_and_seeding():
+  rng = np.random.default_rng
+  first = scripted.stratified_assignment([0.5, 0.3, 0.2], 11, rng(0))
+  np.testing.assert_array_equal(np.bincount(first, minlength=3), [6, 3, 2])
+  np.testing.assert_array_equal(first, scripted.stratified_assignment([0.5, 0.3, 0.2], 11, rng(0)))
+  assert not np.array_equal(first, scripted.stratified_assignment([0.5, 0.3, 0.2], 11, rng(1)))
+
+
+@pytest.mark.parametrize("name", STATE_NAMES)
+def test_checkpoints_are_graded(name):
+  """The clean checkpoint solves the task; the weakest one mostly fails, and coherently (a wrong target)."""
+  env = environments.make(name, seed=0)
+  rates = {}
+  for competence in (0.0, 1.0):
+    wins = []
+    for episode in range(6):
+      env.reseed(episode)
+      policy = scripted.make_checkpoint_policy(env, competence, np.random.default_rng(episode))
+      ts, hit = env.reset(), False
+      while not ts.last():
+        ts = env.step(policy())
+        hit = hit or env.success()
+      wins.append(hit)
+    rates[competence] = np.mean(wins)
+  env.close()
+  assert rates[1.0] == 1.0 and rates[0.0] <= 0.5
 
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)
@@ -125,8 +165,8 @@ def test_image_envs(name):
   ts, state_ts = env.reset(), state_env.reset()
   spec.validate(ts.observation)
   assert ts.observation.std() > 5.0  # not a constant image
-  policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
-  state_policy = scripted.make_scripted_policy(state_env, 0.0, np.random.default_rng(0))
+  policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
+  state_policy = scripted.make_checkpoint_policy(state_env, 1.0, np.random.default_rng(0))
   frames = [ts.observation]
   for _ in range(12):
     ts, state_ts = env.step(policy()), state_env.step(state_policy())
@@ -148,7 +188,7 @@ def test_occluded_camera_hides_block_while_pushing():
   seen = {}
   for name in ("fetch_push_image", "fetch_push_image_occluded"):
     env = environments.make(name, seed=0)
-    policy = scripted.make_scripted_policy(env, 0.0, np.random.default_rng(0))
+    policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
     env.reset()
     for _ in range(25):  # the gripper is pushing the block by then
       ts = env.step(policy())

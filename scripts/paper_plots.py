@@ -1,0 +1,97 @@
+"""Draws results/paper/fig<N>.png from the table scripts/reproduce.py writes (bars with per-seed points, or
+per-seed training curves for Fig. 4)."""
+import collections
+import csv
+import os
+from typing import Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+AGENT_ORDER = ("laeo", "oril", "purl", "bc")
+COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
+TITLES = {3: "Fig. 3: medium-quality data", 5: "Fig. 5: low-quality data", 6: "Fig. 6: success examples / data size",
+          7: "Fig. 7: occluded camera"}
+
+
+def _rows(table: str) -> List[Dict]:
+  if not os.path.exists(table):
+    return []
+  with open(table) as f:
+    return list(csv.DictReader(f))
+
+
+def _bars(ax, groups: Dict[str, Dict[str, List[float]]], metric_name: str) -> None:
+  """groups: x label -> agent -> per-seed values; mean bars with every seed as a dot."""
+  labels = list(groups)
+  agents = [a for a in AGENT_ORDER if any(a in g for g in groups.values())]
+  width = 0.8 / max(1, len(agents))
+  for j, agent in enumerate(agents):
+    for i, label in enumerate(labels):
+      values = groups[label].get(agent, [])
+      if not values:
+        continue
+      x = i - 0.4 + width * (j + 0.5)
+      ax.bar(x, np.mean(values), width, color=COLORS[agent], alpha=0.7, label=agent if i == 0 else None)
+      ax.scatter(np.full(len(values), x), values, color="k", s=10, zorder=3)
+  ax.set_xticks(range(len(labels)))
+  ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel(metric_name)
+  handles, names = ax.get_legend_handles_labels()
+  by_name = dict(zip(names, handles))
+  ax.legend([by_name[a] for a in agents if a in by_name], [a for a in agents if a in by_name], fontsize=8)
+
+
+def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
+  for row in rows:
+    if row["task"] != task or row["agent"] not in ("laeo", "oril"):
+      continue
+    path = os.path.join(root, row["workdir"], "logs", "evaluator_0", "logs.csv")
+    if not os.path.exists(path):
+      continue
+    points = sorted((int(float(r["learner_steps"])), float(r["success_rate"])) for r in _rows(path))
+    if points:
+      steps, rates = zip(*points)
+      ax.plot(steps, rates, color=COLORS[row["agent"]], alpha=0.8, label=row["agent"])
+  handles, names = ax.get_legend_handles_labels()
+  by_name = dict(zip(names, handles))
+  ax.legend(by_name.values(), by_name.keys(), fontsize=8)
+  ax.set_xlabel("learner steps")
+  ax.set_ylabel("success rate (10 episodes per point)")
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_title(f"Fig. 4: per-seed training curves, {task}")
+
+
+def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
+  """Draws figure `figure` from `table`; returns the PNG's path."""
+  rows = _rows(table)
+  out = os.path.join(out_dir, f"fig{figure}.png")
+  if figure == 4:
+    tasks = {r["task"] for r in rows}
+    task = "fetch_push_image" if "fetch_push_image" in tasks else "fetch_push"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _curves(ax, rows, root, task)
+  else:
+    metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, (column, name) in zip(axes, metrics):
+      groups: Dict[str, Dict[str, List[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+      for r in rows:
+        label = r["task"]
+        if figure == 6:
+          label = f"{r['num_success_examples']} ex, {r['dataset_episodes']} ep"
+        groups[label][r["agent"]].append(float(r[column]))
+      _bars(ax, groups, name)
+    steps = sorted({r["num_steps"] for r in rows})
+    episodes = sorted({r["eval_episodes"] for r in rows})
+    fig.suptitle(f"{TITLES[figure]} ({'/'.join(steps)} learner steps, "
+                 f"{'/'.join(sorted({r['preset'] for r in rows}))} preset, final checkpoint, "
+                 f"{'/'.join(episodes)} episodes; bars: mean, dots: seeds)")
+  fig.tight_layout()
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+  return out

@@ -1,0 +1,218 @@
+"""Reproduces a figure of the paper on our own data, through the real launcher (not a test).
+
+  python scripts/reproduce.py --figure=3                 # CPU budget, every task and agent of Fig. 3
+  python scripts/reproduce.py --figure=3 --budget=paper  # the paper's budget (1024-wide, 500k steps): a GPU
+  python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo bc --seeds 0
+
+Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final
+checkpoint on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it
+finishes, and rows already there are skipped, so an interrupted sweep continues when rerun; a run killed
+midway resumes from its last checkpoint. Runs go seed-major (every cell's seed 0 first). The figure
+(results/paper/fig<N>.png) is redrawn after every run.
+
+Figures: 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
+Fig. 3's runs), 5 (low-quality data), 6 (number of success examples; dataset size), 7 (occluded camera).
+Datasets are generated on first use under data/paper/ (seed 0, shared by every run that uses them).
+"""
+import argparse
+import csv
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from data_pipeline import generate  # noqa: E402
+from data_pipeline import rlds_io  # noqa: E402
+from launch import evaluate  # noqa: E402
+from scripts import paper_plots  # noqa: E402
+
+AGENTS = ("laeo", "oril", "purl", "bc")
+STATE_TASKS = ("fetch_reach", "fetch_push", "sawyer_window_open", "sawyer_drawer_close")
+IMAGE_TASKS = ("fetch_reach_image", "fetch_push_image")
+COLUMNS = ("figure", "task", "agent", "seed", "dataset", "quality", "dataset_episodes", "num_success_examples",
+           "num_steps", "preset", "success_any_step", "success_final_step", "eval_episodes", "wall_s", "workdir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Training budget of every run of a sweep (images get their own step count and dataset size)."""
+  preset: str
+  num_steps: int
+  image_num_steps: int
+  dataset_episodes: int
+  image_dataset_episodes: int
+  eval_every: int
+  image_seeds: int  # Seeds of image tasks (the others use --seeds).
+
+
+BUDGETS = {
+    # Fits Fig. 3's four state tasks x 4 agents x 3 seeds in a few hours on 2 cores.
+    "cpu": Budget(preset="laptop", num_steps=5000, image_num_steps=5000, dataset_episodes=2000,
+                  image_dataset_episodes=1000, eval_every=1000, image_seeds=1),
+    # The paper: 1024-wide networks, batch 1024, 500k gradient steps (a GPU).
+    "paper": Budget(preset="paper", num_steps=500_000, image_num_steps=500_000, dataset_episodes=2000,
+                    image_dataset_episodes=2000, eval_every=10_000, image_seeds=3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  figure: int
+  task: str
+  agent: str
+  seed: int
+  quality: str = "medium"
+  dataset_scale: float = 1.0  # x the budget's dataset size (Fig. 6 right).
+  num_success_examples: int = 200  # Fig. 6 left.
+
+
+def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -> List[Run]:
+  """Every run of a figure: state tasks seed-major, then image tasks seed-major."""
+  cells = []
+  if figure in (3, 4):
+    cells = [(t, a, {}) for t in STATE_TASKS for a in AGENTS]
+    cells += [(t, a, {"image": True}) for t in IMAGE_TASKS for a in AGENTS]
+  elif figure == 5:
+    cells = [(t, a, {"quality": "low"}) for t in ("fetch_reach", "fetch_push") for a in AGENTS]
+    cells += [("fetch_reach_image", a, {"quality": "low", "image": True}) for a in AGENTS]
+  elif figure == 6:
+    cells = [("fetch_push", a, {"num_success_examples": n}) for n in (1, 10, 100, 200) for a in ("laeo", "oril")]
+    cells += [("fetch_push", a, {"dataset_scale": x}) for x in (0.1, 10.0) for a in ("laeo", "oril")]
+  elif figure == 7:
+    cells = [("fetch_push_image_occluded", a, {"image": True}) for a in ("laeo", "oril")]
+  else:
+    raise ValueError(f"Unknown figure {figure}; valid figures: 3, 4, 5, 6, 7.")
+  runs = []
+  for image in (False, True):  # Image runs last: on a CPU each takes far longer than a state run.
+    for seed in sorted(image_seeds if image else seeds):
+      for task, agent, options in cells:
+        options = dict(options)
+        if options.pop("image", False) == image:
+          runs.append(Run(figure=3 if figure == 4 else figure, task=task, agent=agent, seed=seed, **options))
+  return runs
+
+
+def dataset_episodes(run: Run, budget: Budget) -> int:
+  episodes = budget.image_dataset_episodes if "_image" in run.task else budget.dataset_episodes
+  return max(1, int(round(episodes * run.dataset_scale)))
+
+
+def dataset_dir(run: Run, budget: Budget) -> str:
+  name = f"{run.task}_{run.quality}_{dataset_episodes(run, budget)}ep_{run.num_success_examples}ex_seed0"
+  return os.path.join(ROOT, "data", "paper", name)
+
+
+def ensure_dataset(path: str, run: Run, episodes: int) -> Dict:
+  if not rlds_io.is_dataset_dir(path):
+    print(f"[reproduce] generating {path}", flush=True)
+    summary = generate.generate_dataset(run.task, run.quality, episodes, path, seed=0,
+                                        num_success_examples=run.num_success_examples, show_progress=False)
+    print(generate.summary_line(summary), flush=True)
+  return rlds_io.read_metadata(path)
+
+
+def run_key(row: Dict) -> tuple:
+  return (str(row["task"]), str(row["agent"]), int(row["seed"]), os.path.basename(str(row["dataset"])),
+          int(row["num_steps"]), str(row["preset"]))
+
+
+def read_rows(path: str) -> List[Dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def append_row(path: str, row: Dict) -> None:
+  new = not os.path.exists(path)
+  with open(path, "a", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    if new:
+      writer.writeheader()
+    writer.writerow(row)
+
+
+def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int,
+                       extra_config: Sequence[str]) -> Dict:
+  num_steps = budget.image_num_steps if "_image" in run.task else budget.num_steps
+  workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset),
+                         f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}")
+  command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={run.agent}",
+             f"--env={run.task}", f"--dataset_dir={dataset}", f"--num_steps={num_steps}",
+             f"--preset={budget.preset}", f"--seed={run.seed}", f"--workdir={workdir}", "--num_evaluators=1",
+             f"--eval_every={budget.eval_every}", "--episodes_per_eval=10",
+             f"--checkpoint_every={budget.eval_every}", *[f"--config={c}" for c in extra_config]]
+  started = time.time()
+  log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a") as log:
+    subprocess.run(command, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
+  if result["learner_steps"] != num_steps:
+    raise RuntimeError(f"{workdir}: final checkpoint at step {result['learner_steps']}, expected {num_steps}.")
+  return {"num_steps": num_steps, "success_any_step": result["success_rate"],
+          "success_final_step": result["success_rate_final_step"], "eval_episodes": result["episodes"],
+          "wall_s": round(time.time() - started, 1), "workdir": os.path.relpath(workdir, ROOT)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--figure", type=int, required=True)
+  parser.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--tasks", nargs="+", default=None, help="Only these tasks.")
+  parser.add_argument("--agents", nargs="+", default=None, help="Only these agents.")
+  parser.add_argument("--final_episodes", type=int, default=100)
+  parser.add_argument("--num_steps", type=int, default=None, help="Override the budget's learner steps.")
+  parser.add_argument("--out_dir", default=os.path.join(ROOT, "results", "paper"))
+  parser.add_argument("--config", action="append", default=[], help="Agent override NAME=VALUE (every run).")
+  parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
+  args = parser.parse_args(argv)
+  budget = BUDGETS[args.budget]
+  if args.num_steps:
+    budget = dataclasses.replace(budget, num_steps=args.num_steps, image_num_steps=args.num_steps,
+                                 eval_every=min(budget.eval_every, args.num_steps))
+  out_dir = args.out_dir
+  os.makedirs(out_dir, exist_ok=True)
+  table = os.path.join(out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
+  if args.plot_only or args.figure == 4:
+    print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
+    return 0
+  runs = [r for r in figure_runs(args.figure, args.seeds, args.seeds[:budget.image_seeds])
+          if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)]
+  done = {run_key(row) for row in read_rows(table)}
+  failures = 0
+  for i, run in enumerate(runs):
+    dataset = dataset_dir(run, budget)
+    num_steps = budget.image_num_steps if "_image" in run.task else budget.num_steps
+    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps, budget.preset)
+    if key in done:
+      continue
+    meta = ensure_dataset(dataset, run, dataset_episodes(run, budget))
+    print(f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
+          flush=True)
+    try:
+      outcome = train_and_evaluate(run, budget, dataset, args.final_episodes, args.config)
+    except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
+      failures += 1
+      print(f"[reproduce] FAILED: {e}", flush=True)
+      continue
+    row = {"figure": run.figure, "task": run.task, "agent": run.agent, "seed": run.seed,
+           "dataset": os.path.relpath(dataset, ROOT), "quality": run.quality,
+           "dataset_episodes": meta["num_episodes"], "num_success_examples": meta["num_success_examples"],
+           "preset": budget.preset, **outcome}
+    append_row(table, row)
+    print(f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
+          f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s", flush=True)
+    paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
+  print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed; table {table}")
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
