@@ -21,9 +21,9 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
   workspace from the side of the table, across the push direction (the block
   stays visible while the gripper pushes it). Shadows, reflections and multisampling are off for speed
   and every site (the red goal marker ``target0`` included) is hidden.
-* ``fetch_push_image_occluded``: same task, but the camera looks over the robot's
-  shoulder along the push direction, so the gripper and forearm hide the block
-  while they touch it (partially observed task).
+* ``fetch_push_image_occluded``: same task, seen nearly top-down (the authors'
+  occluded camera pose), so the arm hides the block for much of a push
+  (partially observed task).
 
 gymnasium's own goal sampling and object randomisation run inside its reset and
 are then overridden, so gymnasium's internal generator has no influence on the
@@ -68,10 +68,9 @@ CAMERAS = {
     # Beside the table (+y side), looking across the push direction and down: the
     # gripper and the block are side by side, so the block is always visible.
     "front": dict(lookat=(1.31, 0.75, 0.44), distance=0.6, azimuth=-90.0, elevation=-45.0),
-    # Above and behind the gripper, looking steeply down along +x (the push
-    # direction, i.e. along the forearm): while the gripper touches the back of
-    # the block, the gripper link sits between the camera and the block.
-    "occluded": dict(lookat=(1.25, 0.75, 0.43), distance=0.6, azimuth=0.0, elevation=-55.0),
+    # Nearly top-down over the workspace (the authors' occluded pose: azimuth 180, elevation -80): the block
+    # is always in frame, but the arm passes over it and hides it for much of a push.
+    "occluded": dict(lookat=(1.32, 0.80, 0.42), distance=0.75, azimuth=180.0, elevation=-80.0),
 }
 
 

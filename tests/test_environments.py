@@ -184,23 +184,26 @@ def test_image_envs(name):
 
 
 def test_occluded_camera_hides_block_while_pushing():
-  """The block is seen from the side camera but hidden behind the gripper."""
-  seen = {}
+  """The side camera always sees the block; the occluded one loses it under the arm, but not for good."""
+  visible = {}
   for name in ("fetch_push_image", "fetch_push_image_occluded"):
-    env = environments.make(name, seed=0)
-    policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
-    env.reset()
-    for _ in range(25):  # the gripper is pushing the block by then
-      ts = env.step(policy())
-    block_id = env._model.body("object0").id  # pylint: disable=protected-access
-    # Hide the block: pixels that change are the block's visible pixels.
-    model = env._model  # pylint: disable=protected-access
-    geoms = model.geom_bodyid == block_id
-    rgba = model.geom_rgba[geoms].copy()
-    model.geom_rgba[geoms, 3] = 0.0
-    without_block = env.render("occluded" if name.endswith("occluded") else "front")
-    model.geom_rgba[geoms] = rgba
-    seen[name] = int(np.any(ts.observation != without_block, axis=-1).sum())
-    env.close()
-  assert seen["fetch_push_image"] >= 15
-  assert seen["fetch_push_image_occluded"] < seen["fetch_push_image"] / 3
+    counts = []
+    for seed in range(4):
+      env = environments.make(name, seed=seed)
+      policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
+      ts = env.reset()
+      model = env._model  # pylint: disable=protected-access
+      geoms = model.geom_bodyid == model.body("object0").id
+      for t in range(40):
+        if t % 5 == 0:  # Pixels that change when the block is hidden are its visible pixels.
+          rgba = model.geom_rgba[geoms].copy()
+          model.geom_rgba[geoms, 3] = 0.0
+          without_block = env.render("occluded" if name.endswith("occluded") else "front")
+          model.geom_rgba[geoms] = rgba
+          counts.append(int(np.any(ts.observation != without_block, axis=-1).sum()))
+        ts = env.step(policy())
+      env.close()
+    visible[name] = np.array(counts).reshape(4, -1)
+  assert (visible["fetch_push_image"] >= 15).all()
+  assert (visible["fetch_push_image_occluded"] == 0).mean() >= 0.25
+  assert (visible["fetch_push_image_occluded"].max(axis=1) >= 15).all()
