@@ -27,8 +27,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "laeo", f"One of {agents.AGENT_NAMES}.")
 flags.DEFINE_string("env", "fetch_reach", f"One of {environments.ENV_NAMES}.")
 flags.DEFINE_string("dataset_dir", None, "RLDS (TFDS) dataset directory; generated if not given.")
-flags.DEFINE_string("quality", "medium", "Quality of the generated dataset when --dataset_dir is not given.")
-flags.DEFINE_integer("dataset_episodes", 200, "Episodes of the generated dataset when --dataset_dir is not given.")
+flags.DEFINE_string("quality", "medium", "Quality of the generated dataset when --dataset_dir is not given: "
+                    "medium, low or expert.")
+flags.DEFINE_integer("dataset_episodes", 2000, "Episodes of the generated dataset when --dataset_dir is not given.")
 flags.DEFINE_integer("num_evaluators", 1, "Evaluator processes.")
 flags.DEFINE_integer("num_steps", 10000, "Total learner steps (a resumed run continues up to this count).")
 flags.DEFINE_integer("seed", 0, "Seed for data generation, networks, batch sampling and evaluation.")

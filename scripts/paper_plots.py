@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
-TITLES = {3: "Fig. 3: medium-quality data", 5: "Fig. 5: low-quality data", 6: "Fig. 6: success examples / data size",
+TITLES = {0: "Pipeline sanity: BC on clean-controller data", 3: "Fig. 3: medium-quality data", 5: "Fig. 5: low-quality data", 6: "Fig. 6: success examples / data size",
           7: "Fig. 7: occluded camera"}
 
 
@@ -94,4 +94,33 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
   fig.tight_layout()
   fig.savefig(out, dpi=110)
   plt.close(fig)
+  if figure != 4:
+    with open(os.path.join(out_dir, f"fig{figure}.md"), "w") as f:
+      f.write("Success rate of the final checkpoint: mean over seeds, any step / final step "
+              "(per-seed any-step values in brackets).\n\n" + summary_markdown(figure, table))
   return out
+
+
+def summary_markdown(figure: int, table: str) -> str:
+  """Mean (and per-seed values) of each task x agent, both metrics, as a markdown table."""
+  rows = _rows(table)
+  cells: Dict[tuple, List[Dict]] = collections.defaultdict(list)
+  for r in rows:
+    label = r["task"] if figure != 6 else f"{r['task']} ({r['num_success_examples']} ex, {r['dataset_episodes']} ep)"
+    cells[(label, r["agent"])].append(r)
+  labels = list(dict.fromkeys(label for label, _ in cells))
+  agents = [a for a in AGENT_ORDER if any(a == agent for _, agent in cells)]
+  lines = [f"| task | {' | '.join(agents)} |", "|---" * (len(agents) + 1) + "|"]
+  for label in labels:
+    entries = []
+    for agent in agents:
+      runs = sorted(cells.get((label, agent), []), key=lambda r: int(r["seed"]))
+      if not runs:
+        entries.append("")
+        continue
+      any_step = [float(r["success_any_step"]) for r in runs]
+      final = [float(r["success_final_step"]) for r in runs]
+      entries.append(f"{np.mean(any_step):.2f} / {np.mean(final):.2f} (n={len(runs)}: "
+                     f"{', '.join(f'{v:.2f}' for v in any_step)})")
+    lines.append(f"| {label} | {' | '.join(entries)} |")
+  return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ finishes, and rows already there are skipped, so an interrupted sweep continues 
 midway resumes from its last checkpoint. Runs go seed-major (every cell's seed 0 first). The figure
 (results/paper/fig<N>.png) is redrawn after every run.
 
-Figures: 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
+Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
 Fig. 3's runs), 5 (low-quality data), 6 (number of success examples; dataset size), 7 (occluded camera).
 Datasets are generated on first use under data/paper/ (seed 0, shared by every run that uses them).
 """
@@ -74,7 +74,10 @@ class Run:
 def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -> List[Run]:
   """Every run of a figure: state tasks seed-major, then image tasks seed-major."""
   cells = []
-  if figure in (3, 4):
+  if figure == 0:
+    cells = [(t, "bc", {"quality": "expert", "dataset_scale": 0.25}) for t in STATE_TASKS]
+    seeds = seeds[:1]
+  elif figure in (3, 4):
     cells = [(t, a, {}) for t in STATE_TASKS for a in AGENTS]
     cells += [(t, a, {"image": True}) for t in IMAGE_TASKS for a in AGENTS]
   elif figure == 5:
@@ -86,7 +89,7 @@ def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -
   elif figure == 7:
     cells = [("fetch_push_image_occluded", a, {"image": True}) for a in ("laeo", "oril")]
   else:
-    raise ValueError(f"Unknown figure {figure}; valid figures: 3, 4, 5, 6, 7.")
+    raise ValueError(f"Unknown figure {figure}; valid figures: 0, 3, 4, 5, 6, 7.")
   runs = []
   for image in (False, True):  # Image runs last: on a CPU each takes far longer than a state run.
     for seed in sorted(image_seeds if image else seeds):
