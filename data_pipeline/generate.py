@@ -128,8 +128,8 @@ def generate_dataset(
     num_success_examples: success examples saved in the dataset dir (>= 1).
     overwrite: replace an existing dataset at `out_dir`.
     show_progress: tqdm progress bar.
-    workers: rollout processes (default: one per core, at most 2 per 100
-      episodes); the data are the same for any number.
+    workers: rollout processes (default: one per core, but no more than one
+      per 50 episodes); the data are the same for any number.
     env_factory, policy_factory, mixture_fn: test hooks (rolled out in this
       process); default to `environments.make`,
       `scripted.make_checkpoint_policy` and `scripted.checkpoint_mixture`.
