@@ -28,6 +28,7 @@ from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
 from launch import checkpointing
+from launch import rollout
 from launch import variable_client
 
 
@@ -184,14 +185,8 @@ class Evaluator:
     """One deterministic-policy episode; returns (success at any step, success at the final step)."""
     if self._env is None:
       self._env = environments.make(self._env_name, seed=self._env_seed)
-    timestep = self._env.reset()
-    any_step = False
-    while not timestep.last():
-      self._key, key = jax.random.split(self._key)
-      action = self._policy(params, key, timestep.observation, evaluation=True)
-      timestep = self._env.step(np.asarray(action))
-      any_step = any_step or self._env.success()
-    return bool(any_step), bool(self._env.success())
+    any_step, final, self._key = rollout.run_episode(self._env, self._policy, params, self._key)
+    return any_step, final
 
   def evaluate_round(self, should_stop: Callable[[], bool] = lambda: False) -> Optional[Dict[str, float]]:
     """One round with the latest parameters; returns its logged row (None if stopped midway)."""

@@ -24,6 +24,7 @@ import environments  # noqa: E402
 from data_pipeline import reverb_pipeline  # noqa: E402
 from data_pipeline import rlds_io  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch import rollout  # noqa: E402
 from launch import run as run_lib  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "defaults_check.csv")
@@ -35,15 +36,10 @@ def parse_variant(text: str):
 
 
 def rollout_success(env, policy, params, episodes: int, seed: int):
-  key = jax.random.PRNGKey(seed)
-  outcomes = []
+  key, outcomes = jax.random.PRNGKey(seed), []
   for _ in range(episodes):
-    timestep, hit = env.reset(), False
-    while not timestep.last():
-      key, sub = jax.random.split(key)
-      timestep = env.step(np.asarray(policy(params, sub, timestep.observation, evaluation=True)))
-      hit = hit or env.success()
-    outcomes.append((hit, env.success()))
+    any_step, final, key = rollout.run_episode(env, policy, params, key)
+    outcomes.append((any_step, final))
   return np.mean(outcomes, axis=0)
 
 

@@ -15,6 +15,7 @@ import pytest
 import agents
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
+from launch import rollout
 
 HORIZON = 10
 TINY = {"hidden_sizes": (32, 32), "policy_hidden_sizes": (32, 32), "critic_hidden_sizes": (32, 32),
@@ -95,12 +96,8 @@ def train(agent, episodes, examples, steps, seed=0, **overrides):
 def success_rate(policy, params, episodes=20):
   env, key, wins = PointEnv(123), jax.random.PRNGKey(0), 0
   for _ in range(episodes):
-    timestep, hit = env.reset(), False
-    while not timestep.last():
-      key, sub = jax.random.split(key)
-      timestep = env.step(np.asarray(policy(params, sub, timestep.observation, evaluation=True)))
-      hit = hit or env.success()
-    wins += hit
+    any_step, _, key = rollout.run_episode(env, policy, params, key)
+    wins += any_step
   return wins / episodes
 
 
