@@ -27,8 +27,10 @@ import numpy as np
 
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
+from data_pipeline import scripted
 
-QUALITIES = ('medium', 'low', 'expert')
+QUALITIES = scripted.QUALITIES
+
 Mixture = Sequence[Tuple[float, float]]  # ((competence, weight), ...)
 
 
@@ -38,12 +40,10 @@ def _default_env_factory(env_name: str, seed: int):
 
 
 def _default_policy_factory(env, competence: float, rng: np.random.Generator):
-  from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
   return scripted.make_checkpoint_policy(env, competence, rng)
 
 
 def _default_mixture(task: str, quality: str) -> Mixture:
-  from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
   return scripted.checkpoint_mixture(task, quality)
 
 
@@ -235,7 +235,6 @@ def generate_dataset(
 
 def stratified_checkpoints(mixture: Mixture, num_episodes: int, seed: int) -> np.ndarray:
   """Checkpoint index of each episode: round(weight * episodes) of each, in a seeded order."""
-  from data_pipeline import scripted  # pylint: disable=g-import-not-at-top
   return scripted.stratified_assignment([w for _, w in mixture], num_episodes,
                                         np.random.default_rng([seed, 1 << 20]))
 

@@ -16,7 +16,7 @@ according to its ``competence`` c in [0, 1] (1 = the clean controller):
 
 A dataset's quality is a mixture over ``CHECKPOINTS`` (competences 0, 0.2, ...,
 1): weights proportional to ``exp(beta * c)``, with ``beta`` per task and
-quality in ``QUALITY_BETA`` (measured with ``python -m data_pipeline.tune_noise``)
+quality in ``QUALITY_BETA`` (solved by ``python scripts/tune_checkpoints.py``)
 so that 'medium' gives 45-50 % successful episodes and 'low' 8-12 % (success at
 any step, the authors' metric). 'expert' is the clean controller alone (the
 pipeline's sanity check: behavioural cloning must solve the task from it).

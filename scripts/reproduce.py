@@ -100,6 +100,10 @@ def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -
   return runs
 
 
+def num_steps_of(run: Run, budget: Budget) -> int:
+  return budget.image_num_steps if "_image" in run.task else budget.num_steps
+
+
 def dataset_episodes(run: Run, budget: Budget) -> int:
   episodes = budget.image_dataset_episodes if "_image" in run.task else budget.dataset_episodes
   return max(1, int(round(episodes * run.dataset_scale)))
@@ -142,7 +146,7 @@ def append_row(path: str, row: Dict) -> None:
 
 def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int,
                        extra_config: Sequence[str]) -> Dict:
-  num_steps = budget.image_num_steps if "_image" in run.task else budget.num_steps
+  num_steps = num_steps_of(run, budget)
   workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset),
                          f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}")
   command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={run.agent}",
@@ -192,8 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   failures = 0
   for i, run in enumerate(runs):
     dataset = dataset_dir(run, budget)
-    num_steps = budget.image_num_steps if "_image" in run.task else budget.num_steps
-    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps, budget.preset)
+    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset)
     if key in done:
       continue
     meta = ensure_dataset(dataset, run, dataset_episodes(run, budget))
