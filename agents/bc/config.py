@@ -17,6 +17,8 @@ class BcConfig:
     policy_hidden_sizes: hidden layers of the policy MLP.
     log_std_min, log_std_max: clipping range of the policy log-std.
     action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
+    torso_channels: channels of the three conv layers of every image encoder
+      (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
   """
   batch_size: int = 256
   learning_rate: float = 3e-4
@@ -25,7 +27,10 @@ class BcConfig:
   log_std_min: float = -5.0
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
+  torso_channels: Tuple[int, int, int] = (32, 64, 64)
 
   def __post_init__(self):
+    if len(self.torso_channels) != 3:
+      raise ValueError(f'torso_channels needs three conv layers, got {self.torso_channels}.')
     if self.log_std_min > self.log_std_max:
       raise ValueError('log_std_min must not exceed log_std_max.')

@@ -21,6 +21,6 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
   common_networks.check_action_spec(action_spec)
   policy = common_networks.make_tanh_gaussian_policy(
       observation_spec, action_spec, config.policy_hidden_sizes,
-      config.log_std_min, config.log_std_max)
+      config.log_std_min, config.log_std_max, config.torso_channels)
   return BcNetworks(policy=policy, observation_spec=observation_spec,
                     action_spec=action_spec)

@@ -15,19 +15,27 @@ def is_image_spec(observation_spec: specs.Array) -> bool:
   return len(observation_spec.shape) == 3
 
 
-class AtariTorso(hk.Module):
-  """Conv torso: 32 8x8 s4, 64 4x4 s2, 64 3x3 s1 (VALID, ReLU), flattened.
+# Channels of the Atari torso's three conv layers: the paper's, and a quarter of its FLOPs for CPUs.
+ATARI_CHANNELS = (32, 64, 64)
+SMALL_CHANNELS = (16, 32, 32)
 
-  A 64x64x3 input gives a 4*4*64 = 1024 dimensional feature vector.
+
+class AtariTorso(hk.Module):
+  """Conv torso: c0 8x8 s4, c1 4x4 s2, c2 3x3 s1 (VALID, ReLU), flattened.
+
+  With the default channels (32, 64, 64) a 64x64x3 input gives a 4*4*64 = 1024
+  dimensional feature vector.
   """
 
+  def __init__(self, channels: Sequence[int] = ATARI_CHANNELS, name: str = 'atari_torso'):
+    super().__init__(name=name)
+    if len(channels) != 3:
+      raise ValueError(f'The Atari torso has three conv layers; got channels {tuple(channels)}.')
+    self._channels = tuple(channels)
+
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    x = hk.Conv2D(32, 8, stride=4, padding='VALID')(x)
-    x = jax.nn.relu(x)
-    x = hk.Conv2D(64, 4, stride=2, padding='VALID')(x)
-    x = jax.nn.relu(x)
-    x = hk.Conv2D(64, 3, stride=1, padding='VALID')(x)
-    x = jax.nn.relu(x)
+    for channels, kernel, stride in zip(self._channels, (8, 4, 3), (4, 2, 1)):
+      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding='VALID')(x))
     return x.reshape(x.shape[:-3] + (-1,))
 
 
@@ -36,12 +44,15 @@ class Encoder(hk.Module):
 
   Vector observations are cast to float32 and flattened. Image observations
   (rank-3 spec) are cast to float32 (divided by 255 when the spec is uint8)
-  and passed through an AtariTorso. One Encoder instance = one set of torso
-  weights, so calling the same instance from several heads shares the torso.
+  and passed through an AtariTorso with `torso_channels`. One Encoder instance
+  = one set of torso weights, so calling the same instance from several heads
+  shares the torso.
   """
 
-  def __init__(self, observation_spec: specs.Array, name: str = 'encoder'):
+  def __init__(self, observation_spec: specs.Array, name: str = 'encoder',
+               torso_channels: Sequence[int] = ATARI_CHANNELS):
     super().__init__(name=name)
+    self._torso_channels = tuple(torso_channels)
     self._image = is_image_spec(observation_spec)
     self._uint8 = np.dtype(observation_spec.dtype) == np.uint8
     self._ndim = len(observation_spec.shape)
@@ -51,7 +62,7 @@ class Encoder(hk.Module):
     if self._image:
       if self._uint8:
         x = x / 255.0
-      return AtariTorso()(x)
+      return AtariTorso(self._torso_channels)(x)
     return x.reshape(x.shape[:x.ndim - self._ndim] + (-1,))
 
 
@@ -86,7 +97,8 @@ def make_tanh_gaussian_policy(observation_spec: specs.Array,
                               action_spec: specs.Array,
                               hidden_sizes: Sequence[int],
                               log_std_min: float,
-                              log_std_max: float) -> hk.Transformed:
+                              log_std_max: float,
+                              torso_channels: Sequence[int] = ATARI_CHANNELS) -> hk.Transformed:
   """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
 
   Encoder (own torso for images) -> ReLU MLP -> linear 2A outputs; the
@@ -95,7 +107,7 @@ def make_tanh_gaussian_policy(observation_spec: specs.Array,
   action_dim = int(np.prod(action_spec.shape))
 
   def forward(obs):
-    x = Encoder(observation_spec, name='policy_encoder')(obs)
+    x = Encoder(observation_spec, name='policy_encoder', torso_channels=torso_channels)(obs)
     out = mlp(hidden_sizes, 2 * action_dim, name='policy_mlp')(x)
     mean, log_std = jnp.split(out, 2, axis=-1)
     log_std = jnp.clip(log_std, log_std_min, log_std_max)

@@ -24,15 +24,25 @@ class LaeoNetworks:
 
   policy: apply(params, obs) -> (mean, log_std) of the pre-tanh Gaussian.
   critic_init: init(key, obs, action, goal) -> critic params.
-  phi: (critic_params, obs [B,...], action [B,A]) -> [2, B, repr_dim].
-  psi: (critic_params, goal [M,...]) -> [2, M, repr_dim].
+  encode: (critic_params, obs [B,...]) -> the critic's features [B, D].
+  phi_head: (critic_params, features [B, D], action [B, A]) -> [2, B, repr_dim].
+  psi_head: (critic_params, features [M, D]) -> [2, M, repr_dim].
+  phi, psi: the same from observations (encode, then the head).
+  The split lets one update encode a batch's observations once for both losses.
   """
   policy: hk.Transformed
   critic_init: Callable
-  phi: Callable
-  psi: Callable
+  encode: Callable
+  phi_head: Callable
+  psi_head: Callable
   observation_spec: specs.Array
   action_spec: specs.Array
+
+  def phi(self, critic_params, obs, action):
+    return self.phi_head(critic_params, self.encode(critic_params, obs), action)
+
+  def psi(self, critic_params, goal):
+    return self.psi_head(critic_params, self.encode(critic_params, goal))
 
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
@@ -42,32 +52,33 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
   repr_dim = config.repr_dim
 
   def critic_fns():
-    encoder = common_networks.Encoder(observation_spec, name='critic_encoder')
+    encoder = common_networks.Encoder(observation_spec, name='critic_encoder',
+                                      torso_channels=config.torso_channels)
     phi_nets = [common_networks.mlp(hidden, repr_dim, name=f'phi_{k}')
                 for k in range(NUM_CRITICS)]
     psi_nets = [common_networks.mlp(hidden, repr_dim, name=f'psi_{k}')
                 for k in range(NUM_CRITICS)]
 
-    def phi(obs, action):
+    def phi_head(features, action):
       x = jnp.concatenate(
-          [encoder(obs), action.reshape(action.shape[0], -1).astype(jnp.float32)],
+          [features, action.reshape(action.shape[0], -1).astype(jnp.float32)],
           axis=-1)
       return jnp.stack([net(x) for net in phi_nets])
 
-    def psi(goal):
-      x = encoder(goal)
-      return jnp.stack([net(x) for net in psi_nets])
+    def psi_head(features):
+      return jnp.stack([net(features) for net in psi_nets])
 
     def init(obs, action, goal):
-      return phi(obs, action), psi(goal)
+      return phi_head(encoder(obs), action), psi_head(encoder(goal))
 
-    return init, (phi, psi)
+    return init, (encoder, phi_head, psi_head)
 
   critic = hk.without_apply_rng(hk.multi_transform(critic_fns))
-  phi_apply, psi_apply = critic.apply
+  encode, phi_head, psi_head = critic.apply
   policy = common_networks.make_tanh_gaussian_policy(
       observation_spec, action_spec, config.policy_hidden_sizes,
-      config.log_std_min, config.log_std_max)
-  return LaeoNetworks(policy=policy, critic_init=critic.init, phi=phi_apply,
-                      psi=psi_apply, observation_spec=observation_spec,
+      config.log_std_min, config.log_std_max, config.torso_channels)
+  return LaeoNetworks(policy=policy, critic_init=critic.init, encode=encode,
+                      phi_head=phi_head, psi_head=psi_head,
+                      observation_spec=observation_spec,
                       action_spec=action_spec)

@@ -36,6 +36,8 @@ class RewardTD3BCConfig:
     target_noise, target_noise_clip: target policy smoothing noise std/clip.
     exploration_noise: std of the Gaussian noise added by the non-evaluation
       policy (evaluation is deterministic).
+    torso_channels: channels of the three conv layers of every image encoder
+      (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
   """
   batch_size: int = 256
   learning_rate: float = 3e-4
@@ -52,8 +54,11 @@ class RewardTD3BCConfig:
   target_noise: float = 0.2
   target_noise_clip: float = 0.5
   exploration_noise: float = 0.1
+  torso_channels: Tuple[int, int, int] = (32, 64, 64)
 
   def __post_init__(self):
+    if len(self.torso_channels) != 3:
+      raise ValueError(f'torso_channels needs three conv layers, got {self.torso_channels}.')
     if self.classifier_loss not in CLASSIFIER_LOSSES:
       raise ValueError(f'classifier_loss must be one of {CLASSIFIER_LOSSES}, '
                        f'got {self.classifier_loss!r}.')

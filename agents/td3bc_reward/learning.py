@@ -9,7 +9,7 @@ One update (all inside one jitted function):
      a' = clip(pi'(s') + clip(N(0, target_noise), +-target_noise_clip), +-1);
   4. every policy_delay steps: TD3+BC actor step
      (-alpha / mean|Q_1| * Q_1(s, pi(s)) + mean (pi(s) - a)^2) and Polyak
-     target updates with rate tau.
+     target updates with rate tau (under lax.cond: no actor gradient otherwise).
 During the first classifier_steps updates only step 1 is applied.
 """
 from typing import Any, NamedTuple
@@ -161,28 +161,41 @@ def make_update_fn(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
     updates, critic_opt_state = opt.update(critic_grads, state.critic_opt_state)
     critic_params = optax.apply_updates(state.critic_params, updates)
 
-    # 4. Actor (delayed) with the freshly updated critic, then targets.
-    (_, actor_metrics), actor_grads = jax.value_and_grad(
-        actor_loss_fn, argnums=2, has_aux=True)(
-            networks, config, state.policy_params, critic_params, batch)
-    updates, policy_opt_state = opt.update(actor_grads, state.policy_opt_state)
-    policy_params = optax.apply_updates(state.policy_params, updates)
-    target_policy_params = optax.incremental_update(
-        policy_params, state.target_policy_params, config.tau)
-    target_critic_params = optax.incremental_update(
-        critic_params, state.target_critic_params, config.tau)
-
+    # 4. Actor (delayed) with the freshly updated critic, then targets. Its
+    # gradient is only computed on the steps that apply it; the other steps
+    # log the actor loss of the unchanged policy (a forward pass).
     train_rl, train_actor = phase_flags(config, state.steps)
+
+    def actor_step(_):
+      (_, metrics), grads = jax.value_and_grad(
+          actor_loss_fn, argnums=2, has_aux=True)(
+              networks, config, state.policy_params, critic_params, batch)
+      updates, opt_state = opt.update(grads, state.policy_opt_state)
+      policy_params = optax.apply_updates(state.policy_params, updates)
+      targets = (optax.incremental_update(policy_params,
+                                          state.target_policy_params,
+                                          config.tau),
+                 optax.incremental_update(critic_params,
+                                          state.target_critic_params,
+                                          config.tau))
+      return policy_params, opt_state, targets, metrics
+
+    def skip_actor(_):
+      _, metrics = actor_loss_fn(networks, config, state.policy_params,
+                                 critic_params, batch)
+      return (state.policy_params, state.policy_opt_state,
+              (state.target_policy_params, state.target_critic_params),
+              metrics)
+
+    policy_params, policy_opt_state, targets, actor_metrics = jax.lax.cond(
+        train_actor, actor_step, skip_actor, None)
     new_state = RewardTD3BCTrainingState(
-        policy_params=_select(train_actor, policy_params, state.policy_params),
-        target_policy_params=_select(train_actor, target_policy_params,
-                                     state.target_policy_params),
+        policy_params=policy_params,
+        target_policy_params=targets[0],
         critic_params=_select(train_rl, critic_params, state.critic_params),
-        target_critic_params=_select(train_actor, target_critic_params,
-                                     state.target_critic_params),
+        target_critic_params=targets[1],
         classifier_params=classifier_params,
-        policy_opt_state=_select(train_actor, policy_opt_state,
-                                 state.policy_opt_state),
+        policy_opt_state=policy_opt_state,
         critic_opt_state=_select(train_rl, critic_opt_state,
                                  state.critic_opt_state),
         classifier_opt_state=classifier_opt_state,

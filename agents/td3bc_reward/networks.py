@@ -35,13 +35,15 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
   action_dim = int(np.prod(action_spec.shape))
 
   def policy(obs):
-    x = common_networks.Encoder(observation_spec, name='policy_encoder')(obs)
+    x = common_networks.Encoder(
+        observation_spec, name='policy_encoder', torso_channels=config.torso_channels)(obs)
     x = common_networks.mlp(config.policy_hidden_sizes, action_dim,
                             name='policy_mlp')(x)
     return jnp.tanh(x)
 
   def critic(obs, action):
-    x = common_networks.Encoder(observation_spec, name='critic_encoder')(obs)
+    x = common_networks.Encoder(
+        observation_spec, name='critic_encoder', torso_channels=config.torso_channels)(obs)
     x = jnp.concatenate(
         [x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
     qs = [common_networks.mlp(config.critic_hidden_sizes, 1,
@@ -50,8 +52,8 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
     return jnp.stack(qs)
 
   def classifier(obs):
-    x = common_networks.Encoder(observation_spec,
-                                name='classifier_encoder')(obs)
+    x = common_networks.Encoder(
+        observation_spec, name='classifier_encoder', torso_channels=config.torso_channels)(obs)
     return common_networks.mlp(config.classifier_hidden_sizes, 1,
                                name='classifier_mlp')(x)[..., 0]
 
