@@ -462,3 +462,24 @@ def load_episodes(dataset_dir: str,
       episode.pop('success')
     episodes.append(episode)
   return episodes
+
+
+# Added to every standard deviation of observation_stats: keeps constant dimensions finite (as CORL does).
+OBSERVATION_STD_EPS = 1e-3
+
+
+def observation_stats(observations: np.ndarray) -> Dict[str, List[float]]:
+  """{'mean', 'std'} per dimension of vector observations [N, d] (lists, to be stored as JSON)."""
+  observations = np.asarray(observations, np.float64)
+  if observations.ndim != 2 or len(observations) == 0:
+    raise ValueError(f'observation_stats needs observations of shape [N >= 1, d]; got {observations.shape}.')
+  return {'mean': observations.mean(axis=0).tolist(),
+          'std': (observations.std(axis=0) + OBSERVATION_STD_EPS).tolist()}
+
+
+def dataset_observation_stats(dataset_dir: str) -> Optional[Dict[str, List[float]]]:
+  """observation_stats over every step of a dataset of vector observations; None for images."""
+  if len(read_metadata(dataset_dir)['observation_shape']) != 1:
+    return None
+  episodes = load_episodes(dataset_dir, include_success=False)
+  return observation_stats(np.concatenate([e['observation'] for e in episodes]))

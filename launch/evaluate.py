@@ -38,7 +38,7 @@ def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
   builder = agents.make_builder(config.agent, **config.overrides)
   env = environments.make(config.env, seed=0)
-  networks = builder.make_networks(env.observation_spec(), env.action_spec())
+  networks = builder.make_networks(env.observation_spec(), env.action_spec(), config.observation_stats)
   env.close()
   # A learner that is never stepped: it only turns the checkpointed state back into policy parameters.
   learner = builder.make_learner(networks, iter(()), success_lib.load_success_examples(config.dataset_dir),
@@ -46,7 +46,8 @@ def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
   learner.restore(latest["learner"])
   counter = nodes.make_counter({"learner_steps": latest["step"]})
   evaluator = nodes.Evaluator(config.agent, config.overrides, config.env, learner, counter, config.workdir,
-                              seed, episodes, eval_every=1, label="checkpoint_eval")
+                              seed, episodes, eval_every=1, label="checkpoint_eval",
+                              observation_stats=config.observation_stats)
   return evaluator.evaluate_round()
 
 

@@ -39,6 +39,8 @@ flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of ev
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
 flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run.PRESETS)}.")
+flags.DEFINE_bool("normalize_observations", True, "Standardise vector observations with the dataset's "
+                  "per-dimension mean and std inside every network (--nonormalize_observations: raw inputs).")
 flags.DEFINE_bool("prepare_only", False, "Generate the dataset if needed and write <workdir>/run_config.json "
                   "(e.g. for launch/distributed.py), without launching.")
 flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.05.")
@@ -55,7 +57,7 @@ def main(argv):
             "runs", f"{FLAGS.agent}_{FLAGS.env}_seed{FLAGS.seed}"),
         episodes_per_eval=FLAGS.episodes_per_eval, eval_every=FLAGS.eval_every,
         checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, preset=FLAGS.preset,
-        config_overrides=FLAGS.config)
+        config_overrides=FLAGS.config, normalize_observations=FLAGS.normalize_observations)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
   if FLAGS.prepare_only:

@@ -95,7 +95,8 @@ class LearnerWorker(core.VariableSource):
 
   def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, dataset_dir: str,
                episode_signature: Dict[str, Any], reverb_client: Any, counter: Any, workdir: str,
-               num_steps: int, seed: int, checkpoint_every: int, log_every: int):
+               num_steps: int, seed: int, checkpoint_every: int, log_every: int,
+               observation_stats: Optional[Dict[str, List[float]]] = None):
     self._counter = counter
     self._num_steps = num_steps
     self._checkpoint_every = checkpoint_every
@@ -107,7 +108,7 @@ class LearnerWorker(core.VariableSource):
 
     builder = agents.make_builder(agent, **overrides)
     observation_spec, action_spec = _specs(env_name)
-    networks = builder.make_networks(observation_spec, action_spec)
+    networks = builder.make_networks(observation_spec, action_spec, observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
     iterator = reverb_pipeline.make_reverb_iterator(
         reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
@@ -162,14 +163,15 @@ class Evaluator:
   """Evaluates the latest policy for `episodes_per_eval` episodes every `eval_every` learner steps."""
 
   def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, learner: Any, counter: Any,
-               workdir: str, seed: int, episodes_per_eval: int, eval_every: int, label: str):
+               workdir: str, seed: int, episodes_per_eval: int, eval_every: int, label: str,
+               observation_stats: Optional[Dict[str, List[float]]] = None):
     self._env_name = env_name
     self._env_seed = seed
     self._env = None  # Made on the thread that renders: an OpenGL context belongs to one thread.
     self._workdir = workdir
     self._label = label
     builder = agents.make_builder(agent, **overrides)
-    networks = builder.make_networks(*_specs(env_name))
+    networks = builder.make_networks(*_specs(env_name), observation_stats)
     self._policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
     self._variables = variable_client.VariableClient(learner, "policy")
     self._counter = counter

@@ -3,7 +3,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import launchpad as lp
 from acme.utils import lp_utils
@@ -32,10 +32,16 @@ class RunConfig:
   checkpoint_every: int = 1000
   log_every: int = 100
   overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Networks standardise vector observations with the dataset's per-dimension mean and std, observation_stats
+  # (derived from dataset_dir by launch.run.make_run_config and kept for the run's lifetime; None for images
+  # or when normalize_observations is off).
+  normalize_observations: bool = True
+  observation_stats: Optional[Dict[str, List[float]]] = None
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "eval_every", "checkpoint_every",
                        "log_every")
+  DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
 
   def validate(self):
     if self.env not in environments.ENV_NAMES:
@@ -65,11 +71,21 @@ def check_run_config(config: RunConfig) -> None:
   with open(path) as f:
     previous = json.load(f)
   current = _as_stored(config)
-  changed = sorted(k for k in current if k not in RunConfig.RESUMABLE_CHANGES and previous.get(k) != current[k])
+  fixed = [k for k in current if k not in RunConfig.RESUMABLE_CHANGES + RunConfig.DERIVED]
+  changed = sorted(k for k in fixed if previous.get(k) != current[k])
   if changed:
     details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
     raise ValueError(f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
                      "another run, or the same flags to resume this one.")
+
+
+def stored_run_config(workdir: str) -> Optional[RunConfig]:
+  """The RunConfig stored in `workdir` by an earlier start of its run, if any (not validated)."""
+  path = os.path.join(workdir, "run_config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return RunConfig(**json.load(f))
 
 
 def load_run_config(path: str) -> RunConfig:
@@ -133,13 +149,14 @@ def make_program(config: RunConfig) -> lp.Program:
     learner = program.add_node(lp.CourierNode(
         nodes.guarded, workdir, "learner", nodes.LearnerWorker, config.agent, config.overrides, config.env,
         config.dataset_dir, signature, replay, counter, workdir, config.num_steps, config.seed,
-        config.checkpoint_every, config.log_every))
+        config.checkpoint_every, config.log_every, config.observation_stats))
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
       label = f"evaluator_{i}"
       program.add_node(lp.CourierNode(
           nodes.guarded, workdir, label, nodes.Evaluator, config.agent, config.overrides, config.env, learner,
-          counter, workdir, config.seed + 1000 * (i + 1), config.episodes_per_eval, config.eval_every, label))
+          counter, workdir, config.seed + 1000 * (i + 1), config.episodes_per_eval, config.eval_every, label,
+          config.observation_stats))
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
     program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))

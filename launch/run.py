@@ -60,7 +60,13 @@ def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str
 def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, dataset_episodes: int,
                     num_evaluators: int, num_steps: int, seed: int, workdir: str, episodes_per_eval: int,
                     eval_every: int, checkpoint_every: int, log_every: int, preset: str,
-                    config_overrides: Sequence[str]) -> program_lib.RunConfig:
+                    config_overrides: Sequence[str],
+                    normalize_observations: bool = True) -> program_lib.RunConfig:
+  """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
+
+  With normalize_observations, the networks standardise vector observations with the dataset's per-dimension
+  mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics it started with.
+  """
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
   generated = dataset_dir is None
   if generated:
@@ -69,7 +75,8 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
       agent=agent, env=env, dataset_dir=os.path.abspath(dataset_dir), workdir=os.path.abspath(workdir),
       num_steps=num_steps, seed=seed, num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval,
       eval_every=eval_every,
-      checkpoint_every=checkpoint_every, log_every=log_every, overrides=overrides)
+      checkpoint_every=checkpoint_every, log_every=log_every, overrides=overrides,
+      normalize_observations=normalize_observations)
   config.validate()
   program_lib.check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
   if generated and not rlds_io.is_dataset_dir(dataset_dir):
@@ -77,6 +84,11 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
     summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
     print(generate.summary_line(summary))
   program_lib.check_dataset_matches_env(config.dataset_dir, env)  # Also fails clearly on a missing dataset.
+  previous = program_lib.stored_run_config(config.workdir)
+  if previous is not None:
+    config.observation_stats = previous.observation_stats
+  elif normalize_observations:
+    config.observation_stats = rlds_io.dataset_observation_stats(config.dataset_dir)
   program_lib.save_run_config(config)
   return config
 

@@ -4,7 +4,8 @@
       --variants laeo:bc_coef=0.05 laeo:bc_coef=0.5 bc --num_steps=3000 --seeds 0 1
 
 Each variant AGENT[:NAME=VALUE,...] trains with the laptop preset from the in-memory batch iterator (the same
-batch cutting as Reverb's) and its final parameters are evaluated on --episodes episodes (success at any step
+batch cutting as Reverb's), standardising vector observations with the dataset's statistics as the launcher does
+(--raw_observations: not), and its final parameters are evaluated on --episodes episodes (success at any step
 and at the final step). Rows are appended to results/defaults_check.csv as each run finishes.
 """
 import argparse
@@ -50,17 +51,21 @@ def main():
   parser.add_argument("--num_steps", type=int, default=3000)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0])
   parser.add_argument("--episodes", type=int, default=50)
+  parser.add_argument("--raw_observations", action="store_true", help="Do not standardise vector observations.")
   args = parser.parse_args()
   meta = rlds_io.read_metadata(args.dataset_dir)
   episodes = rlds_io.load_episodes(args.dataset_dir, include_success=False)
   examples = success_lib.load_success_examples(args.dataset_dir)
   env = environments.make(meta["env_name"], seed=12345)
+  stats = None
+  if not args.raw_observations and len(meta["observation_shape"]) == 1:
+    stats = rlds_io.observation_stats(np.concatenate([e["observation"] for e in episodes]))
   for seed in args.seeds:
     for variant in args.variants:
       agent, overrides = parse_variant(variant)
       overrides = {**run_lib.preset_overrides(agent, "laptop"), **overrides}
       builder = agents.make_builder(agent, **overrides)
-      networks = builder.make_networks(env.observation_spec(), env.action_spec())
+      networks = builder.make_networks(env.observation_spec(), env.action_spec(), stats)
       iterator = reverb_pipeline.make_in_memory_iterator(
           episodes, builder.batch_kind, builder.config.batch_size, builder.config.discount, seed=seed)
       learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(seed))
@@ -71,6 +76,7 @@ def main():
       policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
       any_step, final = rollout_success(env, policy, learner.get_variables(["policy"])[0], args.episodes, seed)
       row = {"dataset": os.path.basename(os.path.normpath(args.dataset_dir)), "variant": variant, "seed": seed,
+             "observations": "standardised" if stats else "raw",
              "num_steps": args.num_steps, "success_any_step": round(float(any_step), 3),
              "success_final_step": round(float(final), 3), "episodes": args.episodes,
              "steps_per_s": round(args.num_steps / train_s, 1)}

@@ -436,3 +436,33 @@ def test_learning_rate_sets_adam_step(name, module):
   params = {'w': jnp.ones(3)}
   updates, _ = opt.update(params, opt.init(params))
   np.testing.assert_allclose(updates['w'], -0.123, rtol=1e-4)
+
+
+@pytest.mark.parametrize('name', ['laeo', 'oril', 'bc'])
+def test_networks_standardise_vector_observations_with_the_stats(name):
+  rng = np.random.default_rng(0)
+  stats = {'mean': rng.normal(size=OBS_DIM).tolist(),
+           'std': rng.uniform(0.1, 3.0, OBS_DIM).tolist()}
+  builder = agents.make_builder(name, **TINY[name])
+  raw = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC)
+  standardised = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC, stats)
+  module = {'laeo': laeo_learning, 'oril': td3_learning, 'bc': bc_learning}[name]
+  config = agents.make_config(name, **TINY[name])
+  state = module.make_initial_state(raw, config, jax.random.PRNGKey(0))
+  obs = _obs(rng, 'state', BATCH)
+  z = (obs - np.float32(stats['mean'])) / np.float32(stats['std'])
+  # Same parameters (standardising adds none); outputs on x equal the raw networks' on (x - mean) / std.
+  assert _leaves_equal(state, module.make_initial_state(standardised, config, jax.random.PRNGKey(0)))
+  key = jax.random.PRNGKey(1)
+  act = lambda nets, o: builder.make_policy(nets)(state.policy_params, key, o, evaluation=True)
+  np.testing.assert_allclose(act(standardised, obs), act(raw, z), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(act(standardised, obs), act(raw, obs), atol=1e-3)
+  if name == 'laeo':
+    action = rng.uniform(-1, 1, (BATCH, ACT_DIM)).astype(np.float32)
+    np.testing.assert_allclose(standardised.phi(state.critic_params, obs, action),
+                               raw.phi(state.critic_params, z, action), rtol=1e-4, atol=1e-5)
+  if name == 'oril':
+    np.testing.assert_allclose(standardised.classifier.apply(state.classifier_params, obs),
+                               raw.classifier.apply(state.classifier_params, z), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match='vector observations'):
+    builder.make_networks(OBS_SPECS['image'], ACTION_SPEC, stats)

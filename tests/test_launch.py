@@ -145,3 +145,27 @@ def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
        f"--dataset_dir={dataset_dir}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode != 0 and "holds a different run" in proc.stderr
   assert json.loads((workdir / "run_config.json").read_text())["agent"] == "bc"  # Left untouched.
+
+
+def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_them(dataset_dir, tmp_path):
+  from data_pipeline import rlds_io
+  from launch import run
+
+  def make(workdir, normalize=True):
+    return run.make_run_config(
+        agent="bc", env="fetch_reach", dataset_dir=dataset_dir, quality="medium", dataset_episodes=12,
+        num_evaluators=1, num_steps=10, seed=0, workdir=str(workdir), episodes_per_eval=1, eval_every=5,
+        checkpoint_every=5, log_every=5, preset="laptop", config_overrides=[], normalize_observations=normalize)
+
+  observations = np.concatenate([e["observation"] for e in rlds_io.load_episodes(dataset_dir)])
+  stats = make(tmp_path / "a").observation_stats
+  np.testing.assert_allclose(stats["mean"], observations.mean(axis=0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stats["std"], observations.std(axis=0) + rlds_io.OBSERVATION_STD_EPS, rtol=1e-4)
+  assert make(tmp_path / "b", normalize=False).observation_stats is None
+  # A restart keeps the statistics the run started with (its networks were trained with them).
+  stored = json.loads((tmp_path / "a" / "run_config.json").read_text())
+  stored["observation_stats"]["mean"][0] += 1.0
+  (tmp_path / "a" / "run_config.json").write_text(json.dumps(stored))
+  assert make(tmp_path / "a").observation_stats == stored["observation_stats"]
+  with pytest.raises(ValueError, match="normalize_observations"):
+    make(tmp_path / "a", normalize=False)

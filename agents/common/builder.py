@@ -7,7 +7,8 @@ class BaseBuilder:
   Subclass API:
     batch_kind: 'future' (observation, action, future_observation) or
       'transition' (observation, action, next_observation, discount).
-    make_networks(observation_spec, action_spec)
+    make_networks(observation_spec, action_spec, observation_stats=None)
+      (observation_stats: see agents.common.networks.ObservationStats)
     make_learner(networks, iterator, success_examples, random_key,
                  counter=None, logger=None)
     make_policy(networks) -> fn(params, key, observation, evaluation) -> action

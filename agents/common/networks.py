@@ -1,5 +1,5 @@
-"""Shared network pieces: observation encoder (flatten or Atari conv torso)."""
-from typing import Sequence
+"""Shared network pieces: observation encoder (standardised vector or Atari conv torso)."""
+from typing import Mapping, Optional, Sequence
 
 import haiku as hk
 import jax
@@ -14,6 +14,10 @@ def is_image_spec(observation_spec: specs.Array) -> bool:
   """Observations with shape [H, W, C] are images; everything else is a vector."""
   return len(observation_spec.shape) == 3
 
+
+# Per-dimension {'mean': [...], 'std': [...]} of a dataset's vector observations (see
+# data_pipeline.rlds_io.observation_stats); networks standardise observations with it.
+ObservationStats = Optional[Mapping[str, Sequence[float]]]
 
 # Channels of the Atari torso's three conv layers: the paper's, and a quarter of its FLOPs for CPUs.
 ATARI_CHANNELS = (32, 64, 64)
@@ -42,7 +46,9 @@ class AtariTorso(hk.Module):
 class Encoder(hk.Module):
   """Maps a batch of observations [B, *obs_shape] to features [B, D].
 
-  Vector observations are cast to float32 and flattened. Image observations
+  Vector observations are cast to float32, standardised with `observation_stats`
+  ((x - mean) / std, when given: raw Fetch positions vary by centimetres around
+  ~1, too little for an MLP to resolve in a short run) and flattened. Image observations
   (rank-3 spec) are cast to float32 (divided by 255 when the spec is uint8)
   and passed through an AtariTorso with `torso_channels`. One Encoder instance
   = one set of torso weights, so calling the same instance from several heads
@@ -50,9 +56,11 @@ class Encoder(hk.Module):
   """
 
   def __init__(self, observation_spec: specs.Array, name: str = 'encoder',
-               torso_channels: Sequence[int] = ATARI_CHANNELS):
+               torso_channels: Sequence[int] = ATARI_CHANNELS,
+               observation_stats: ObservationStats = None):
     super().__init__(name=name)
     self._torso_channels = tuple(torso_channels)
+    self._stats = check_observation_stats(observation_spec, observation_stats)
     self._image = is_image_spec(observation_spec)
     self._uint8 = np.dtype(observation_spec.dtype) == np.uint8
     self._ndim = len(observation_spec.shape)
@@ -63,6 +71,8 @@ class Encoder(hk.Module):
       if self._uint8:
         x = x / 255.0
       return AtariTorso(self._torso_channels)(x)
+    if self._stats is not None:
+      x = (x - self._stats[0]) / self._stats[1]
     return x.reshape(x.shape[:x.ndim - self._ndim] + (-1,))
 
 
@@ -98,7 +108,8 @@ def make_tanh_gaussian_policy(observation_spec: specs.Array,
                               hidden_sizes: Sequence[int],
                               log_std_min: float,
                               log_std_max: float,
-                              torso_channels: Sequence[int] = ATARI_CHANNELS) -> hk.Transformed:
+                              torso_channels: Sequence[int] = ATARI_CHANNELS,
+                              observation_stats: ObservationStats = None) -> hk.Transformed:
   """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
 
   Encoder (own torso for images) -> ReLU MLP -> linear 2A outputs; the
@@ -107,7 +118,8 @@ def make_tanh_gaussian_policy(observation_spec: specs.Array,
   action_dim = int(np.prod(action_spec.shape))
 
   def forward(obs):
-    x = Encoder(observation_spec, name='policy_encoder', torso_channels=torso_channels)(obs)
+    x = Encoder(observation_spec, name='policy_encoder', torso_channels=torso_channels,
+                observation_stats=observation_stats)(obs)
     out = mlp(hidden_sizes, 2 * action_dim, name='policy_mlp')(x)
     mean, log_std = jnp.split(out, 2, axis=-1)
     log_std = jnp.clip(log_std, log_std_min, log_std_max)
@@ -129,6 +141,22 @@ def make_tanh_gaussian_actor(observation_spec: specs.Array, policy_apply):
     return jnp.where(jnp.asarray(evaluation), mode, sample)
 
   return batched_policy(observation_spec, batched)
+
+
+def check_observation_stats(observation_spec: specs.Array, observation_stats: ObservationStats):
+  """(mean, std) float32 arrays shaped like the observation, or None; raises on stats that do not fit."""
+  if observation_stats is None:
+    return None
+  if is_image_spec(observation_spec):
+    raise ValueError('observation_stats standardise vector observations; images are scaled to [0, 1].')
+  try:
+    mean, std = (np.asarray(observation_stats[k], np.float32).reshape(observation_spec.shape)
+                 for k in ('mean', 'std'))
+  except (KeyError, ValueError) as e:
+    raise ValueError(f'observation_stats need "mean" and "std" of shape {observation_spec.shape}: {e}') from e
+  if not np.all(std > 0):
+    raise ValueError('observation_stats["std"] must be positive.')
+  return mean, std
 
 
 def check_action_spec(action_spec: specs.Array) -> None:

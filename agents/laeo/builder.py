@@ -16,9 +16,10 @@ class LaeoBuilder(common_builder.BaseBuilder):
     super().__init__(config)
 
   def make_networks(self, observation_spec: specs.Array,
-                    action_spec: specs.Array) -> laeo_networks.LaeoNetworks:
-    return laeo_networks.make_networks(observation_spec, action_spec,
-                                       self._config)
+                    action_spec: specs.Array,
+                    observation_stats=None) -> laeo_networks.LaeoNetworks:
+    return laeo_networks.make_networks(observation_spec, action_spec, self._config,
+                                       observation_stats)
 
   def make_learner(self, networks, iterator, success_examples, random_key,
                    counter=None, logger=None) -> learning.LaeoLearner:

@@ -46,14 +46,17 @@ class LaeoNetworks:
 
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
-                  config: LaeoConfig) -> LaeoNetworks:
+                  config: LaeoConfig,
+                  observation_stats: common_networks.ObservationStats = None) -> LaeoNetworks:
   common_networks.check_action_spec(action_spec)
+  common_networks.check_observation_stats(observation_spec, observation_stats)
   hidden = tuple(config.hidden_sizes)
   repr_dim = config.repr_dim
 
   def critic_fns():
     encoder = common_networks.Encoder(observation_spec, name='critic_encoder',
-                                      torso_channels=config.torso_channels)
+                                      torso_channels=config.torso_channels,
+                                      observation_stats=observation_stats)
     phi_nets = [common_networks.mlp(hidden, repr_dim, name=f'phi_{k}')
                 for k in range(NUM_CRITICS)]
     psi_nets = [common_networks.mlp(hidden, repr_dim, name=f'psi_{k}')
@@ -77,7 +80,8 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
   encode, phi_head, psi_head = critic.apply
   policy = common_networks.make_tanh_gaussian_policy(
       observation_spec, action_spec, config.policy_hidden_sizes,
-      config.log_std_min, config.log_std_max, config.torso_channels)
+      config.log_std_min, config.log_std_max, config.torso_channels,
+      observation_stats)
   return LaeoNetworks(policy=policy, critic_init=critic.init, encode=encode,
                       phi_head=phi_head, psi_head=psi_head,
                       observation_spec=observation_spec,

@@ -17,9 +17,10 @@ class RewardTD3BCBuilder(common_builder.BaseBuilder):
     super().__init__(self.config_cls() if config is None else config)
 
   def make_networks(self, observation_spec: specs.Array,
-                    action_spec: specs.Array):
-    return td3bc_networks.make_networks(observation_spec, action_spec,
-                                        self._config)
+                    action_spec: specs.Array,
+                    observation_stats=None):
+    return td3bc_networks.make_networks(observation_spec, action_spec, self._config,
+                                        observation_stats)
 
   def make_learner(self, networks, iterator, success_examples, random_key,
                    counter=None, logger=None):

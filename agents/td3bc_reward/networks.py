@@ -30,20 +30,25 @@ class RewardTD3BCNetworks:
 
 
 def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
-                  config: RewardTD3BCConfig) -> RewardTD3BCNetworks:
+                  config: RewardTD3BCConfig,
+                  observation_stats: common_networks.ObservationStats = None
+                  ) -> RewardTD3BCNetworks:
   common_networks.check_action_spec(action_spec)
+  common_networks.check_observation_stats(observation_spec, observation_stats)
   action_dim = int(np.prod(action_spec.shape))
 
   def policy(obs):
     x = common_networks.Encoder(
-        observation_spec, name='policy_encoder', torso_channels=config.torso_channels)(obs)
+        observation_spec, name='policy_encoder', torso_channels=config.torso_channels,
+        observation_stats=observation_stats)(obs)
     x = common_networks.mlp(config.policy_hidden_sizes, action_dim,
                             name='policy_mlp')(x)
     return jnp.tanh(x)
 
   def critic(obs, action):
     x = common_networks.Encoder(
-        observation_spec, name='critic_encoder', torso_channels=config.torso_channels)(obs)
+        observation_spec, name='critic_encoder', torso_channels=config.torso_channels,
+        observation_stats=observation_stats)(obs)
     x = jnp.concatenate(
         [x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
     qs = [common_networks.mlp(config.critic_hidden_sizes, 1,
@@ -53,7 +58,8 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
 
   def classifier(obs):
     x = common_networks.Encoder(
-        observation_spec, name='classifier_encoder', torso_channels=config.torso_channels)(obs)
+        observation_spec, name='classifier_encoder', torso_channels=config.torso_channels,
+        observation_stats=observation_stats)(obs)
     return common_networks.mlp(config.classifier_hidden_sizes, 1,
                                name='classifier_mlp')(x)[..., 0]
 
