@@ -454,14 +454,33 @@ def load_episodes(dataset_dir: str,
   ds = as_tf_dataset(dataset_dir)
   # One batch per episode (episodes are far shorter than this).
   ds = ds.flat_map(lambda episode: episode['steps'].batch(1 << 30))
-  _, tfds = _tf_and_tfds()
+  tf, tfds = _tf_and_tfds()
   episodes = []
-  for steps in tfds.as_numpy(ds):
-    episode = {k: np.asarray(v) for k, v in steps.items()}
-    if not include_success:
-      episode.pop('success')
-    episodes.append(episode)
+  try:
+    for steps in tfds.as_numpy(ds):
+      episode = {k: np.asarray(v) for k, v in steps.items()}
+      if not include_success:
+        episode.pop('success')
+      episodes.append(episode)
+  except tf.errors.OpError as e:
+    raise ValueError(f'{damaged_shard_message(dataset_dir)} ({e.message})') from e
   return episodes
+
+
+def damaged_shard_message(dataset_dir: str) -> str:
+  """Names the first shard of `dataset_dir` that TensorFlow cannot read to its end."""
+  tf, _ = _tf_and_tfds()
+  for name in sorted(os.listdir(dataset_dir)):
+    if '.tfrecord' not in name:
+      continue
+    try:
+      for _ in tf.data.TFRecordDataset(os.path.join(dataset_dir, name)):
+        pass
+    except tf.errors.OpError:
+      return (f'Dataset {dataset_dir} is damaged: shard {name} is truncated or corrupt; '
+              'regenerate or re-download it')
+  return f'Dataset {dataset_dir} could not be read to its end'
+
 
 
 # Added to every standard deviation of observation_stats: keeps constant dimensions finite (as CORL does).

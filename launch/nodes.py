@@ -19,7 +19,6 @@ import numpy as np
 from acme import core
 from acme.utils import counting
 from acme.utils import loggers as acme_loggers
-from acme.utils.loggers import filters
 from acme.utils.loggers import tf_summary
 
 import agents
@@ -39,6 +38,20 @@ def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float =
       tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
       acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
   ])
+
+
+class EveryNSteps(acme_loggers.Logger):
+  """Passes on the writes whose `steps_key` count is a multiple of `every`."""
+
+  def __init__(self, to: acme_loggers.Logger, steps_key: str, every: int):
+    self._to, self._steps_key, self._every = to, steps_key, every
+
+  def write(self, data):
+    if int(data[self._steps_key]) % self._every == 0:
+      self._to.write(data)
+
+  def close(self):
+    self._to.close()
 
 
 FAILURE_FILE = "node_failures.txt"
@@ -96,8 +109,9 @@ class LearnerWorker(core.VariableSource):
   def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, dataset_dir: str,
                episode_signature: Dict[str, Any], reverb_client: Any, counter: Any, workdir: str,
                num_steps: int, seed: int, checkpoint_every: int, log_every: int,
-               observation_stats: Optional[Dict[str, List[float]]] = None):
+               observation_stats: Optional[Dict[str, List[float]]] = None, num_sgd_steps_per_step: int = 1):
     self._counter = counter
+    self._num_sgd_steps_per_step = num_sgd_steps_per_step
     self._num_steps = num_steps
     self._checkpoint_every = checkpoint_every
     self._log_every = log_every
@@ -114,8 +128,7 @@ class LearnerWorker(core.VariableSource):
         reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
         builder.config.discount, seed=seed + self._start_step)
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
-    logger = filters.GatedFilter(make_logger(workdir, "learner", steps_key="learner_steps"),
-                                 lambda calls: (calls + 1) % log_every == 0)
+    logger = EveryNSteps(make_logger(workdir, "learner", steps_key="learner_steps"), "learner_steps", log_every)
     self._learner = builder.make_learner(
         networks, iterator, success_lib.load_success_examples(dataset_dir), jax.random.PRNGKey(seed),
         counter=make_counter({"learner_steps": self._start_step}), logger=logger)
@@ -146,8 +159,12 @@ class LearnerWorker(core.VariableSource):
         if step > self._start_step:
           self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
         return step
-      self._learner.step()
-      step += 1
+      # Several updates per call, cut so that every checkpoint and log step is reached exactly.
+      updates = min(self._num_sgd_steps_per_step, self._num_steps - step,
+                    self._log_every - step % self._log_every,
+                    self._checkpoint_every - step % self._checkpoint_every)
+      self._learner.step(updates)
+      step += updates
       if step % self._checkpoint_every == 0 or step == self._num_steps:
         self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
       # The last increment comes after the final checkpoint: the steps limiter stops the program on it.

@@ -36,17 +36,20 @@ class RunConfig:
   # (derived from dataset_dir by launch.run.make_run_config and kept for the run's lifetime; None for images
   # or when normalize_observations is off).
   normalize_observations: bool = True
+  # Learner updates per jitted call (Acme's num_sgd_steps_per_step): the same updates, less dispatch overhead.
+  num_sgd_steps_per_step: int = 1
   observation_stats: Optional[Dict[str, List[float]]] = None
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "eval_every", "checkpoint_every",
-                       "log_every")
+                       "log_every", "num_sgd_steps_per_step")
   DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
 
   def validate(self):
     if self.env not in environments.ENV_NAMES:
       raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
-    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval", "eval_every"):
+    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval", "eval_every",
+                 "num_sgd_steps_per_step"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     if self.num_evaluators < 0:
@@ -149,7 +152,7 @@ def make_program(config: RunConfig) -> lp.Program:
     learner = program.add_node(lp.CourierNode(
         nodes.guarded, workdir, "learner", nodes.LearnerWorker, config.agent, config.overrides, config.env,
         config.dataset_dir, signature, replay, counter, workdir, config.num_steps, config.seed,
-        config.checkpoint_every, config.log_every, config.observation_stats))
+        config.checkpoint_every, config.log_every, config.observation_stats, config.num_sgd_steps_per_step))
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
       label = f"evaluator_{i}"

@@ -466,3 +466,24 @@ def test_networks_standardise_vector_observations_with_the_stats(name):
                                raw.classifier.apply(state.classifier_params, z), rtol=1e-4, atol=1e-5)
   with pytest.raises(ValueError, match='vector observations'):
     builder.make_networks(OBS_SPECS['image'], ACTION_SPEC, stats)
+
+
+@pytest.mark.parametrize('name', ['laeo', 'oril', 'bc'])
+def test_several_updates_in_one_call_equal_as_many_single_calls(name):
+  single, fused = _setup(name, 'state', seed=3), _setup(name, 'state', seed=3)
+  for _ in range(5):
+    single.learner.step()
+  fused.learner.step(2)
+  fused.learner.step(3)
+  # Same batches, same keys, same order: the same parameters, counts and last metrics.
+  for a, b in zip(jax.tree_util.tree_leaves(single.learner.save()),
+                  jax.tree_util.tree_leaves(fused.learner.save())):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+  assert not _leaves_equal(fused.learner.save(), fused.initial_state)
+  assert single.counter.get_counts()['learner_steps'] == fused.counter.get_counts()['learner_steps'] == 5
+  assert [d['learner_steps'] for d in fused.logger.data] == [2, 5]
+  last_single, last_fused = single.logger.data[-1], fused.logger.data[-1]
+  for key in last_single:
+    np.testing.assert_allclose(last_single[key], last_fused[key], rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match='num_updates'):
+    fused.learner.step(0)

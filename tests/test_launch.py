@@ -129,11 +129,23 @@ def test_a_failing_node_stops_the_whole_program_with_an_error(dataset_dir, tmp_p
   shard = next(p for p in broken.iterdir() if ".tfrecord" in p.name)
   shard.write_bytes(shard.read_bytes()[:-200])  # The first episode still reads; the loader fails later.
   workdir = tmp_path / "run"
-  proc = launch("bc", str(broken), workdir, num_steps=200)
+  # Raw observations: the launcher reads only the first episode, so the loader node meets the damage.
+  proc = launch("bc", str(broken), workdir, num_steps=200, extra=["--nonormalize_observations"])
   assert proc.returncode != 0
   assert "[dataset_loader]" in proc.stderr and "node_failures.txt" in proc.stderr
   assert (workdir / "node_failures.txt").exists()
   assert_no_node_left(workdir)
+
+
+def test_a_damaged_dataset_is_refused_before_launch_naming_the_shard(dataset_dir, tmp_path):
+  broken = tmp_path / "data"
+  shutil.copytree(dataset_dir, broken)
+  shard = sorted(p for p in broken.iterdir() if ".tfrecord" in p.name)[-1]
+  shard.write_bytes(shard.read_bytes()[:-200])
+  proc = launch("bc", str(broken), tmp_path / "run", num_steps=200)
+  assert proc.returncode == 1
+  assert f"shard {shard.name} is truncated or corrupt" in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):

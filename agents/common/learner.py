@@ -4,8 +4,12 @@ Every agent's `<Name>Learner` is a thin subclass that supplies
   * `init_fn(key) -> TrainingState`  (a pytree NamedTuple),
   * `update_fn(state, batch, success_examples) -> (state, metrics)` (pure),
   * the batch keys its update consumes.
+
+`step(num_updates)` runs several updates in one jitted call (a `lax.scan` over
+as many batches): the same updates on the same batches as separate calls, minus
+the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 """
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,17 +58,38 @@ class GenericLearner(core.Learner):
     self._logger = logger or loggers.make_default_logger(
         label, save_data=False, asynchronous=False)
     self._policy_field = policy_field
+    self._update_fn = update_fn
     self._update = jax.jit(update_fn)
+    self._fused: Dict[int, Callable] = {}
     self._state = init_fn(random_key)
 
   @property
   def state(self):
     return self._state
 
-  def step(self):
-    batch = select_batch(next(self._iterator), self._batch_keys)
-    self._state, metrics = self._update(self._state, batch, self._success)
-    counts = self._counter.increment(learner_steps=1)
+  def _fused_update(self, num_updates: int) -> Callable:
+    """jit(update over stacked batches [num_updates, ...]) -> (state, metrics of the last update)."""
+    if num_updates not in self._fused:
+      update_fn = self._update_fn
+
+      def fused(state, batches, success_examples):
+        state, metrics = jax.lax.scan(lambda s, b: update_fn(s, b, success_examples), state, batches)
+        return state, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+
+      self._fused[num_updates] = jax.jit(fused)
+    return self._fused[num_updates]
+
+  def step(self, num_updates: int = 1):
+    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
+    if num_updates < 1:
+      raise ValueError(f'num_updates must be >= 1, got {num_updates}.')
+    batches = [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
+    if num_updates == 1:
+      self._state, metrics = self._update(self._state, batches[0], self._success)
+    else:
+      stacked = {k: np.stack([b[k] for b in batches]) for k in self._batch_keys}
+      self._state, metrics = self._fused_update(num_updates)(self._state, stacked, self._success)
+    counts = self._counter.increment(learner_steps=num_updates)
     metrics = jax.device_get(metrics)
     self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()},
                         **counts})
