@@ -11,6 +11,7 @@ and at the final step). Rows are appended to results/defaults_check.csv as each 
 import argparse
 import csv
 import os
+import re
 import sys
 import time
 
@@ -32,8 +33,9 @@ OUT = os.path.join(ROOT, "results", "defaults_check.csv")
 
 
 def parse_variant(text: str):
+  """'laeo:bc_coef=0.05,hidden_sizes=(512, 512)' -> ('laeo', overrides); commas inside brackets stay."""
   agent, _, rest = text.partition(":")
-  return agent, run_lib.parse_overrides([item for item in rest.split(",") if item])
+  return agent, run_lib.parse_overrides([item for item in re.split(r",(?![^()]*\))", rest) if item])
 
 
 def rollout_success(env, policy, params, episodes: int, seed: int):

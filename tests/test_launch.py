@@ -133,6 +133,7 @@ def test_a_failing_node_stops_the_whole_program_with_an_error(dataset_dir, tmp_p
   proc = launch("bc", str(broken), workdir, num_steps=200, extra=["--nonormalize_observations"])
   assert proc.returncode != 0
   assert "[dataset_loader]" in proc.stderr and "node_failures.txt" in proc.stderr
+  assert f"shard {shard.name} is truncated or corrupt" in proc.stderr
   assert (workdir / "node_failures.txt").exists()
   assert_no_node_left(workdir)
 
