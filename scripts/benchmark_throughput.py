@@ -165,10 +165,13 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
   import threading
 
   def read():
+    # The learner prints its average rate since it started; its own clock, unlike the arrival time of lines that
+    # pass through Launchpad's output pipes in bursts. Elapsed time at step s = s / rate.
     for line in proc.stdout:
       match = re.search(r"\[learner\] step (\d+)/\d+ \(([\d.]+) steps/s\)", line)
       if match:
-        lines.append((int(match.group(1)), time.perf_counter()))
+        step = int(match.group(1))
+        lines.append((step, step / float(match.group(2))))
 
   reader = threading.Thread(target=read, daemon=True)
   reader.start()
