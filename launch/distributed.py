@@ -84,7 +84,8 @@ def run_learner(config: program_lib.RunConfig) -> None:
   learner = nodes.LearnerWorker(
       config.agent, config.overrides, config.env, config.dataset_dir, signature,
       reverb.Client(FLAGS.reverb_address), courier.Client(FLAGS.counter_address), config.workdir,
-      config.num_steps, config.seed, config.checkpoint_every, config.log_every)
+      config.num_steps, config.seed, config.checkpoint_every, config.log_every, config.observation_stats,
+      config.num_sgd_steps_per_step)
   server = courier_utils.make_courier_server(learner, port=FLAGS.learner_port)
   server.Start()
   try:
@@ -100,7 +101,7 @@ def run_evaluator(config: program_lib.RunConfig) -> None:
   evaluator = nodes.Evaluator(
       config.agent, config.overrides, config.env, courier.Client(FLAGS.learner_address),
       courier.Client(FLAGS.counter_address), config.workdir, config.seed + 1000 * (i + 1),
-      config.episodes_per_eval, config.eval_every, f"evaluator_{i}")
+      config.episodes_per_eval, config.eval_every, f"evaluator_{i}", config.observation_stats)
   counter = courier.Client(FLAGS.counter_address)
   evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
   evaluator.evaluate_round()  # The final parameters, while the learner lingers.

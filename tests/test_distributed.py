@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from data_pipeline import generate
+from data_pipeline import rlds_io
 from launch import program as program_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,8 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
   config = program_lib.RunConfig(
       agent="bc", env="fetch_reach", dataset_dir=dataset_dir, workdir=str(tmp_path / "run"), num_steps=150,
       episodes_per_eval=2, checkpoint_every=50, log_every=50,
-      overrides={"policy_hidden_sizes": (16,), "batch_size": 16})
+      overrides={"policy_hidden_sizes": (16,), "batch_size": 16}, num_sgd_steps_per_step=5,
+      observation_stats=rlds_io.dataset_observation_stats(dataset_dir))
   program_lib.save_run_config(config)
   run_config = os.path.join(config.workdir, "run_config.json")
   (replay_ns, replay_ip), (learner_ns, learner_ip), (evaluator_ns, _) = hosts
