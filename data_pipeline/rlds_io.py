@@ -482,7 +482,6 @@ def damaged_shard_message(dataset_dir: str) -> str:
   return f'Dataset {dataset_dir} could not be read to its end'
 
 
-
 # Added to every standard deviation of observation_stats: keeps constant dimensions finite (as CORL does).
 OBSERVATION_STD_EPS = 1e-3
 

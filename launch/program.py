@@ -82,9 +82,9 @@ def check_run_config(config: RunConfig) -> None:
                      "another run, or the same flags to resume this one.")
 
 
-def stored_run_config(workdir: str) -> Optional[RunConfig]:
-  """The RunConfig stored in `workdir` by an earlier start of its run, if any (not validated)."""
-  path = os.path.join(workdir, "run_config.json")
+def stored_run_config(config: RunConfig) -> Optional[RunConfig]:
+  """The RunConfig stored in `config`'s workdir by an earlier start of its run, if any (not validated)."""
+  path = run_config_path(config)
   if not os.path.exists(path):
     return None
   with open(path) as f:

@@ -14,6 +14,7 @@ import launchpad as lp
 from launchpad.nodes.python import local_multi_processing
 
 import agents
+from agents.common import networks as common_networks
 from data_pipeline import generate
 from data_pipeline import rlds_io
 from launch import nodes
@@ -28,7 +29,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "paper": {},
     "laptop": {"hidden_sizes": (256, 256), "policy_hidden_sizes": (256, 256), "critic_hidden_sizes": (256, 256),
                "classifier_hidden_sizes": (256, 256), "repr_dim": 64, "batch_size": 256,
-               "torso_channels": (16, 32, 32)},
+               "torso_channels": common_networks.SMALL_CHANNELS},
 }
 
 
@@ -93,7 +94,7 @@ def make_run_config(agent: str, env: str, dataset_dir: str, quality: str, datase
     summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
     print(generate.summary_line(summary))
   program_lib.check_dataset_matches_env(config.dataset_dir, env)  # Also fails clearly on a missing dataset.
-  previous = program_lib.stored_run_config(config.workdir)
+  previous = program_lib.stored_run_config(config)
   if previous is not None:
     config.observation_stats = previous.observation_stats
   elif normalize_observations:

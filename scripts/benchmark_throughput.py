@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +34,7 @@ import numpy as np  # noqa: E402
 from acme import specs  # noqa: E402
 
 import agents  # noqa: E402
+from agents.common import learner as common_learner  # noqa: E402
 from launch import run as run_lib  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "throughput")
@@ -94,7 +96,7 @@ def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides
   batch = _batch(rng, builder.batch_kind, obs, builder.config.batch_size)
   success = _batch(rng, "future", obs, NUM_SUCCESS)["observation"]
   learner = builder.make_learner(networks, _Repeat(batch), success, jax.random.PRNGKey(0))
-  keys = agents_batch_keys(builder)
+  keys = common_learner.BATCH_KEYS[builder.batch_kind]
   # The HLO before XLA's optimisation passes: the compiled module hides the dots it hands to library calls.
   analysis = jax.jit(learner._update_fn).lower(  # pylint: disable=protected-access
       learner.state, {k: batch[k] for k in keys}, jnp.asarray(success)).cost_analysis()
@@ -115,11 +117,6 @@ def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides
     rate = calls * per_call / (time.perf_counter() - start)
     row[f"steps_per_s_x{per_call}"] = round(rate, 2)
   return row
-
-
-def agents_batch_keys(builder):
-  from agents.common import learner as common_learner
-  return common_learner.BATCH_KEYS[builder.batch_kind]
 
 
 def _node_rss(tag: str) -> dict:
@@ -162,8 +159,6 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
   lines = []
   proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env={**os.environ, "LAEO_BENCH_TAG": workdir})
-  import threading
-
   def read():
     # The learner prints its average rate since it started; its own clock, unlike the arrival time of lines that
     # pass through Launchpad's output pipes in bursts. Elapsed time at step s = s / rate.
