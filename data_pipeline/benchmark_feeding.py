@@ -57,11 +57,11 @@ def main():
   import agents
   import environments
   from data_pipeline import generate, reverb_pipeline, rlds_io, success_examples
-  from launch import run
+  from launch import run_config
 
   dataset_dir = os.path.join(tempfile.mkdtemp(), "data")
   generate.generate_dataset(args.env, "medium", args.episodes, dataset_dir, args.seed, show_progress=False)
-  builder = agents.make_builder(args.agent, **run.preset_overrides(args.agent, args.preset))
+  builder = agents.make_builder(args.agent, **run_config.preset_overrides(args.agent, args.preset))
   env = environments.make(args.env, seed=args.seed)
   examples = success_examples.load_success_examples(dataset_dir)
 

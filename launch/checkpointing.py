@@ -19,10 +19,10 @@ class Checkpointer:
     self._keep = keep
     os.makedirs(directory, exist_ok=True)
 
-  def _paths(self):
+  def _steps_and_paths(self):
     found = [(int(_NAME.search(p).group(1)), p)
              for p in glob.glob(os.path.join(self._directory, "ckpt_*.pkl")) if _NAME.search(p)]
-    return [p for _, p in sorted(found)]
+    return sorted(found)
 
   def save(self, step: int, learner_state: Any, counts: Dict[str, float]) -> str:
     path = os.path.join(self._directory, f"ckpt_{step:010d}.pkl")
@@ -32,13 +32,23 @@ class Checkpointer:
     with open(tmp, "wb") as f:
       pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)  # A reader never sees a half-written checkpoint.
-    for old in self._paths()[:-self._keep]:
+    for _, old in self._steps_and_paths()[:-self._keep]:
       os.remove(old)
     return path
 
+  def latest_step(self) -> int:
+    """Step of the newest checkpoint (0 if none), read from file names only."""
+    found = self._steps_and_paths()
+    return found[-1][0] if found else 0
+
   def latest(self) -> Optional[Dict[str, Any]]:
-    paths = self._paths()
-    if not paths:
+    found = self._steps_and_paths()
+    if not found:
       return None
-    with open(paths[-1], "rb") as f:
+    with open(found[-1][1], "rb") as f:
       return pickle.load(f)
+
+
+def for_run(workdir: str) -> Checkpointer:
+  """The checkpointer of the run in `workdir`."""
+  return Checkpointer(os.path.join(workdir, "checkpoints"))

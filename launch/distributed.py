@@ -14,10 +14,13 @@ Reverb server on fixed ports, so the roles can live on different machines of a c
 
 RUN.json is a run config as written by `launch/local.py` into its workdir (`run_config.json`); the dataset and
 workdir paths in it must be readable/writable on every host (e.g. a shared file system). Every role exits
-on its own once the learner has counted `num_steps`.
+on its own once the learner has counted `num_steps` (status 0), or when a peer it needs is gone: every
+remote call has a time limit, and the learner watches its Reverb server (status 1, unless the run's final
+checkpoint exists, i.e. the peer left after the run finished).
 """
 import os
 import sys
+import threading
 import time
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +38,7 @@ from launchpad.nodes.courier import courier_utils  # noqa: E402
 from data_pipeline import reverb_pipeline  # noqa: E402
 from launch import checkpointing  # noqa: E402
 from launch import nodes  # noqa: E402
-from launch import program as program_lib  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
 
 ROLES = ("replay", "learner", "evaluator")
 FLAGS = flags.FLAGS
@@ -48,7 +51,36 @@ flags.DEFINE_string("counter_address", None, "host:port of the counter (learner 
 flags.DEFINE_string("reverb_address", None, "host:port of the Reverb server (learner role).")
 flags.DEFINE_string("learner_address", None, "host:port of the learner (evaluator role).")
 flags.DEFINE_integer("evaluator_id", 0, "evaluator role: index, used for its seed and log label.")
-flags.DEFINE_float("linger_s", 30.0, "learner role: seconds to keep serving parameters after the last step.")
+flags.DEFINE_float("linger_s", 30.0, "learner and replay roles: seconds to keep serving after the last step.")
+flags.DEFINE_float("peer_timeout_s", 60.0, "Seconds a remote call (or the learner's Reverb server) may go "
+                   "unanswered before this role gives up on its peer.")
+
+
+def _client(address: str) -> courier.Client:
+  return courier.Client(address, call_timeout=FLAGS.peer_timeout_s)
+
+
+def _run_finished(config: run_config_lib.RunConfig) -> bool:
+  return checkpointing.for_run(config.workdir).latest_step() >= config.num_steps
+
+
+def _watch_reverb(address: str, timeout_s: float, poll_s: float = 5.0) -> None:
+  """Ends this process (status 1) once the Reverb server has not answered for `timeout_s` seconds.
+
+  A learner whose server is gone would otherwise wait for a sample forever.
+  """
+  client = reverb.Client(address)
+  last_answer = time.time()
+  while True:
+    time.sleep(poll_s)
+    try:
+      client.server_info(timeout=poll_s)
+      last_answer = time.time()
+    except Exception:  # pylint: disable=broad-except
+      if time.time() - last_answer > timeout_s:
+        print(f"[learner] the Reverb server at {address} has not answered for {timeout_s:.0f} s; exiting",
+              flush=True)
+        os._exit(1)  # pylint: disable=protected-access
 
 
 def _wait_until_done(counter, num_steps: int, poll_s: float = 1.0) -> None:
@@ -62,8 +94,8 @@ def _require(**addresses):
     raise app.UsageError(f"--role={FLAGS.role} needs {', '.join(missing)}.")
 
 
-def run_replay(config: program_lib.RunConfig) -> None:
-  latest = checkpointing.Checkpointer(os.path.join(config.workdir, "checkpoints")).latest()
+def run_replay(config: run_config_lib.RunConfig) -> None:
+  latest = checkpointing.for_run(config.workdir).latest()
   counter = nodes.make_counter(latest["counts"] if latest else {})
   counter_server = courier_utils.make_courier_server(counter, port=FLAGS.counter_port)
   counter_server.Start()
@@ -72,20 +104,19 @@ def run_replay(config: program_lib.RunConfig) -> None:
   try:
     nodes.load_dataset_into_reverb(config.dataset_dir, reverb.Client(f"localhost:{FLAGS.reverb_port}"))
     _wait_until_done(counter, config.num_steps)
+    time.sleep(FLAGS.linger_s)  # The evaluators read the final count before the counter goes away.
     print("[replay] learner finished; shutting down", flush=True)
   finally:
     server.stop()
     counter_server.Stop()
 
 
-def run_learner(config: program_lib.RunConfig) -> None:
+def run_learner(config: run_config_lib.RunConfig) -> None:
   _require(counter_address=FLAGS.counter_address, reverb_address=FLAGS.reverb_address)
   _, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
-  learner = nodes.LearnerWorker(
-      config.agent, config.overrides, config.env, config.dataset_dir, signature,
-      reverb.Client(FLAGS.reverb_address), courier.Client(FLAGS.counter_address), config.workdir,
-      config.num_steps, config.seed, config.checkpoint_every, config.log_every, config.observation_stats,
-      config.num_sgd_steps_per_step)
+  threading.Thread(target=_watch_reverb, args=(FLAGS.reverb_address, FLAGS.peer_timeout_s), daemon=True).start()
+  learner = nodes.LearnerWorker(config, signature, reverb.Client(FLAGS.reverb_address),
+                                _client(FLAGS.counter_address))
   server = courier_utils.make_courier_server(learner, port=FLAGS.learner_port)
   server.Start()
   try:
@@ -95,16 +126,19 @@ def run_learner(config: program_lib.RunConfig) -> None:
     server.Stop()
 
 
-def run_evaluator(config: program_lib.RunConfig) -> None:
+def run_evaluator(config: run_config_lib.RunConfig) -> None:
   _require(counter_address=FLAGS.counter_address, learner_address=FLAGS.learner_address)
   i = FLAGS.evaluator_id
-  evaluator = nodes.Evaluator(
-      config.agent, config.overrides, config.env, courier.Client(FLAGS.learner_address),
-      courier.Client(FLAGS.counter_address), config.workdir, config.seed + 1000 * (i + 1),
-      config.episodes_per_eval, config.eval_every, f"evaluator_{i}", config.observation_stats)
-  counter = courier.Client(FLAGS.counter_address)
-  evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
-  evaluator.evaluate_round()  # The final parameters, while the learner lingers.
+  counter = _client(FLAGS.counter_address)
+  evaluator = nodes.Evaluator(config, _client(FLAGS.learner_address), counter, f"evaluator_{i}",
+                              config.evaluator_seed(i))
+  try:
+    evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
+    evaluator.evaluate_round()  # The final parameters, while the learner lingers.
+  except Exception:  # pylint: disable=broad-except
+    if not _run_finished(config):
+      raise  # A peer is gone before the run's end: a failure.
+    print(f"[evaluator_{i}] a peer left after the run finished; exiting", flush=True)
 
 
 def main(argv):
@@ -112,7 +146,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.role or not FLAGS.run_config:
     raise app.UsageError("--role and --run_config are required.")
-  config = program_lib.load_run_config(FLAGS.run_config)
+  config = run_config_lib.load_run_config(FLAGS.run_config)
   {"replay": run_replay, "learner": run_learner, "evaluator": run_evaluator}[FLAGS.role](config)
 
 

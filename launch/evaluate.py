@@ -16,14 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import jax  # noqa: E402
 
-import agents  # noqa: E402
-import environments  # noqa: E402
-from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import checkpointing  # noqa: E402
 from launch import nodes  # noqa: E402
-from launch import program as program_lib  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a run (holds run_config.json and checkpoints/).")
@@ -31,23 +27,24 @@ flags.DEFINE_integer("episodes", 50, "Evaluation episodes.")
 flags.DEFINE_integer("seed", 12345, "Seed of the evaluation environment and policy noise.")
 
 
+class CheckpointVariables:
+  """Serves a checkpoint's parameters as a learner serves its own (`get_variables(["policy"])`)."""
+
+  def __init__(self, learner_state):
+    self._state = learner_state
+
+  def get_variables(self, names):
+    return [self._state.policy_params if name == "policy" else getattr(self._state, name) for name in names]
+
+
 def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
-  config = program_lib.load_run_config(os.path.join(workdir, "run_config.json"))
-  latest = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints")).latest()
+  config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
+  latest = checkpointing.for_run(workdir).latest()
   if latest is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
-  builder = agents.make_builder(config.agent, **config.overrides)
-  env = environments.make(config.env, seed=0)
-  networks = builder.make_networks(env.observation_spec(), env.action_spec(), config.observation_stats)
-  env.close()
-  # A learner that is never stepped: it only turns the checkpointed state back into policy parameters.
-  learner = builder.make_learner(networks, iter(()), success_lib.load_success_examples(config.dataset_dir),
-                                 jax.random.PRNGKey(config.seed))
-  learner.restore(latest["learner"])
   counter = nodes.make_counter({"learner_steps": latest["step"]})
-  evaluator = nodes.Evaluator(config.agent, config.overrides, config.env, learner, counter, config.workdir,
-                              seed, episodes, eval_every=1, label="checkpoint_eval",
-                              observation_stats=config.observation_stats)
+  evaluator = nodes.Evaluator(config, CheckpointVariables(latest["learner"]), counter, "checkpoint_eval", seed,
+                              episodes_per_eval=episodes)
   return evaluator.evaluate_round()
 
 

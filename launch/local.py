@@ -3,7 +3,8 @@
   python launch/local.py --agent=laeo --env=fetch_reach
 
 Without --dataset_dir, a small dataset of the chosen --quality is generated first (and reused afterwards).
-Re-running with the same --workdir resumes from its last checkpoint.
+Re-running with the same --workdir resumes from its last checkpoint. Exit status: 0 when the learner reached
+--num_steps, 1 when a node died (named, with the step of the last checkpoint), 130 on Ctrl-C, 2 for bad flags.
 """
 import os
 import sys
@@ -21,7 +22,8 @@ from absl import flags  # noqa: E402
 
 import agents  # noqa: E402
 import environments  # noqa: E402
-from launch import run  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
+from launch import supervisor  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "laeo", f"One of {agents.AGENT_NAMES}.")
@@ -38,11 +40,13 @@ flags.DEFINE_integer("episodes_per_eval", 10, "Episodes per evaluation round.")
 flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of evaluation rounds.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
-flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run.PRESETS)}.")
+flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run_config_lib.PRESETS)}.")
 flags.DEFINE_bool("normalize_observations", True, "Standardise vector observations with the dataset's "
                   "per-dimension mean and std inside every network (--nonormalize_observations: raw inputs).")
 flags.DEFINE_integer("num_sgd_steps_per_step", 0, "Learner updates per jitted call (the same updates on the "
                      "same batches; fewer Python round trips); 0: 10 for state tasks, 1 for image tasks.")
+flags.DEFINE_integer("max_restarts", 0, "Times a learner or evaluator that dies is restarted (from the last "
+                     "checkpoint) before the run stops with an error.")
 flags.DEFINE_bool("prepare_only", False, "Generate the dataset if needed and write <workdir>/run_config.json "
                   "(e.g. for launch/distributed.py), without launching.")
 flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.05.")
@@ -52,7 +56,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    config = run.make_run_config(
+    if FLAGS.max_restarts < 0:
+      raise ValueError(f"--max_restarts must be >= 0, got {FLAGS.max_restarts}.")
+    config = run_config_lib.make_run_config(
         agent=FLAGS.agent, env=FLAGS.env, dataset_dir=FLAGS.dataset_dir, quality=FLAGS.quality,
         dataset_episodes=FLAGS.dataset_episodes, num_evaluators=FLAGS.num_evaluators,
         num_steps=FLAGS.num_steps, seed=FLAGS.seed, workdir=FLAGS.workdir or os.path.join(
@@ -62,14 +68,15 @@ def main(argv):
         config_overrides=FLAGS.config, normalize_observations=FLAGS.normalize_observations,
         num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step)
   except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if FLAGS.prepare_only:
     print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
     return
-  try:
-    run.launch_locally(config)
-  except run.NodeFailure as e:
-    sys.exit(f"error: {e}")
+  outcome = supervisor.Supervisor(config, max_restarts=FLAGS.max_restarts).run()
+  print(("" if outcome.exit_code == 0 else "error: ") + outcome.message,
+        file=sys.stdout if outcome.exit_code == 0 else sys.stderr, flush=True)
+  sys.exit(outcome.exit_code)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@
 - `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
   success rate (the task holds at any step, the authors' metric) and the final-step success rate.
 """
-import contextlib
 import os
 import threading
 import time
-import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -27,7 +25,9 @@ from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
 from launch import checkpointing
+from launch import failures
 from launch import rollout
+from launch import run_config as run_config_lib
 from launch import variable_client
 
 
@@ -54,32 +54,6 @@ class EveryNSteps(acme_loggers.Logger):
     self._to.close()
 
 
-FAILURE_FILE = "node_failures.txt"
-
-
-@contextlib.contextmanager
-def stop_program_on_failure(workdir: str, node: str):
-  """Records a node's error in `<workdir>/node_failures.txt` and stops the whole program.
-
-  Launchpad's local launcher in the current terminal cannot see its nodes' exit codes, so without this a
-  crashed learner would leave the other processes running forever.
-  """
-  try:
-    yield
-  except Exception:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, FAILURE_FILE), "a") as f:
-      f.write(f"[{node}] {traceback.format_exc()}\n")
-    lp.stop()
-    raise
-
-
-def guarded(workdir: str, node: str, make: Callable[..., Any], *args) -> Any:
-  """`make(*args)` under `stop_program_on_failure` (for constructing Launchpad nodes)."""
-  with stop_program_on_failure(workdir, node):
-    return make(*args)
-
-
 def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
   """The run's central counter, restored from the last checkpoint's counts when resuming."""
   counter = counting.Counter(time_delta=0.0)
@@ -104,34 +78,35 @@ def _specs(env_name: str):
 
 
 class LearnerWorker(core.VariableSource):
-  """Runs `num_steps` learner updates in total (counting steps restored from a checkpoint)."""
+  """Runs the run's `num_steps` learner updates in total (counting steps restored from a checkpoint)."""
 
-  def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, dataset_dir: str,
-               episode_signature: Dict[str, Any], reverb_client: Any, counter: Any, workdir: str,
-               num_steps: int, seed: int, checkpoint_every: int, log_every: int,
-               observation_stats: Optional[Dict[str, List[float]]] = None, num_sgd_steps_per_step: int = 1):
+  def __init__(self, config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any,
+               counter: Any):
     self._counter = counter
-    self._num_sgd_steps_per_step = num_sgd_steps_per_step
-    self._num_steps = num_steps
-    self._checkpoint_every = checkpoint_every
-    self._log_every = log_every
-    self._workdir = workdir
-    self._checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
+    self._config = config
+    self._checkpointer = checkpointing.for_run(config.workdir)
     restored = self._checkpointer.latest()
     self._start_step = restored["step"] if restored else 0
+    # A restarted learner may have counted steps past its last checkpoint: count from the checkpoint again,
+    # so that the evaluators and the steps limiter see the steps this learner really holds.
+    counted = int(counter.get_counts().get("learner_steps", 0))
+    if counted != self._start_step:
+      counter.increment(learner_steps=self._start_step - counted)
 
-    builder = agents.make_builder(agent, **overrides)
-    observation_spec, action_spec = _specs(env_name)
-    networks = builder.make_networks(observation_spec, action_spec, observation_stats)
+    builder = config.make_builder()
+    observation_spec, action_spec = _specs(config.env)
+    networks = builder.make_networks(observation_spec, action_spec, config.observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
     iterator = reverb_pipeline.make_reverb_iterator(
         reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
-        builder.config.discount, seed=seed + self._start_step)
+        builder.config.discount, seed=config.seed + self._start_step)
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
-    logger = EveryNSteps(make_logger(workdir, "learner", steps_key="learner_steps"), "learner_steps", log_every)
+    logger = EveryNSteps(make_logger(config.workdir, "learner", steps_key="learner_steps"), "learner_steps",
+                         config.log_every)
     self._learner = builder.make_learner(
-        networks, iterator, success_lib.load_success_examples(dataset_dir), jax.random.PRNGKey(seed),
-        counter=make_counter({"learner_steps": self._start_step}), logger=logger)
+        networks, iterator, success_lib.load_success_examples(config.dataset_dir),
+        jax.random.PRNGKey(config.seed), counter=make_counter({"learner_steps": self._start_step}),
+        logger=logger)
     if restored:
       self._learner.restore(restored["learner"])
       print(f"[learner] resumed from step {self._start_step}", flush=True)
@@ -142,7 +117,7 @@ class LearnerWorker(core.VariableSource):
 
   def run(self):
     """Launchpad entry point: trains, then keeps serving parameters until the program is stopped."""
-    with stop_program_on_failure(self._workdir, "learner"):
+    with failures.stop_program_on_failure(self._config.workdir, "learner"):
       self.train(lp.stop_event().is_set)
     lp.wait_for_stop()
 
@@ -154,48 +129,48 @@ class LearnerWorker(core.VariableSource):
     synced = self._start_step
     step = self._start_step
     started = time.time()
-    while step < self._num_steps:
+    while step < self._config.num_steps:
       if should_stop():
         if step > self._start_step:
           self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
+          print(f"[learner] stopped at step {step}; checkpoint saved", flush=True)
         return step
       # Several updates per call, cut so that every checkpoint and log step is reached exactly.
-      updates = min(self._num_sgd_steps_per_step, self._num_steps - step,
-                    self._log_every - step % self._log_every,
-                    self._checkpoint_every - step % self._checkpoint_every)
+      updates = min(self._config.num_sgd_steps_per_step, self._config.num_steps - step,
+                    self._config.log_every - step % self._config.log_every,
+                    self._config.checkpoint_every - step % self._config.checkpoint_every)
       self._learner.step(updates)
       step += updates
-      if step % self._checkpoint_every == 0 or step == self._num_steps:
+      if step % self._config.checkpoint_every == 0 or step == self._config.num_steps:
         self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
       # The last increment comes after the final checkpoint: the steps limiter stops the program on it.
-      if step % self._log_every == 0 or step == self._num_steps:
+      if step % self._config.log_every == 0 or step == self._config.num_steps:
         self._counter.increment(learner_steps=step - synced)
         synced = step
         rate = (step - self._start_step) / max(time.time() - started, 1e-9)
-        print(f"[learner] step {step}/{self._num_steps} ({rate:.1f} steps/s)", flush=True)
+        print(f"[learner] step {step}/{self._config.num_steps} ({rate:.1f} steps/s)", flush=True)
     return step
 
 
 class Evaluator:
   """Evaluates the latest policy for `episodes_per_eval` episodes every `eval_every` learner steps."""
 
-  def __init__(self, agent: str, overrides: Dict[str, Any], env_name: str, learner: Any, counter: Any,
-               workdir: str, seed: int, episodes_per_eval: int, eval_every: int, label: str,
-               observation_stats: Optional[Dict[str, List[float]]] = None):
-    self._env_name = env_name
+  def __init__(self, config: run_config_lib.RunConfig, learner: Any, counter: Any, label: str, seed: int,
+               episodes_per_eval: Optional[int] = None):
+    self._env_name = config.env
     self._env_seed = seed
     self._env = None  # Made on the thread that renders: an OpenGL context belongs to one thread.
-    self._workdir = workdir
+    self._workdir = config.workdir
     self._label = label
-    builder = agents.make_builder(agent, **overrides)
-    networks = builder.make_networks(*_specs(env_name), observation_stats)
+    builder = config.make_builder()
+    networks = builder.make_networks(*_specs(config.env), config.observation_stats)
     self._policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
     self._variables = variable_client.VariableClient(learner, "policy")
     self._counter = counter
-    self._episodes_per_eval = episodes_per_eval
-    self._eval_every = eval_every
+    self._episodes_per_eval = episodes_per_eval or config.episodes_per_eval
+    self._eval_every = config.eval_every
     self._key = jax.random.PRNGKey(seed)
-    self._logger = make_logger(workdir, label, steps_key="learner_steps", print_every_s=0.0)
+    self._logger = make_logger(config.workdir, label, steps_key="learner_steps", print_every_s=0.0)
 
   def _learner_steps(self) -> int:
     return int(self._counter.get_counts().get("learner_steps", 0))
@@ -253,5 +228,5 @@ class Evaluator:
     while not stop.wait(1.0) and worker.is_alive():
       pass
     if errors:
-      with stop_program_on_failure(self._workdir, self._label):
+      with failures.stop_program_on_failure(self._workdir, self._label):
         raise errors[0]

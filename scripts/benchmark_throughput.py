@@ -35,7 +35,7 @@ from acme import specs  # noqa: E402
 
 import agents  # noqa: E402
 from agents.common import learner as common_learner  # noqa: E402
-from launch import run as run_lib  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "throughput")
 SHAPES = {"state": ((25,), np.float32), "image": ((64, 64, 3), np.uint8)}
@@ -88,7 +88,7 @@ def _batch(rng, batch_kind: str, obs: str, size: int):
 
 def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides=None) -> dict:
   """FLOPs of one update and steps/s with 1 and `fused` updates per call, on a batch held in memory."""
-  overrides = {**run_lib.preset_overrides(agent, "laptop"), **(overrides or {})}
+  overrides = {**run_config_lib.preset_overrides(agent, "laptop"), **(overrides or {})}
   builder = agents.make_builder(agent, **overrides)
   shape, dtype = SHAPES[obs]
   networks = builder.make_networks(specs.Array(shape, dtype), ACTION_SPEC)
@@ -120,27 +120,23 @@ def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides
 
 
 def _node_rss(tag: str) -> dict:
-  """{node: RSS bytes} of the launched processes carrying `tag` in their environment."""
+  """{node group: RSS bytes} of the launched processes carrying `tag` in their environment.
+
+  The supervisor names each node's process in its LAEO_NODE variable; the one without it is the launcher.
+  """
   out = {}
   for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
       with open(f"/proc/{pid}/environ", "rb") as f:
-        if tag.encode() not in f.read().split(b"\0"):
-          continue
-      with open(f"/proc/{pid}/cmdline", "rb") as f:
-        cmd = f.read().split(b"\0")
+        environ = f.read().split(b"\0")
+      if tag.encode() not in environ:
+        continue
       with open(f"/proc/{pid}/status") as f:
         rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-      with open(f"/proc/{pid}/stat") as f:
-        ppid = f.read().split(") ")[1].split()[1]
-      with open(f"/proc/{ppid}/cmdline", "rb") as f:
-        parent = f.read().split(b"\0")
-    except (OSError, StopIteration, IndexError):
+    except (OSError, StopIteration):
       continue
-    names = [a.decode() for a in parent if re.fullmatch(rb"[a-z_]+/\d+", a)]
-    if b"decorate_output" in b" ".join(cmd):
-      continue
-    node = names[0].split("/")[0] if names else ("launcher" if b"launch.run" in b" ".join(cmd) else "main")
+    titles = [v[len(b"LAEO_NODE="):].decode() for v in environ if v.startswith(b"LAEO_NODE=")]
+    node = titles[0].split("/")[0] if titles else "launcher"
     out[node] = max(out.get(node, 0), rss)
   return out
 

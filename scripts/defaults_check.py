@@ -27,7 +27,7 @@ from data_pipeline import reverb_pipeline  # noqa: E402
 from data_pipeline import rlds_io  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import rollout  # noqa: E402
-from launch import run as run_lib  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "defaults_check.csv")
 
@@ -35,7 +35,7 @@ OUT = os.path.join(ROOT, "results", "defaults_check.csv")
 def parse_variant(text: str):
   """'laeo:bc_coef=0.05,hidden_sizes=(512, 512)' -> ('laeo', overrides); commas inside brackets stay."""
   agent, _, rest = text.partition(":")
-  return agent, run_lib.parse_overrides([item for item in re.split(r",(?![^()]*\))", rest) if item])
+  return agent, run_config_lib.parse_overrides([item for item in re.split(r",(?![^()]*\))", rest) if item])
 
 
 def rollout_success(env, policy, params, episodes: int, seed: int):
@@ -65,7 +65,7 @@ def main():
   for seed in args.seeds:
     for variant in args.variants:
       agent, overrides = parse_variant(variant)
-      overrides = {**run_lib.preset_overrides(agent, "laptop"), **overrides}
+      overrides = {**run_config_lib.preset_overrides(agent, "laptop"), **overrides}
       builder = agents.make_builder(agent, **overrides)
       networks = builder.make_networks(env.observation_spec(), env.action_spec(), stats)
       iterator = reverb_pipeline.make_in_memory_iterator(

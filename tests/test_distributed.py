@@ -14,7 +14,7 @@ import pytest
 
 from data_pipeline import generate
 from data_pipeline import rlds_io
-from launch import program as program_lib
+from launch import run_config as run_config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBNET = "10.231.77"
@@ -59,16 +59,16 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
   dataset_dir = str(tmp_path / "data")
   generate.generate_dataset("fetch_reach", "medium", 8, dataset_dir, seed=0, num_success_examples=10,
                             show_progress=False)
-  config = program_lib.RunConfig(
+  config = run_config_lib.RunConfig(
       agent="bc", env="fetch_reach", dataset_dir=dataset_dir, workdir=str(tmp_path / "run"), num_steps=150,
       episodes_per_eval=2, checkpoint_every=50, log_every=50,
       overrides={"policy_hidden_sizes": (16,), "batch_size": 16}, num_sgd_steps_per_step=5,
       observation_stats=rlds_io.dataset_observation_stats(dataset_dir))
-  program_lib.save_run_config(config)
+  run_config_lib.save_run_config(config)
   run_config = os.path.join(config.workdir, "run_config.json")
   (replay_ns, replay_ip), (learner_ns, learner_ip), (evaluator_ns, _) = hosts
   roles = {
-      "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002"]),
+      "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002", "--linger_s=5"]),
       "learner": (learner_ns, [f"--counter_address={replay_ip}:19001", f"--reverb_address={replay_ip}:19002",
                                "--learner_port=19003", "--linger_s=5"]),
       "evaluator": (evaluator_ns, [f"--counter_address={replay_ip}:19001",

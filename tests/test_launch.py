@@ -2,10 +2,15 @@
 import csv
 import json
 import os
+import pickle
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -33,14 +38,21 @@ def dataset_dir(tmp_path_factory):
   return out
 
 
-def launch(agent, dataset_dir, workdir, num_steps, extra=()):
-  command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={agent}", "--env=fetch_reach",
+def launch_command(agent, dataset_dir, workdir, num_steps, extra=()):
+  return [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={agent}", "--env=fetch_reach",
              f"--dataset_dir={dataset_dir}", f"--workdir={workdir}", f"--num_steps={num_steps}",
              "--num_evaluators=1", "--episodes_per_eval=2", "--eval_every=100", "--checkpoint_every=100",
              "--log_every=50", "--seed=0", *[f"--config={c}" for c in TINY[agent]], *extra]
-  # Every node process inherits the tag, so leftovers can be found afterwards.
-  return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                        env={**os.environ, "MUJOCO_GL": "egl", "LAEO_TEST_TAG": str(workdir)})
+
+
+def tagged_env(workdir):
+  # Every node process inherits the tag, so its processes can be found (and leftovers detected).
+  return {**os.environ, "MUJOCO_GL": "egl", "LAEO_TEST_TAG": str(workdir)}
+
+
+def launch(agent, dataset_dir, workdir, num_steps, extra=()):
+  return subprocess.run(launch_command(agent, dataset_dir, workdir, num_steps, extra), capture_output=True,
+                        text=True, timeout=600, cwd=ROOT, env=tagged_env(workdir))
 
 
 def read_csv(path):
@@ -48,17 +60,28 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
-def assert_no_node_left(workdir):
+def tagged_processes(workdir):
+  """{pid: LAEO_NODE title, or None for the launcher} of the live processes started for this run."""
   tag = f"LAEO_TEST_TAG={workdir}".encode()
-  leftovers = []
+  found = {}
   for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
       with open(f"/proc/{pid}/environ", "rb") as f:
-        if tag in f.read().split(b"\0"):
-          leftovers.append(pid)
+        environ = f.read().split(b"\0")
+      with open(f"/proc/{pid}/stat") as f:
+        if f.read().rsplit(") ", 1)[1].split()[0] == "Z":
+          continue  # Exited, not yet reaped.
     except OSError:  # The process ended meanwhile, or is not ours to read.
       continue
-  assert not leftovers, f"node processes still running: {leftovers}"
+    if tag in environ:
+      titles = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"LAEO_NODE=")]
+      found[int(pid)] = titles[0] if titles else None
+  return found
+
+
+def assert_no_node_left(workdir):
+  leftovers = tagged_processes(workdir)
+  assert not leftovers, f"processes still running: {leftovers}"
 
 
 @pytest.mark.slow
@@ -78,10 +101,18 @@ def test_local_launch_trains_evaluates_checkpoints_and_exits(agent, dataset_dir,
   assert_no_node_left(workdir)
 
 
+def adam_counts(state):
+  """The update counts that optax's Adam states carry (integer scalars) in a learner state."""
+  return [int(x) for x in jax.tree_util.tree_leaves(state)
+          if np.ndim(x) == 0 and np.issubdtype(np.asarray(x).dtype, np.integer)]
+
+
 @pytest.mark.slow
 def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   assert launch("laeo", dataset_dir, workdir, num_steps=100).returncode == 0
+  with open(workdir / "checkpoints" / "ckpt_0000000100.pkl", "rb") as f:
+    saved = pickle.load(f)["learner"]
   proc = launch("laeo", dataset_dir, workdir, num_steps=200)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   assert "resumed from step 100" in proc.stdout + proc.stderr
@@ -89,6 +120,12 @@ def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   assert steps == [50, 100, 150, 200]  # Counting went on from the checkpoint instead of restarting.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
   assert_no_node_left(workdir)
+  # The learner restored the checkpoint, optimiser state included: Adam's update counts went on from 100
+  # (a learner that started afresh would have counted 100 again).
+  with open(workdir / "checkpoints" / "ckpt_0000000200.pkl", "rb") as f:
+    resumed = pickle.load(f)["learner"]
+  assert adam_counts(saved) and set(adam_counts(saved)) == {100}
+  assert set(adam_counts(resumed)) == {200}
   result = evaluate.evaluate_latest_checkpoint(str(workdir), episodes=2, seed=0)
   assert result["learner_steps"] == 200 and 0.0 <= result["success_rate"] <= 1.0
   rows = read_csv(workdir / "logs" / "checkpoint_eval" / "logs.csv")
@@ -144,7 +181,7 @@ def test_a_damaged_dataset_is_refused_before_launch_naming_the_shard(dataset_dir
   shard = sorted(p for p in broken.iterdir() if ".tfrecord" in p.name)[-1]
   shard.write_bytes(shard.read_bytes()[:-200])
   proc = launch("bc", str(broken), tmp_path / "run", num_steps=200)
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert f"shard {shard.name} is truncated or corrupt" in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -162,10 +199,10 @@ def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
 
 def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_them(dataset_dir, tmp_path):
   from data_pipeline import rlds_io
-  from launch import run
+  from launch import run_config
 
   def make(workdir, normalize=True):
-    return run.make_run_config(
+    return run_config.make_run_config(
         agent="bc", env="fetch_reach", dataset_dir=dataset_dir, quality="medium", dataset_episodes=12,
         num_evaluators=1, num_steps=10, seed=0, workdir=str(workdir), episodes_per_eval=1, eval_every=5,
         checkpoint_every=5, log_every=5, preset="laptop", config_overrides=[], normalize_observations=normalize)
@@ -182,3 +219,98 @@ def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_
   assert make(tmp_path / "a").observation_stats == stored["observation_stats"]
   with pytest.raises(ValueError, match="normalize_observations"):
     make(tmp_path / "a", normalize=False)
+
+
+def wait_for(predicate, timeout_s, what):
+  deadline = time.time() + timeout_s
+  while time.time() < deadline:
+    if predicate():
+      return
+    time.sleep(0.2)
+  raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps, extra=()):
+  """Starts a BC run in the background and returns it once its first checkpoint (step 100) exists."""
+  proc = subprocess.Popen(launch_command("bc", dataset_dir, workdir, num_steps, extra), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=tagged_env(workdir))
+  wait_for(lambda: (workdir / "checkpoints" / "ckpt_0000000100.pkl").exists() or proc.poll() is not None,
+           300, "the first checkpoint")
+  assert proc.poll() is None, proc.communicate()[1][-3000:]
+  return proc
+
+
+def node_pid(workdir, title):
+  pids = [pid for pid, t in tagged_processes(workdir).items() if t == title]
+  assert len(pids) == 1, tagged_processes(workdir)
+  return pids[0]
+
+
+def last_checkpoint_step(workdir):
+  return int(sorted(os.listdir(workdir / "checkpoints"))[-1][len("ckpt_"):-len(".pkl")])
+
+
+def learner_steps_logged(workdir):
+  return [int(float(r["learner_steps"])) for r in read_csv(workdir / "logs" / "learner" / "logs.csv")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["learner/0", "reverb/0", "evaluator/0"])
+def test_a_killed_node_stops_the_run_which_the_same_command_resumes(victim, dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps=1_000_000)
+  os.kill(node_pid(workdir, victim), signal.SIGKILL)
+  killed = time.time()
+  _, stderr = proc.communicate(timeout=120)
+  assert time.time() - killed < 60, "the launcher took a minute or more to notice the dead node"
+  assert proc.returncode == 1, stderr[-3000:]
+  step = last_checkpoint_step(workdir)
+  assert f"{victim} was killed by SIGKILL" in stderr
+  assert f"last checkpoint, learner step {step} of 1000000" in stderr and "Rerun the same command" in stderr
+  assert_no_node_left(workdir)
+
+  # The learner stopped by SIGTERM (Reverb or an evaluator killed) checkpointed wherever it was.
+  end = (step // 100 + 2) * 100
+  resumed = launch("bc", dataset_dir, workdir, num_steps=end)
+  assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+  assert f"resumed from step {step}" in resumed.stdout and "Run finished" in resumed.stdout
+  expected = list(range(step // 50 * 50 + 50, end + 1, 50))  # The count went on from the checkpoint.
+  assert learner_steps_logged(workdir)[-len(expected):] == expected
+  assert last_checkpoint_step(workdir) == end
+  assert_no_node_left(workdir)
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_the_step_reached_and_exits_130(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps=1_000_000)
+  proc.send_signal(signal.SIGINT)
+  stdout, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-3000:]
+  step = last_checkpoint_step(workdir)
+  assert f"[learner] stopped at step {step}; checkpoint saved" in stdout  # Where it was, not at the period.
+  assert f"Interrupted at learner step {step} of 1000000" in stderr and "Run finished" not in stdout + stderr
+  assert_no_node_left(workdir)
+
+
+@pytest.mark.slow
+def test_max_restarts_restarts_a_killed_learner_from_its_checkpoint(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps=600, extra=["--max_restarts=1"])
+  os.kill(node_pid(workdir, "learner/0"), signal.SIGKILL)
+  stdout, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, stderr[-3000:]
+  assert "learner/0 was killed by SIGKILL" in stdout and "restarting it from the last checkpoint" in stdout
+  assert "Run finished (1 node restart)" in stdout
+  resumed_from = int(re.search(r"\[learner\] resumed from step (\d+)", stdout).group(1))
+  assert resumed_from >= 100 and resumed_from % 100 == 0
+  # Every step logged once up to the checkpoint, then again from there to the end by the restarted learner.
+  steps = learner_steps_logged(workdir)
+  after = list(range(resumed_from + 50, 601, 50))
+  assert steps[-len(after):] == after and sorted(set(steps)) == list(range(50, 601, 50)), steps
+  assert all(steps.count(x) == 1 for x in steps if x <= resumed_from), steps
+  assert last_checkpoint_step(workdir) == 600
+  # The evaluators saw the counter the restarted learner reset to its checkpoint, never beyond the run's end.
+  evaluated = [int(float(r["learner_steps"])) for r in read_csv(workdir / "logs" / "evaluator_0" / "logs.csv")]
+  assert evaluated and max(evaluated) <= 600
+  assert_no_node_left(workdir)

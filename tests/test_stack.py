@@ -40,14 +40,25 @@ def test_reverb_server_insert_and_sample():
 
 def test_launchpad_two_courier_nodes_exchange_a_call_and_stop(tmp_path):
   out = tmp_path / "answer.txt"
+  tag = f"LAEO_STACK_TEST={tmp_path}".encode()  # Inherited by the launcher and both node processes.
   proc = subprocess.run(
       [sys.executable, os.path.join(HERE, "programs", "two_courier_nodes.py"), str(out)],
-      capture_output=True, text=True, timeout=180)
+      capture_output=True, text=True, timeout=180, env={**os.environ, "LAEO_STACK_TEST": str(tmp_path)})
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert out.read_text() == "42"
-  # No node process may outlive the launcher.
-  leftovers = subprocess.run(["pgrep", "-f", "two_courier_nodes"], capture_output=True, text=True)
-  assert leftovers.stdout.strip() == ""
+  # No node process may outlive the launcher: look for the tag in every live process's environment.
+  leftovers = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open(f"/proc/{pid}/environ", "rb") as f:
+        tagged = tag in f.read().split(b"\0")
+      with open(f"/proc/{pid}/stat") as f:
+        zombie = f.read().rsplit(") ", 1)[1].split()[0] == "Z"
+    except OSError:
+      continue
+    if tagged and not zombie:
+      leftovers.append(pid)
+  assert not leftovers
 
 
 def test_jitted_haiku_optax_update_reduces_loss():
