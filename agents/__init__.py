@@ -7,24 +7,28 @@ Usage:
   learner = builder.make_learner(networks, iterator, success_examples, key)
   policy = builder.make_policy(networks)  # fn(params, key, obs, evaluation)
 """
-from typing import Dict, Tuple, Type
+from typing import Any, Dict, Tuple, Type
 
 from agents.common import config_utils
 
 AGENT_NAMES: Tuple[str, ...] = ('laeo', 'oril', 'purl', 'bc')
+PRESET_NAMES: Tuple[str, ...] = ('laptop', 'paper')
 
 
-def _registry() -> Dict[str, Tuple[Type, Type]]:
+def _registry() -> Dict[str, Tuple[Type, Type, Dict[str, Any], Dict[str, Dict[str, Any]]]]:
+  """name -> (builder class, config class, fields the name fixes, size presets)."""
   # Imported lazily so `import agents` stays cheap.
-  from agents.bc import BcBuilder, BcConfig  # pylint: disable=g-import-not-at-top
-  from agents.laeo import LaeoBuilder, LaeoConfig  # pylint: disable=g-import-not-at-top
-  from agents.oril import OrilBuilder, OrilConfig  # pylint: disable=g-import-not-at-top
-  from agents.purl import PurlBuilder, PurlConfig  # pylint: disable=g-import-not-at-top
+  from agents import bc, laeo, td3bc_reward  # pylint: disable=g-import-not-at-top
+  from agents.bc import config as bc_config  # pylint: disable=g-import-not-at-top
+  from agents.laeo import config as laeo_config  # pylint: disable=g-import-not-at-top
+  from agents.td3bc_reward import config as td3bc_config  # pylint: disable=g-import-not-at-top
+  # ORIL and PURL are one agent, TD3+BC on a learned reward, whose classifier loss the name chooses.
+  reward = (td3bc_reward.RewardTD3BCBuilder, td3bc_reward.RewardTD3BCConfig)
   return {
-      'laeo': (LaeoBuilder, LaeoConfig),
-      'oril': (OrilBuilder, OrilConfig),
-      'purl': (PurlBuilder, PurlConfig),
-      'bc': (BcBuilder, BcConfig),
+      'laeo': (laeo.LaeoBuilder, laeo.LaeoConfig, {}, laeo_config.PRESETS),
+      'oril': (*reward, {'classifier_loss': 'bce'}, td3bc_config.PRESETS),
+      'purl': (*reward, {'classifier_loss': 'pu'}, td3bc_config.PRESETS),
+      'bc': (bc.BcBuilder, bc.BcConfig, {}, bc_config.PRESETS),
   }
 
 
@@ -39,12 +43,27 @@ def config_class(name: str) -> Type:
   return _registry()[name][1]
 
 
-def make_config(name: str, **config_overrides):
-  """Default config of agent `name` with the given fields overridden.
+def preset(name: str, preset_name: str) -> Dict[str, Any]:
+  """The config fields that size preset `preset_name` sets for agent `name`."""
+  _check_name(name)
+  if preset_name not in PRESET_NAMES:
+    raise ValueError(f'Unknown preset {preset_name!r}; valid presets: {", ".join(PRESET_NAMES)}.')
+  return dict(_registry()[name][3][preset_name])
 
-  Raises ValueError for an unknown agent or an unknown field.
+
+def make_config(name: str, **config_overrides):
+  """Config of agent `name`: its defaults and the fields its name fixes, with the given fields overridden.
+
+  Raises ValueError for an unknown agent or field, or an override of a field the name fixes.
   """
-  return config_utils.make_config(config_class(name), **config_overrides)
+  _check_name(name)
+  _, config_cls, fixed, _ = _registry()[name]
+  clash = sorted(k for k in fixed if k in config_overrides and config_overrides[k] != fixed[k])
+  if clash:
+    others = [n for n in AGENT_NAMES if n != name and _registry()[n][1] is config_cls]
+    raise ValueError(f'{clash} is what makes agent {name!r} itself; choose the agent by name instead '
+                     f'(one of {others}).')
+  return config_utils.make_config(config_cls, **{**config_overrides, **fixed})
 
 
 def make_builder(name: str, **config_overrides):
@@ -52,6 +71,5 @@ def make_builder(name: str, **config_overrides):
 
   Example: make_builder('laeo', bc_coef=0.05) (the paper text's lambda).
   """
-  _check_name(name)
-  builder_cls, config_cls = _registry()[name]
-  return builder_cls(config_utils.make_config(config_cls, **config_overrides))
+  config = make_config(name, **config_overrides)
+  return _registry()[name][0](config)

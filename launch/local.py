@@ -40,7 +40,7 @@ flags.DEFINE_integer("episodes_per_eval", 10, "Episodes per evaluation round.")
 flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of evaluation rounds.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
-flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {tuple(run_config_lib.PRESETS)}.")
+flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {agents.PRESET_NAMES}.")
 flags.DEFINE_bool("normalize_observations", True, "Standardise vector observations with the dataset's "
                   "per-dimension mean and std inside every network (--nonormalize_observations: raw inputs).")
 flags.DEFINE_integer("num_sgd_steps_per_step", 0, "Learner updates per jitted call (the same updates on the "

@@ -12,20 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import agents
 import environments
-from agents.common import networks as common_networks
 from data_pipeline import generate
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
-
-# Size presets, applied to whichever of these fields an agent's config has. 'paper' keeps the defaults
-# (1024-wide networks, batch 1024, the Atari conv torso); 'laptop' is small enough to learn fetch_reach on a
-# 2-core CPU, and its conv torso has half the channels (a quarter of the FLOPs) for image tasks.
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "paper": {},
-    "laptop": {"hidden_sizes": (256, 256), "policy_hidden_sizes": (256, 256), "critic_hidden_sizes": (256, 256),
-               "classifier_hidden_sizes": (256, 256), "repr_dim": 64, "batch_size": 256,
-               "torso_channels": common_networks.SMALL_CHANNELS},
-}
 
 # Updates per jitted learner call when the user names none: a scan of 10 small state updates saves ~15% of
 # dispatch time; a scan of conv updates ran several times slower on XLA's CPU backend
@@ -96,10 +85,8 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
 
 
 def preset_overrides(agent: str, preset: str) -> Dict[str, Any]:
-  if preset not in PRESETS:
-    raise ValueError(f"Unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.")
-  fields = {f.name for f in dataclasses.fields(agents.config_class(agent))}
-  return {k: v for k, v in PRESETS[preset].items() if k in fields}
+  """The config fields of `agent` that size preset `preset` sets (see each agent's config.PRESETS)."""
+  return agents.preset(agent, preset)
 
 
 def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str:

@@ -14,6 +14,7 @@ from acme import specs
 from acme.utils import counting
 
 import agents
+from agents.common import config_utils
 from agents.bc import learning as bc_learning
 from agents.laeo import learning as laeo_learning
 from agents.td3bc_reward import learning as td3_learning
@@ -162,6 +163,20 @@ def test_registry_and_config_errors():
     agents.make_builder('laeo', q_estimator='mean')
   with pytest.raises(ValueError):
     agents.make_builder('purl', classifier_loss='hinge')
+  # ORIL and PURL are one agent whose name picks the classifier loss: the name cannot be overridden.
+  with pytest.raises(ValueError, match="'purl'"):
+    agents.make_builder('oril', classifier_loss='pu')
+  assert agents.make_builder('oril', classifier_loss='bce').config.classifier_loss == 'bce'
+  # Every agent has both size presets, naming only its own fields; 'paper' is 1024-wide for every agent.
+  for name in agents.AGENT_NAMES:
+    fields = set(config_utils.field_names(agents.config_class(name)))
+    for preset in agents.PRESET_NAMES:
+      assert set(agents.preset(name, preset)) <= fields
+      agents.make_builder(name, **agents.preset(name, preset))
+    assert agents.preset(name, 'paper')['policy_hidden_sizes'] == (1024, 1024)
+    assert agents.preset(name, 'paper')['batch_size'] == 1024
+  with pytest.raises(ValueError, match='Unknown preset'):
+    agents.preset('laeo', 'huge')
   b = agents.make_builder('laeo', batch_size=32, discount=0.9)
   assert (b.batch_size, b.discount) == (32, 0.9)
   with pytest.raises(ValueError, match='normalised'):

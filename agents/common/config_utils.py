@@ -1,6 +1,11 @@
 """Helpers to build agent configs from keyword overrides with clear errors."""
 import dataclasses
 
+# Channels of the three conv layers of an image encoder: the paper's Atari torso, and the laptop preset's
+# half-width torso (a quarter of the FLOPs).
+ATARI_CHANNELS = (32, 64, 64)
+SMALL_CHANNELS = (16, 32, 32)
+
 
 def field_names(config_cls):
   return [f.name for f in dataclasses.fields(config_cls)]

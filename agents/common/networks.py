@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from acme import specs
 
+from agents.common import config_utils
 from agents.common import distributions
 
 
@@ -20,8 +21,8 @@ def is_image_spec(observation_spec: specs.Array) -> bool:
 ObservationStats = Optional[Mapping[str, Sequence[float]]]
 
 # Channels of the Atari torso's three conv layers: the paper's, and a quarter of its FLOPs for CPUs.
-ATARI_CHANNELS = (32, 64, 64)
-SMALL_CHANNELS = (16, 32, 32)
+ATARI_CHANNELS = config_utils.ATARI_CHANNELS
+SMALL_CHANNELS = config_utils.SMALL_CHANNELS
 
 
 class AtariTorso(hk.Module):

@@ -2,6 +2,8 @@
 import dataclasses
 from typing import Tuple
 
+from agents.common import config_utils
+
 Q_ESTIMATORS = ('logmeanexp', 'single_example')
 
 
@@ -41,7 +43,7 @@ class LaeoConfig:
   log_std_min: float = -5.0
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
-  torso_channels: Tuple[int, int, int] = (32, 64, 64)
+  torso_channels: Tuple[int, int, int] = config_utils.ATARI_CHANNELS
 
   def __post_init__(self):
     if len(self.torso_channels) != 3:
@@ -53,3 +55,14 @@ class LaeoConfig:
       raise ValueError(f'bc_coef must lie in [0, 1], got {self.bc_coef}.')
     if self.log_std_min > self.log_std_max:
       raise ValueError('log_std_min must not exceed log_std_max.')
+
+
+# Size presets (`--preset`): 'paper' is the paper's 1024-wide networks and batch 1024 (the same for every
+# agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
+# and its conv torso has half the channels (a quarter of the FLOPs).
+PRESETS = {
+    'paper': {'hidden_sizes': (1024, 1024), 'repr_dim': 256, 'policy_hidden_sizes': (1024, 1024),
+              'batch_size': 1024, 'torso_channels': config_utils.ATARI_CHANNELS},
+    'laptop': {'hidden_sizes': (256, 256), 'repr_dim': 64, 'policy_hidden_sizes': (256, 256), 'batch_size': 256,
+               'torso_channels': config_utils.SMALL_CHANNELS},
+}

@@ -1,4 +1,4 @@
-"""Builder of TD3+BC on a learned reward (shared by ORIL and PURL)."""
+"""Builder of TD3+BC on a learned reward: ORIL and PURL (agents.make_builder('oril' | 'purl'))."""
 from acme import specs
 
 from agents.common import builder as common_builder
@@ -8,7 +8,7 @@ from agents.td3bc_reward.config import RewardTD3BCConfig
 
 
 class RewardTD3BCBuilder(common_builder.BaseBuilder):
-  """Builds networks, learner and policy; the subclass fixes the config type."""
+  """Builds networks, learner and policy."""
   batch_kind = 'transition'
   config_cls = RewardTD3BCConfig
   learner_cls = learning.RewardTD3BCLearner

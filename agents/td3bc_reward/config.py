@@ -2,12 +2,14 @@
 import dataclasses
 from typing import Tuple
 
+from agents.common import config_utils
+
 CLASSIFIER_LOSSES = ('bce', 'pu')
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardTD3BCConfig:
-  """Hyper-parameters shared by ORIL ('bce') and PURL ('pu').
+  """TD3+BC on a learned reward: ORIL (classifier_loss 'bce') and PURL ('pu'), the agents.make_builder names.
 
   A reward classifier r(s) is trained on success examples (positives) vs
   dataset states (unlabeled / negatives); TD3+BC is then trained on the
@@ -54,7 +56,7 @@ class RewardTD3BCConfig:
   target_noise: float = 0.2
   target_noise_clip: float = 0.5
   exploration_noise: float = 0.1
-  torso_channels: Tuple[int, int, int] = (32, 64, 64)
+  torso_channels: Tuple[int, int, int] = config_utils.ATARI_CHANNELS
 
   def __post_init__(self):
     if len(self.torso_channels) != 3:
@@ -68,3 +70,16 @@ class RewardTD3BCConfig:
       raise ValueError('policy_delay must be >= 1.')
     if self.classifier_steps < 0:
       raise ValueError('classifier_steps must be >= 0.')
+
+
+# Size presets (`--preset`): 'paper' is the paper's 1024-wide networks and batch 1024 (the same for every
+# agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
+# and its conv torso has half the channels (a quarter of the FLOPs).
+PRESETS = {
+    'paper': {'policy_hidden_sizes': (1024, 1024), 'critic_hidden_sizes': (1024, 1024),
+              'classifier_hidden_sizes': (1024, 1024), 'batch_size': 1024,
+              'torso_channels': config_utils.ATARI_CHANNELS},
+    'laptop': {'policy_hidden_sizes': (256, 256), 'critic_hidden_sizes': (256, 256),
+               'classifier_hidden_sizes': (256, 256), 'batch_size': 256,
+               'torso_channels': config_utils.SMALL_CHANNELS},
+}

@@ -1,6 +1,6 @@
 """Learner steps/s when fed by Reverb (server in another process, over gRPC) vs. an in-memory iterator.
 
-  python -m data_pipeline.benchmark_feeding [--agent=laeo --env=fetch_reach --steps=300 --preset=laptop]
+  python scripts/benchmark_feeding.py [--agent=laeo --env=fetch_reach --steps=300 --preset=laptop]
 
 The in-memory iterator repeats one batch already in memory, so it is the learner's ceiling; the ratio tells
 how much the Reverb + tf.data path costs. Writes results/learner_feeding.json. A benchmark, not a test.
@@ -12,7 +12,11 @@ import multiprocessing
 import os
 import platform
 import tempfile
+import sys
 import time
+
+# Runnable as a script: the repository root holds the packages.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,6 +1,6 @@
 """Measures dataset-generation throughput (not a test).
 
-    python -m data_pipeline.benchmark_generation [--episodes=5] \
+    python scripts/benchmark_generation.py [--episodes=5] \
         [--envs=fetch_push,fetch_push_image] [--quality=medium] \
         [--out=results/generation_throughput.json]
 
@@ -23,10 +23,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# Runnable as a script: the repository root holds the packages.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data_pipeline import generate
-from data_pipeline import rlds_io
+import numpy as np  # noqa: E402
+
+from data_pipeline import generate  # noqa: E402
+from data_pipeline import rlds_io  # noqa: E402
 
 DEFAULT_ENVS = ('fetch_push', 'fetch_push_image')
 
