@@ -7,12 +7,13 @@ Usage:
   learner = builder.make_learner(networks, iterator, success_examples, key)
   policy = builder.make_policy(networks)  # fn(params, key, obs, evaluation)
 """
+
 from typing import Any, Dict, Tuple, Type
 
 from agents.common import config_utils
 
-AGENT_NAMES: Tuple[str, ...] = ('laeo', 'oril', 'purl', 'bc')
-PRESET_NAMES: Tuple[str, ...] = ('laptop', 'paper')
+AGENT_NAMES: Tuple[str, ...] = ("laeo", "oril", "purl", "bc")
+PRESET_NAMES: Tuple[str, ...] = ("laptop", "paper")
 
 
 def _registry() -> Dict[str, Tuple[Type, Type, Dict[str, Any], Dict[str, Dict[str, Any]]]]:
@@ -22,19 +23,20 @@ def _registry() -> Dict[str, Tuple[Type, Type, Dict[str, Any], Dict[str, Dict[st
   from agents.bc import config as bc_config  # pylint: disable=g-import-not-at-top
   from agents.laeo import config as laeo_config  # pylint: disable=g-import-not-at-top
   from agents.td3bc_reward import config as td3bc_config  # pylint: disable=g-import-not-at-top
+
   # ORIL and PURL are one agent, TD3+BC on a learned reward, whose classifier loss the name chooses.
   reward = (td3bc_reward.RewardTD3BCBuilder, td3bc_reward.RewardTD3BCConfig)
   return {
-      'laeo': (laeo.LaeoBuilder, laeo.LaeoConfig, {}, laeo_config.PRESETS),
-      'oril': (*reward, {'classifier_loss': 'bce'}, td3bc_config.PRESETS),
-      'purl': (*reward, {'classifier_loss': 'pu'}, td3bc_config.PRESETS),
-      'bc': (bc.BcBuilder, bc.BcConfig, {}, bc_config.PRESETS),
+    "laeo": (laeo.LaeoBuilder, laeo.LaeoConfig, {}, laeo_config.PRESETS),
+    "oril": (*reward, {"classifier_loss": "bce"}, td3bc_config.PRESETS),
+    "purl": (*reward, {"classifier_loss": "pu"}, td3bc_config.PRESETS),
+    "bc": (bc.BcBuilder, bc.BcConfig, {}, bc_config.PRESETS),
   }
 
 
 def _check_name(name: str) -> None:
   if name not in AGENT_NAMES:
-    raise ValueError(f'Unknown agent {name!r}; valid names: {list(AGENT_NAMES)}.')
+    raise ValueError(f"Unknown agent {name!r}; valid names: {list(AGENT_NAMES)}.")
 
 
 def config_class(name: str) -> Type:
@@ -61,8 +63,9 @@ def make_config(name: str, **config_overrides):
   clash = sorted(k for k in fixed if k in config_overrides and config_overrides[k] != fixed[k])
   if clash:
     others = [n for n in AGENT_NAMES if n != name and _registry()[n][1] is config_cls]
-    raise ValueError(f'{clash} is what makes agent {name!r} itself; choose the agent by name instead '
-                     f'(one of {others}).')
+    raise ValueError(
+      f"{clash} is what makes agent {name!r} itself; choose the agent by name instead " f"(one of {others})."
+    )
   return config_utils.make_config(config_cls, **{**config_overrides, **fixed})
 
 

@@ -36,6 +36,7 @@ Mixture = Sequence[Tuple[float, float]]  # ((competence, weight), ...)
 
 def _default_env_factory(env_name: str, seed: int):
   import environments  # pylint: disable=g-import-not-at-top
+
   return environments.make(env_name, seed)  # Unknown names raise the registry's ValueError.
 
 
@@ -47,8 +48,7 @@ def _default_mixture(task: str, quality: str) -> Mixture:
   return scripted.checkpoint_mixture(task, quality)
 
 
-def rollout_episode(env, policy: Callable[[], np.ndarray]
-                    ) -> Dict[str, np.ndarray]:
+def rollout_episode(env, policy: Callable[[], np.ndarray]) -> Dict[str, np.ndarray]:
   """Runs one episode to its time limit; returns an RLDS episode dict."""
   obs_spec, act_spec = env.observation_spec(), env.action_spec()
   lo = np.asarray(act_spec.minimum, dtype=np.float32)
@@ -67,8 +67,7 @@ def rollout_episode(env, policy: Callable[[], np.ndarray]
   return rlds_io.make_episode(observations, actions, successes)
 
 
-def seeded_episode(env, policy_factory, competence: float, seed: int, index: int
-                   ) -> Dict[str, np.ndarray]:
+def seeded_episode(env, policy_factory, competence: float, seed: int, index: int) -> Dict[str, np.ndarray]:
   """Episode `index` of a dataset seeded by `seed`: its start state and policy draw only from (seed, index)."""
   env_seed, policy_seed = np.random.SeedSequence([seed, index]).generate_state(2)
   env.reseed(int(env_seed))
@@ -79,41 +78,42 @@ _WORKER: Dict[str, Any] = {}
 
 
 def _worker_init(env_name: str, seed: int) -> None:
-  _WORKER['env'] = _default_env_factory(env_name, seed)
+  _WORKER["env"] = _default_env_factory(env_name, seed)
 
 
 def _worker_episode(job: Tuple[int, float, int]) -> Dict[str, np.ndarray]:
   index, competence, seed = job
-  return seeded_episode(_WORKER['env'], _default_policy_factory, competence, seed, index)
+  return seeded_episode(_WORKER["env"], _default_policy_factory, competence, seed, index)
 
 
-def _rollouts(env, env_name: str, policy_factory, jobs: List[Tuple[int, float, int]],
-              workers: int) -> Iterator[Dict[str, np.ndarray]]:
+def _rollouts(
+  env, env_name: str, policy_factory, jobs: List[Tuple[int, float, int]], workers: int
+) -> Iterator[Dict[str, np.ndarray]]:
   """The episodes of `jobs` in order, from `workers` spawned processes (or this one when workers <= 1)."""
   if workers <= 1:
     for index, competence, seed in jobs:
       yield seeded_episode(env, policy_factory, competence, seed, index)
     return
   # Spawned, not forked: the parent may hold TensorFlow and a GL context.
-  context = multiprocessing.get_context('spawn')
+  context = multiprocessing.get_context("spawn")
   with context.Pool(workers, initializer=_worker_init, initargs=(env_name, jobs[0][2])) as pool:
     yield from pool.imap(_worker_episode, jobs, chunksize=4)
 
 
 def generate_dataset(
-    env_name: str,
-    quality: str,
-    num_episodes: int,
-    out_dir: str,
-    seed: int,
-    num_success_examples: int = 200,
-    overwrite: bool = False,
-    *,
-    show_progress: bool = True,
-    workers: Optional[int] = None,
-    env_factory: Optional[Callable[[str, int], Any]] = None,
-    policy_factory: Optional[Callable[..., Callable[[], np.ndarray]]] = None,
-    mixture_fn: Optional[Callable[[str, str], Mixture]] = None,
+  env_name: str,
+  quality: str,
+  num_episodes: int,
+  out_dir: str,
+  seed: int,
+  num_success_examples: int = 200,
+  overwrite: bool = False,
+  *,
+  show_progress: bool = True,
+  workers: Optional[int] = None,
+  env_factory: Optional[Callable[[str, int], Any]] = None,
+  policy_factory: Optional[Callable[..., Callable[[], np.ndarray]]] = None,
+  mixture_fn: Optional[Callable[[str, str], Mixture]] = None,
 ) -> Dict[str, Any]:
   """Rolls out the quality's checkpoint mixture and writes a dataset to `out_dir`.
 
@@ -142,16 +142,13 @@ def generate_dataset(
       no successful step to extract success examples from (nothing written).
     FileExistsError: a dataset exists at out_dir and overwrite is False.
   """
-  if isinstance(num_episodes, bool) or int(num_episodes) != num_episodes or (
-      num_episodes < 1):
-    raise ValueError(f'--episodes must be an integer >= 1, got {num_episodes}.')
+  if isinstance(num_episodes, bool) or int(num_episodes) != num_episodes or (num_episodes < 1):
+    raise ValueError(f"--episodes must be an integer >= 1, got {num_episodes}.")
   num_episodes = int(num_episodes)
   if int(num_success_examples) < 1:
-    raise ValueError('--num_success_examples must be >= 1, got '
-                     f'{num_success_examples}.')
+    raise ValueError("--num_success_examples must be >= 1, got " f"{num_success_examples}.")
   if quality not in QUALITIES:
-    raise ValueError(f'Unknown quality {quality!r}; expected one of '
-                     f'{", ".join(QUALITIES)}.')
+    raise ValueError(f'Unknown quality {quality!r}; expected one of ' f'{", ".join(QUALITIES)}.')
   out_dir = rlds_io.check_output_dir(out_dir, overwrite=overwrite)
   hooked = env_factory is not None or policy_factory is not None
   env_factory = env_factory or _default_env_factory
@@ -164,24 +161,23 @@ def generate_dataset(
   if workers is None:
     workers = 1 if hooked else max(1, min(os.cpu_count() or 1, num_episodes // 50))
   elif hooked and workers > 1:
-    raise ValueError('Custom env/policy factories roll out in this process: workers must be 1.')
+    raise ValueError("Custom env/policy factories roll out in this process: workers must be 1.")
 
   successful: List[Dict[str, np.ndarray]] = []
   per_checkpoint = np.zeros((len(mixture), 2), dtype=np.int64)  # [episodes, successes]
-  stats = {'steps': 0}
+  stats = {"steps": 0}
 
   def episodes():
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(total=num_episodes, desc=f'{env_name}/{quality}', unit='ep',
-               disable=not show_progress, file=sys.stderr)
+
+    bar = tqdm(total=num_episodes, desc=f"{env_name}/{quality}", unit="ep", disable=not show_progress, file=sys.stderr)
     try:
       for k, episode in zip(assignment, _rollouts(env, env_name, policy_factory, jobs, workers)):
-        stats['steps'] += len(episode['action']) - 1
-        per_checkpoint[k] += (1, rlds_io.episode_success(episode['success']))
-        mask = episode['success']
+        stats["steps"] += len(episode["action"]) - 1
+        per_checkpoint[k] += (1, rlds_io.episode_success(episode["success"]))
+        mask = episode["success"]
         if mask.any():  # Keep only what success-example sampling needs.
-          successful.append({'observation': episode['observation'][mask],
-                             'success': mask[mask]})
+          successful.append({"observation": episode["observation"][mask], "success": mask[mask]})
         bar.update(1)
         yield episode
     finally:
@@ -189,92 +185,103 @@ def generate_dataset(
 
   def finalize(tmp_dir, meta):
     del meta
-    examples = success_lib.extract_success_examples(
-        successful, num_examples=num_success_examples, seed=seed)
+    examples = success_lib.extract_success_examples(successful, num_examples=num_success_examples, seed=seed)
     success_lib.save_success_examples(tmp_dir, examples)
     return {
-        'num_success_examples': int(len(examples)),
-        'num_successful_steps': int(sum(len(e['success'])
-                                        for e in successful)),
-        'success_examples_file': success_lib.SUCCESS_EXAMPLES_FILENAME,
-        'success_examples_seed': seed,
-        'checkpoints': [
-            {'competence': c, 'weight': w, 'episodes': int(n),
-             'success_rate': float(wins / n) if n else None}
-            for (c, w), (n, wins) in zip(mixture, per_checkpoint)],
+      "num_success_examples": int(len(examples)),
+      "num_successful_steps": int(sum(len(e["success"]) for e in successful)),
+      "success_examples_file": success_lib.SUCCESS_EXAMPLES_FILENAME,
+      "success_examples_seed": seed,
+      "checkpoints": [
+        {"competence": c, "weight": w, "episodes": int(n), "success_rate": float(wins / n) if n else None}
+        for (c, w), (n, wins) in zip(mixture, per_checkpoint)
+      ],
     }
 
   metadata = {
-      'env_name': env_name,
-      'task': task,
-      'quality': quality,
-      'seed': seed,
-      'horizon': int(getattr(env, 'horizon', -1)),
-      'policy': 'checkpoint mixture (data_pipeline.scripted.make_checkpoint_policy)',
-      'generator': 'data_pipeline.generate',
+    "env_name": env_name,
+    "task": task,
+    "quality": quality,
+    "seed": seed,
+    "horizon": int(getattr(env, "horizon", -1)),
+    "policy": "checkpoint mixture (data_pipeline.scripted.make_checkpoint_policy)",
+    "generator": "data_pipeline.generate",
   }
   rlds_io._tf_and_tfds()  # pylint: disable=protected-access  (not timed)
   start = time.time()
   meta = rlds_io.write_rlds_dataset(
-      episodes(), out_dir, env.observation_spec(), env.action_spec(),
-      metadata, num_episodes, overwrite=overwrite, finalize_fn=finalize)
+    episodes(),
+    out_dir,
+    env.observation_spec(),
+    env.action_spec(),
+    metadata,
+    num_episodes,
+    overwrite=overwrite,
+    finalize_fn=finalize,
+  )
   seconds = time.time() - start
-  close = getattr(env, 'close', None)
+  close = getattr(env, "close", None)
   if callable(close):
     close()
   summary = dict(meta)
-  summary.update({
-      'out_dir': out_dir,
-      'workers': workers,
-      'seconds': seconds,
-      'episodes_per_s': num_episodes / max(seconds, 1e-9),
-      'env_steps_per_s': stats['steps'] / max(seconds, 1e-9),
-  })
+  summary.update(
+    {
+      "out_dir": out_dir,
+      "workers": workers,
+      "seconds": seconds,
+      "episodes_per_s": num_episodes / max(seconds, 1e-9),
+      "env_steps_per_s": stats["steps"] / max(seconds, 1e-9),
+    }
+  )
   return summary
 
 
 def stratified_checkpoints(mixture: Mixture, num_episodes: int, seed: int) -> np.ndarray:
   """Checkpoint index of each episode: round(weight * episodes) of each, in a seeded order."""
-  return scripted.stratified_assignment([w for _, w in mixture], num_episodes,
-                                        np.random.default_rng([seed, 1 << 20]))
+  return scripted.stratified_assignment([w for _, w in mixture], num_episodes, np.random.default_rng([seed, 1 << 20]))
 
 
 def summary_line(summary: Dict[str, Any]) -> str:
-  return (f"[generate] {summary['env_name']} quality={summary['quality']} "
-          f"seed={summary['seed']} "
-          f"episodes={summary['num_episodes']} steps={summary['num_steps']} "
-          f"success_rate={summary['success_rate']:.3f} "
-          f"(final step {summary['success_rate_final_step']:.3f}) "
-          f"success_examples={summary['num_success_examples']} "
-          f"time={summary['seconds']:.1f}s -> {summary['out_dir']}")
+  return (
+    f"[generate] {summary['env_name']} quality={summary['quality']} "
+    f"seed={summary['seed']} "
+    f"episodes={summary['num_episodes']} steps={summary['num_steps']} "
+    f"success_rate={summary['success_rate']:.3f} "
+    f"(final step {summary['success_rate_final_step']:.3f}) "
+    f"success_examples={summary['num_success_examples']} "
+    f"time={summary['seconds']:.1f}s -> {summary['out_dir']}"
+  )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(
-      prog='python -m data_pipeline.generate', description=__doc__,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--env', required=True, help='environment name')
-  parser.add_argument('--quality', required=True,
-                      help=f'one of {", ".join(QUALITIES)}')
-  parser.add_argument('--episodes', type=int, required=True)
-  parser.add_argument('--out', required=True, help='dataset directory')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--num_success_examples', type=int, default=200)
-  parser.add_argument('--overwrite', action='store_true')
-  parser.add_argument('--workers', type=int, default=None,
-                      help='rollout processes (default: one per core)')
-  parser.add_argument('--no_progress', action='store_true')
-  parser.add_argument('--json', action='store_true',
-                      help='also print the full summary as JSON')
+    prog="python -m data_pipeline.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument("--env", required=True, help="environment name")
+  parser.add_argument("--quality", required=True, help=f'one of {", ".join(QUALITIES)}')
+  parser.add_argument("--episodes", type=int, required=True)
+  parser.add_argument("--out", required=True, help="dataset directory")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num_success_examples", type=int, default=200)
+  parser.add_argument("--overwrite", action="store_true")
+  parser.add_argument("--workers", type=int, default=None, help="rollout processes (default: one per core)")
+  parser.add_argument("--no_progress", action="store_true")
+  parser.add_argument("--json", action="store_true", help="also print the full summary as JSON")
   args = parser.parse_args(argv)
   try:
     summary = generate_dataset(
-        args.env, args.quality, args.episodes, args.out, args.seed,
-        num_success_examples=args.num_success_examples,
-        overwrite=args.overwrite, show_progress=not args.no_progress,
-        workers=args.workers)
+      args.env,
+      args.quality,
+      args.episodes,
+      args.out,
+      args.seed,
+      num_success_examples=args.num_success_examples,
+      overwrite=args.overwrite,
+      show_progress=not args.no_progress,
+      workers=args.workers,
+    )
   except (ValueError, FileExistsError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
     return 2
   print(summary_line(summary))
   if args.json:
@@ -282,5 +289,5 @@ def main(argv: Optional[List[str]] = None) -> int:
   return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   sys.exit(main())

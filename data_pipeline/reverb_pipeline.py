@@ -10,6 +10,7 @@ Batches are cut from sampled episodes inside tf.data (seeded, prefetched):
 - 'transition' (ORIL, PURL, BC): (s_t, a_t, s_{t+1}, discount).
 The same cutting function serves the in-memory dataset used by tests and benchmarks.
 """
+
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
@@ -32,8 +33,9 @@ def episode_signature(episodes: Sequence[Dict[str, np.ndarray]]) -> Dict[str, tf
     for key in _EPISODE_KEYS:
       if episode[key].shape != first[key].shape:
         raise ValueError(
-            f"Episode {i} has {key} of shape {episode[key].shape}, episode 0 has {first[key].shape}: "
-            "the Reverb episode table needs fixed-length episodes.")
+          f"Episode {i} has {key} of shape {episode[key].shape}, episode 0 has {first[key].shape}: "
+          "the Reverb episode table needs fixed-length episodes."
+        )
   if first["observation"].shape[0] < 2:
     raise ValueError("Episodes need at least two steps to form a transition.")
   return {key: tf.TensorSpec(first[key].shape, tf.as_dtype(first[key].dtype)) for key in _EPISODE_KEYS}
@@ -49,12 +51,13 @@ def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
 
 def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -> reverb.Table:
   return reverb.Table(
-      name=EPISODE_TABLE,
-      sampler=reverb.selectors.Uniform(),
-      remover=reverb.selectors.Fifo(),
-      max_size=num_episodes,
-      rate_limiter=reverb.rate_limiters.MinSize(num_episodes),
-      signature=signature)
+    name=EPISODE_TABLE,
+    sampler=reverb.selectors.Uniform(),
+    remover=reverb.selectors.Fifo(),
+    max_size=num_episodes,
+    rate_limiter=reverb.rate_limiters.MinSize(num_episodes),
+    signature=signature,
+  )
 
 
 def insert_episodes(server_address: str, episodes: Sequence[Dict[str, np.ndarray]]) -> int:
@@ -75,14 +78,14 @@ def _truncated_geometric(seed, max_offset, discount: float):
   return tf.cast(tf.clip_by_value(k, 1.0, max_offset), tf.int32)
 
 
-def cut_batch(episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str, discount: float,
-              samples_per_episode: int) -> Dict[str, tf.Tensor]:
+def cut_batch(
+  episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str, discount: float, samples_per_episode: int
+) -> Dict[str, tf.Tensor]:
   """Cuts `samples_per_episode` examples out of each of a batch of episodes ([E, T, ...] tensors)."""
   num_episodes = tf.shape(episodes["action"])[0]
   length = tf.shape(episodes["action"])[1]
   episode = tf.repeat(tf.range(num_episodes), samples_per_episode)
-  t = tf.random.stateless_uniform(
-      tf.shape(episode), seed=seeds[0], minval=0, maxval=length - 1, dtype=tf.int32)
+  t = tf.random.stateless_uniform(tf.shape(episode), seed=seeds[0], minval=0, maxval=length - 1, dtype=tf.int32)
   if batch_kind == "future":
     other = t + _truncated_geometric(seeds[1], length - 1 - t, discount)
   else:
@@ -90,8 +93,8 @@ def cut_batch(episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str,
   now = tf.stack([episode, t], axis=1)
   later = tf.stack([episode, other], axis=1)
   batch = {
-      "observation": tf.gather_nd(episodes["observation"], now),
-      "action": tf.gather_nd(episodes["action"], now),
+    "observation": tf.gather_nd(episodes["observation"], now),
+    "action": tf.gather_nd(episodes["action"], now),
   }
   if batch_kind == "future":
     batch["future_observation"] = tf.gather_nd(episodes["observation"], later)
@@ -101,8 +104,9 @@ def cut_batch(episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str,
   return batch
 
 
-def _batches(episode_ds: tf.data.Dataset, batch_kind: str, batch_size: int, discount: float, seed: int,
-             samples_per_episode: int) -> tf.data.Dataset:
+def _batches(
+  episode_ds: tf.data.Dataset, batch_kind: str, batch_size: int, discount: float, seed: int, samples_per_episode: int
+) -> tf.data.Dataset:
   if batch_kind not in BATCH_KINDS:
     raise ValueError(f"Unknown batch kind {batch_kind!r}; expected one of {BATCH_KINDS}.")
   if batch_size % samples_per_episode:
@@ -111,31 +115,49 @@ def _batches(episode_ds: tf.data.Dataset, batch_kind: str, batch_size: int, disc
     raise ValueError(f"discount must lie in (0, 1) for future sampling, got {discount}.")
   seeds = tf.data.Dataset.random(seed).batch(4).map(lambda s: tf.reshape(s, [2, 2]))
   ds = tf.data.Dataset.zip((episode_ds.batch(batch_size // samples_per_episode, drop_remainder=True), seeds))
-  ds = ds.map(lambda eps, s: cut_batch(eps, s, batch_kind, discount, samples_per_episode),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(
+    lambda eps, s: cut_batch(eps, s, batch_kind, discount, samples_per_episode),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_reverb_iterator(server_address: str, signature: Dict[str, tf.TensorSpec], batch_kind: str,
-                         batch_size: int, discount: float, seed: int,
-                         samples_per_episode: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+def make_reverb_iterator(
+  server_address: str,
+  signature: Dict[str, tf.TensorSpec],
+  batch_kind: str,
+  batch_size: int,
+  discount: float,
+  seed: int,
+  samples_per_episode: int = 1,
+) -> Iterator[Dict[str, np.ndarray]]:
   """Endless numpy batches sampled from the Reverb episode table (Reverb's sampling order is not seeded)."""
   episode_ds = reverb.TimestepDataset(
-      server_address=server_address,
-      table=EPISODE_TABLE,
-      dtypes={k: s.dtype for k, s in signature.items()},
-      shapes={k: s.shape for k, s in signature.items()},
-      max_in_flight_samples_per_worker=2 * max(1, batch_size // samples_per_episode))
+    server_address=server_address,
+    table=EPISODE_TABLE,
+    dtypes={k: s.dtype for k, s in signature.items()},
+    shapes={k: s.shape for k, s in signature.items()},
+    max_in_flight_samples_per_worker=2 * max(1, batch_size // samples_per_episode),
+  )
   episode_ds = episode_ds.map(lambda sample: sample.data)
   return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()
 
 
-def make_in_memory_iterator(episodes: List[Dict[str, np.ndarray]], batch_kind: str, batch_size: int,
-                            discount: float, seed: int,
-                            samples_per_episode: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+def make_in_memory_iterator(
+  episodes: List[Dict[str, np.ndarray]],
+  batch_kind: str,
+  batch_size: int,
+  discount: float,
+  seed: int,
+  samples_per_episode: int = 1,
+) -> Iterator[Dict[str, np.ndarray]]:
   """The same batches drawn from episodes held in memory (seeded end to end)."""
   episode_signature(episodes)
   stacked = {key: np.stack([e[key] for e in episodes]) for key in _EPISODE_KEYS}
-  episode_ds = tf.data.Dataset.from_tensor_slices(stacked).shuffle(
-      len(episodes), seed=seed, reshuffle_each_iteration=True).repeat()
+  episode_ds = (
+    tf.data.Dataset.from_tensor_slices(stacked)
+    .shuffle(len(episodes), seed=seed, reshuffle_each_iteration=True)
+    .repeat()
+  )
   return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()

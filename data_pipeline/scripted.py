@@ -35,6 +35,7 @@ phase-dependent target point, saturated to the action bounds):
 * sawyer_window_open: above a point left of the handle, descend, push +x.
 * sawyer_drawer_close: above a point in front of the handle, descend, push +y.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence, Tuple
@@ -51,10 +52,10 @@ LATE_START_FRACTION = 0.3
 
 # Where weak checkpoints aim instead of the goal (metres, added to the goal).
 WRONG_TARGET: Dict[str, np.ndarray] = {
-    "fetch_reach": np.array([-0.15, 0.25, 0.15]),   # behind the start, up and to the left
-    "fetch_push": np.array([0.0, -0.20, 0.0]),      # pushes the block 20 cm short of the goal in y
-    "sawyer_window_open": np.array([-0.50, 0.0, 0.0]),  # stops short: the window barely opens
-    "sawyer_drawer_close": np.array([0.0, -0.40, 0.0]),  # stops short: the drawer stays open
+  "fetch_reach": np.array([-0.15, 0.25, 0.15]),  # behind the start, up and to the left
+  "fetch_push": np.array([0.0, -0.20, 0.0]),  # pushes the block 20 cm short of the goal in y
+  "sawyer_window_open": np.array([-0.50, 0.0, 0.0]),  # stops short: the window barely opens
+  "sawyer_drawer_close": np.array([0.0, -0.40, 0.0]),  # stops short: the drawer stays open
 }
 
 # beta of the mixture weights exp(beta * c) over CHECKPOINTS, solved by scripts/tune_checkpoints.py from
@@ -65,10 +66,10 @@ WRONG_TARGET: Dict[str, np.ndarray] = {
 #                                                        reach 8-12 %: beta -30 gives ~18 %; no figure uses it)
 #   sawyer_drawer_close  0.05 0.06 0.08 0.29 0.91 1.00
 QUALITY_BETA: Dict[str, Dict[str, float]] = {
-    "fetch_reach": {"medium": 1.686, "low": -2.496},
-    "fetch_push": {"medium": 0.889, "low": -2.812},
-    "sawyer_window_open": {"medium": -0.831, "low": -30.0},
-    "sawyer_drawer_close": {"medium": 0.601, "low": -3.895},
+  "fetch_reach": {"medium": 1.686, "low": -2.496},
+  "fetch_push": {"medium": 0.889, "low": -2.812},
+  "sawyer_window_open": {"medium": -0.831, "low": -30.0},
+  "sawyer_drawer_close": {"medium": 0.601, "low": -3.895},
 }
 
 
@@ -85,8 +86,7 @@ def checkpoint_mixture(task: str, quality: str) -> Tuple[Tuple[float, float], ..
   return tuple((c, float(w)) for c, w in zip(CHECKPOINTS, weights))
 
 
-def stratified_assignment(weights: Sequence[float], num_episodes: int,
-                          rng: np.random.Generator) -> np.ndarray:
+def stratified_assignment(weights: Sequence[float], num_episodes: int, rng: np.random.Generator) -> np.ndarray:
   """Component index of each episode: exactly round(w * n) per component (largest remainder), shuffled."""
   weights = np.asarray(weights, dtype=np.float64)
   exact = weights / weights.sum() * num_episodes
@@ -108,9 +108,18 @@ def _fetch_reach(state: Dict[str, np.ndarray]) -> np.ndarray:
   return np.r_[_towards(state["gripper_pos"], state["goal_pos"], _GAIN), 0.0]
 
 
-def _push(hand: np.ndarray, obj: np.ndarray, goal: np.ndarray, direction: np.ndarray,
-          contact_offset: np.ndarray, standoff: float, behind_max: float,
-          clearance: float, overshoot: float, gain: float) -> np.ndarray:
+def _push(
+  hand: np.ndarray,
+  obj: np.ndarray,
+  goal: np.ndarray,
+  direction: np.ndarray,
+  contact_offset: np.ndarray,
+  standoff: float,
+  behind_max: float,
+  clearance: float,
+  overshoot: float,
+  gain: float,
+) -> np.ndarray:
   """Generic 3-phase pusher: approach high, descend behind the object, push.
 
   The hand pushes the point ``obj + contact_offset`` (``contact_offset`` has no
@@ -144,8 +153,18 @@ def _fetch_push(state: Dict[str, np.ndarray]) -> np.ndarray:
   grip, obj, goal = state["gripper_pos"], state["object_pos"], state["goal_pos"]
   direction = goal[:2] - obj[:2]
   direction = direction / (np.linalg.norm(direction) + 1e-8)
-  move = _push(grip, obj, goal, direction, contact_offset=np.zeros(3), standoff=0.06,
-               behind_max=-0.02,               clearance=0.1, overshoot=0.02, gain=_GAIN)
+  move = _push(
+    grip,
+    obj,
+    goal,
+    direction,
+    contact_offset=np.zeros(3),
+    standoff=0.06,
+    behind_max=-0.02,
+    clearance=0.1,
+    overshoot=0.02,
+    gain=_GAIN,
+  )
   return np.r_[move, 0.0]
 
 
@@ -153,31 +172,50 @@ def _sawyer_window_open(state: Dict[str, np.ndarray]) -> np.ndarray:
   # The handle is pushed along +x from its left, 3 cm in front of and 8 cm below
   # the handle site; the goal's x is the target x of the handle.
   hand, handle, goal = state["hand_pos"], state["object_pos"], state["goal_pos"]
-  move = _push(hand, handle, goal, np.array([1.0, 0.0]),
-               contact_offset=np.array([0.0, -0.03, -0.08]), standoff=0.03, behind_max=0.01,
-               clearance=0.1, overshoot=0.03, gain=_SAWYER_GAIN)
+  move = _push(
+    hand,
+    handle,
+    goal,
+    np.array([1.0, 0.0]),
+    contact_offset=np.array([0.0, -0.03, -0.08]),
+    standoff=0.03,
+    behind_max=0.01,
+    clearance=0.1,
+    overshoot=0.03,
+    gain=_SAWYER_GAIN,
+  )
   return np.r_[move, 1.0]
 
 
 def _sawyer_drawer_close(state: Dict[str, np.ndarray]) -> np.ndarray:
   # The open drawer's handle is pushed along +y from its front (-y side).
   hand, handle, goal = state["hand_pos"], state["object_pos"], state["goal_pos"]
-  move = _push(hand, handle, goal, np.array([0.0, 1.0]),
-               contact_offset=np.array([0.0, 0.0, -0.05]), standoff=0.075, behind_max=0.0,
-               clearance=0.2, overshoot=0.03, gain=_SAWYER_GAIN)
+  move = _push(
+    hand,
+    handle,
+    goal,
+    np.array([0.0, 1.0]),
+    contact_offset=np.array([0.0, 0.0, -0.05]),
+    standoff=0.075,
+    behind_max=0.0,
+    clearance=0.2,
+    overshoot=0.03,
+    gain=_SAWYER_GAIN,
+  )
   return np.r_[move, 1.0]
 
 
 CONTROLLERS: Dict[str, Callable[[Dict[str, np.ndarray]], np.ndarray]] = {
-    "fetch_reach": _fetch_reach,
-    "fetch_push": _fetch_push,
-    "sawyer_window_open": _sawyer_window_open,
-    "sawyer_drawer_close": _sawyer_drawer_close,
+  "fetch_reach": _fetch_reach,
+  "fetch_push": _fetch_push,
+  "sawyer_window_open": _sawyer_window_open,
+  "sawyer_drawer_close": _sawyer_drawer_close,
 }
 
 
-def make_checkpoint_policy(env: ExampleControlEnv, competence: float,
-                           rng: np.random.Generator) -> Callable[[], np.ndarray]:
+def make_checkpoint_policy(
+  env: ExampleControlEnv, competence: float, rng: np.random.Generator
+) -> Callable[[], np.ndarray]:
   """A fresh episode's policy of the checkpoint with this competence (see the module docstring).
 
   Args:
@@ -194,8 +232,7 @@ def make_checkpoint_policy(env: ExampleControlEnv, competence: float,
   spec = env.action_spec()
   flaw = 1.0 - competence
   angle = rng.uniform(-0.5, 0.5)
-  rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
-                       [0.0, 0.0, 1.0]])
+  rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
   offset = flaw * rng.uniform(0.5, 1.5) * rotation @ WRONG_TARGET[env.base_task]
   late_steps = int(rng.integers(0, int(flaw * LATE_START_FRACTION * env.horizon) + 1))
   noise_std = 0.0 if competence == 1.0 else NOISE_MIN + flaw * (NOISE_MAX - NOISE_MIN)

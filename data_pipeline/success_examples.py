@@ -17,22 +17,20 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-SUCCESS_EXAMPLES_FILENAME = 'success_examples.npy'
+SUCCESS_EXAMPLES_FILENAME = "success_examples.npy"
 
 
-def successful_observations(
-    episodes: Iterable[Mapping[str, np.ndarray]]) -> np.ndarray:
+def successful_observations(episodes: Iterable[Mapping[str, np.ndarray]]) -> np.ndarray:
   """All observations o_t with success[t] True, in episode/step order."""
   chunks = []
   obs_shape = None
   for i, episode in enumerate(episodes):
-    if 'success' not in episode or 'observation' not in episode:
+    if "success" not in episode or "observation" not in episode:
       raise ValueError(f'Episode {i} needs "observation" and "success" fields.')
-    obs = np.asarray(episode['observation'])
-    success = np.asarray(episode['success'], dtype=bool)
+    obs = np.asarray(episode["observation"])
+    success = np.asarray(episode["success"], dtype=bool)
     if success.shape != obs.shape[:1]:
-      raise ValueError(f'Episode {i}: success flags {success.shape} do not '
-                       f'match observations {obs.shape}.')
+      raise ValueError(f"Episode {i}: success flags {success.shape} do not " f"match observations {obs.shape}.")
     obs_shape = obs.shape[1:]
     if success.any():
       chunks.append(obs[success])
@@ -42,9 +40,9 @@ def successful_observations(
   return np.concatenate(chunks, axis=0)
 
 
-def extract_success_examples(episodes: Iterable[Mapping[str, np.ndarray]],
-                             num_examples: int = 200,
-                             seed: int = 0) -> np.ndarray:
+def extract_success_examples(
+  episodes: Iterable[Mapping[str, np.ndarray]], num_examples: int = 200, seed: int = 0
+) -> np.ndarray:
   """Samples `num_examples` observations from successful steps.
 
   Sampling is uniform over all successful steps (flattened in episode/step
@@ -59,13 +57,15 @@ def extract_success_examples(episodes: Iterable[Mapping[str, np.ndarray]],
     ValueError: num_examples < 1 or no successful step exists.
   """
   if int(num_examples) < 1:
-    raise ValueError(f'num_examples must be >= 1, got {num_examples}.')
+    raise ValueError(f"num_examples must be >= 1, got {num_examples}.")
   num_examples = int(num_examples)
   pool = successful_observations(episodes)
   if len(pool) == 0:
-    raise ValueError('No successful step in the episodes: cannot extract '
-                     'success examples (try more episodes or a better-quality '
-                     'policy).')
+    raise ValueError(
+      "No successful step in the episodes: cannot extract "
+      "success examples (try more episodes or a better-quality "
+      "policy)."
+    )
   rng = np.random.default_rng(seed)
   replace = len(pool) < num_examples
   idx = rng.choice(len(pool), size=num_examples, replace=replace)
@@ -74,7 +74,7 @@ def extract_success_examples(episodes: Iterable[Mapping[str, np.ndarray]],
 
 def _examples_path(path_or_dir: str) -> str:
   path = os.fspath(path_or_dir)
-  if os.path.isdir(path) or not path.endswith('.npy'):
+  if os.path.isdir(path) or not path.endswith(".npy"):
     return os.path.join(path, SUCCESS_EXAMPLES_FILENAME)
   return path
 
@@ -84,9 +84,9 @@ def save_success_examples(path_or_dir: str, array: np.ndarray) -> str:
   path); written via a temporary file + rename. Returns the path."""
   array = np.asarray(array)
   if array.ndim < 1 or len(array) < 1:
-    raise ValueError('Refusing to save an empty set of success examples.')
+    raise ValueError("Refusing to save an empty set of success examples.")
   path = _examples_path(path_or_dir)
-  tmp = f'{path}.tmp-{os.getpid()}.npy'
+  tmp = f"{path}.tmp-{os.getpid()}.npy"
   try:
     np.save(tmp, array, allow_pickle=False)
     os.replace(tmp, path)
@@ -101,6 +101,6 @@ def load_success_examples(dataset_dir: str) -> np.ndarray:
   path = _examples_path(os.path.expanduser(os.fspath(dataset_dir)))
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f'No success examples at {path}; generate the dataset with '
-        '`python -m data_pipeline.generate`.')
+      f"No success examples at {path}; generate the dataset with " "`python -m data_pipeline.generate`."
+    )
   return np.load(path, allow_pickle=False)

@@ -6,6 +6,7 @@
 final step). Simulator modules are imported lazily, so importing this package
 is cheap.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from environments.base import ExampleControlEnv  # noqa: E402
 
 ENV_NAMES = (
-    "fetch_reach",
-    "fetch_push",
-    "fetch_reach_image",
-    "fetch_push_image",
-    "fetch_push_image_occluded",
-    "sawyer_window_open",
-    "sawyer_drawer_close",
+  "fetch_reach",
+  "fetch_push",
+  "fetch_reach_image",
+  "fetch_push_image",
+  "fetch_push_image_occluded",
+  "sawyer_window_open",
+  "sawyer_drawer_close",
 )
 
 
@@ -37,8 +38,7 @@ def base_task(name: str) -> str:
 
 def _check(name: str) -> None:
   if name not in ENV_NAMES:
-    raise UnknownEnvironmentError(
-        f"Unknown environment {name!r}; valid names are: {', '.join(ENV_NAMES)}")
+    raise UnknownEnvironmentError(f"Unknown environment {name!r}; valid names are: {', '.join(ENV_NAMES)}")
 
 
 def make(name: str, seed: int = 0) -> ExampleControlEnv:
@@ -46,6 +46,7 @@ def make(name: str, seed: int = 0) -> ExampleControlEnv:
   _check(name)
   if name.startswith("fetch_"):
     from environments import fetch  # pylint: disable=import-outside-toplevel
+
     task = "reach" if name.startswith("fetch_reach") else "push"
     camera = None
     if name.endswith("_image"):
@@ -54,6 +55,7 @@ def make(name: str, seed: int = 0) -> ExampleControlEnv:
       camera = "occluded"
     return fetch.FetchEnv(task, camera=camera, seed=seed, name=name)
   from environments import metaworld_envs  # pylint: disable=import-outside-toplevel
+
   return metaworld_envs.SawyerEnv(name, seed=seed)
 
 

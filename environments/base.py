@@ -24,6 +24,7 @@ Randomness: every source of randomness inside an environment comes from the
 ``seed`` given to its constructor, so ``make(name, seed)`` followed by the same
 action sequence reproduces the same observations.
 """
+
 from __future__ import annotations
 
 import abc
@@ -88,8 +89,7 @@ class ExampleControlEnv(dm_env.Environment, abc.ABC):
     return specs.Array((self._state_dim(),), np.float32, name="state")
 
   def action_spec(self) -> specs.BoundedArray:
-    return specs.BoundedArray((ACTION_DIM,), np.float32, minimum=-1.0, maximum=1.0,
-                              name="action")
+    return specs.BoundedArray((ACTION_DIM,), np.float32, minimum=-1.0, maximum=1.0, name="action")
 
   def reward_spec(self) -> specs.Array:
     return specs.Array((), np.float64, name="reward")

@@ -30,6 +30,7 @@ are then overridden, so gymnasium's internal generator has no influence on the
 episodes; only ``seed`` (gripper start noise for reach, block start for push) does, through the
 environment's generator (``reseed`` restarts it).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -65,12 +66,12 @@ SETTLE_STEPS = 10  # Control steps that let the arm follow a displaced start tar
 # Free-camera poses (MuJoCo convention: the camera sits at
 # lookat - distance * (cos(el)cos(az), cos(el)sin(az), sin(el))).
 CAMERAS = {
-    # Beside the table (+y side), looking across the push direction and down: the
-    # gripper and the block are side by side, so the block is always visible.
-    "front": dict(lookat=(1.31, 0.75, 0.44), distance=0.6, azimuth=-90.0, elevation=-45.0),
-    # Nearly top-down over the workspace (the authors' occluded pose: azimuth 180, elevation -80): the block
-    # is always in frame, but the arm passes over it and hides it for much of a push.
-    "occluded": dict(lookat=(1.32, 0.80, 0.42), distance=0.75, azimuth=180.0, elevation=-80.0),
+  # Beside the table (+y side), looking across the push direction and down: the
+  # gripper and the block are side by side, so the block is always visible.
+  "front": dict(lookat=(1.31, 0.75, 0.44), distance=0.6, azimuth=-90.0, elevation=-45.0),
+  # Nearly top-down over the workspace (the authors' occluded pose: azimuth 180, elevation -80): the block
+  # is always in frame, but the arm passes over it and hides it for much of a push.
+  "occluded": dict(lookat=(1.32, 0.80, 0.42), distance=0.75, azimuth=180.0, elevation=-80.0),
 }
 
 
@@ -89,8 +90,7 @@ def _close_live_cameras() -> None:
 class OffscreenCamera:
   """Fast 64x64 RGB rendering of a free camera (no shadows/reflections/MSAA, no sites)."""
 
-  def __init__(self, model: mujoco.MjModel, lookat, distance, azimuth, elevation,
-               size: int = base.IMAGE_SIZE):
+  def __init__(self, model: mujoco.MjModel, lookat, distance, azimuth, elevation, size: int = base.IMAGE_SIZE):
     model.vis.quality.offsamples = 0  # must be set before the GL context exists
     self._renderer = mujoco.Renderer(model, height=size, width=size)
     flags = self._renderer.scene.flags
@@ -124,8 +124,7 @@ class FetchEnv(base.ExampleControlEnv):
 
   horizon = HORIZON
 
-  def __init__(self, task: str, camera: Optional[str] = None, seed: int = 0,
-               name: Optional[str] = None):
+  def __init__(self, task: str, camera: Optional[str] = None, seed: int = 0, name: Optional[str] = None):
     super().__init__(seed)
     if task not in ("reach", "push"):
       raise ValueError(f"unknown Fetch task {task!r}")
@@ -174,8 +173,10 @@ class FetchEnv(base.ExampleControlEnv):
       gripper_xy = self._site_pos("robot0:grip")[:2]
       while True:
         xy = gripper_xy + self._rng.uniform(-PUSH_OBJECT_RANGE, PUSH_OBJECT_RANGE, 2)
-        if (np.linalg.norm(xy - gripper_xy) >= PUSH_MIN_GRIPPER_DISTANCE and
-            np.linalg.norm(np.r_[xy, PUSH_GOAL[2]] - PUSH_GOAL) >= SUCCESS_THRESHOLD):
+        if (
+          np.linalg.norm(xy - gripper_xy) >= PUSH_MIN_GRIPPER_DISTANCE
+          and np.linalg.norm(np.r_[xy, PUSH_GOAL[2]] - PUSH_GOAL) >= SUCCESS_THRESHOLD
+        ):
           break
       qpos = self._data.joint("object0:joint").qpos
       qpos[:2] = xy
@@ -200,8 +201,8 @@ class FetchEnv(base.ExampleControlEnv):
 
   def privileged_state(self) -> Dict[str, np.ndarray]:
     state = {
-        "gripper_pos": self._site_pos("robot0:grip"),
-        "goal_pos": self._goal.copy(),
+      "gripper_pos": self._site_pos("robot0:grip"),
+      "goal_pos": self._goal.copy(),
     }
     if self._task == "push":
       state["object_pos"] = self._site_pos("object0")

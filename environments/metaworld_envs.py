@@ -19,6 +19,7 @@ frame, goal xyz]``. Metaworld environments are partially observable by default,
 so the goal part is all zeros; it carries no information and is dropped, keeping
 the first 36 entries. No image variants are provided.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,8 @@ STATE_DIM = 36
 HAND_START_NOISE = 0.05
 
 TASKS = {
-    "sawyer_window_open": "window-open-v3",
-    "sawyer_drawer_close": "drawer-close-v3",
+  "sawyer_window_open": "window-open-v3",
+  "sawyer_drawer_close": "drawer-close-v3",
 }
 
 
@@ -59,7 +60,8 @@ class SawyerEnv(base.ExampleControlEnv):
     env._set_task_called = True  # pylint: disable=protected-access
     env._freeze_rand_vec = True  # pylint: disable=protected-access
     env._last_rand_vec = np.asarray(  # pylint: disable=protected-access
-        env.init_config["obj_init_pos"], dtype=np.float64).copy()
+      env.init_config["obj_init_pos"], dtype=np.float64
+    ).copy()
     env.max_path_length = max(env.max_path_length, HORIZON)
     self._env = env
     self._hand_init_pos = np.array(env.hand_init_pos, dtype=np.float64)
@@ -90,9 +92,9 @@ class SawyerEnv(base.ExampleControlEnv):
   def privileged_state(self) -> Dict[str, np.ndarray]:
     env = self._env
     return {
-        "hand_pos": np.array(env.tcp_center, dtype=np.float64),
-        "object_pos": np.array(env._get_pos_objects(), dtype=np.float64),  # pylint: disable=protected-access
-        "goal_pos": np.array(env._target_pos, dtype=np.float64),  # pylint: disable=protected-access
+      "hand_pos": np.array(env.tcp_center, dtype=np.float64),
+      "object_pos": np.array(env._get_pos_objects(), dtype=np.float64),  # pylint: disable=protected-access
+      "goal_pos": np.array(env._target_pos, dtype=np.float64),  # pylint: disable=protected-access
     }
 
   def close(self) -> None:

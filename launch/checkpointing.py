@@ -1,4 +1,5 @@
 """Checkpoints of learner state and counters: atomic pickles of numpy pytrees in `<workdir>/checkpoints`."""
+
 import glob
 import os
 import pickle
@@ -20,19 +21,25 @@ class Checkpointer:
     os.makedirs(directory, exist_ok=True)
 
   def _steps_and_paths(self):
-    found = [(int(_NAME.search(p).group(1)), p)
-             for p in glob.glob(os.path.join(self._directory, "ckpt_*.pkl")) if _NAME.search(p)]
+    found = [
+      (int(_NAME.search(p).group(1)), p)
+      for p in glob.glob(os.path.join(self._directory, "ckpt_*.pkl"))
+      if _NAME.search(p)
+    ]
     return sorted(found)
 
   def save(self, step: int, learner_state: Any, counts: Dict[str, float]) -> str:
     path = os.path.join(self._directory, f"ckpt_{step:010d}.pkl")
-    payload = {"step": step, "learner": jax.tree_util.tree_map(np.asarray, jax.device_get(learner_state)),
-               "counts": dict(counts)}
+    payload = {
+      "step": step,
+      "learner": jax.tree_util.tree_map(np.asarray, jax.device_get(learner_state)),
+      "counts": dict(counts),
+    }
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
       pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)  # A reader never sees a half-written checkpoint.
-    for _, old in self._steps_and_paths()[:-self._keep]:
+    for _, old in self._steps_and_paths()[: -self._keep]:
       os.remove(old)
     return path
 

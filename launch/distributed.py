@@ -18,6 +18,7 @@ on its own once the learner has counted `num_steps` (status 0), or when a peer i
 remote call has a time limit, and the learner watches its Reverb server (status 1, unless the run's final
 checkpoint exists, i.e. the peer left after the run finished).
 """
+
 import os
 import sys
 import threading
@@ -52,8 +53,11 @@ flags.DEFINE_string("reverb_address", None, "host:port of the Reverb server (lea
 flags.DEFINE_string("learner_address", None, "host:port of the learner (evaluator role).")
 flags.DEFINE_integer("evaluator_id", 0, "evaluator role: index, used for its seed and log label.")
 flags.DEFINE_float("linger_s", 30.0, "learner and replay roles: seconds to keep serving after the last step.")
-flags.DEFINE_float("peer_timeout_s", 60.0, "Seconds a remote call (or the learner's Reverb server) may go "
-                   "unanswered before this role gives up on its peer.")
+flags.DEFINE_float(
+  "peer_timeout_s",
+  60.0,
+  "Seconds a remote call (or the learner's Reverb server) may go " "unanswered before this role gives up on its peer.",
+)
 
 
 def _client(address: str) -> courier.Client:
@@ -78,8 +82,7 @@ def _watch_reverb(address: str, timeout_s: float, poll_s: float = 5.0) -> None:
       last_answer = time.time()
     except Exception:  # pylint: disable=broad-except
       if time.time() - last_answer > timeout_s:
-        print(f"[learner] the Reverb server at {address} has not answered for {timeout_s:.0f} s; exiting",
-              flush=True)
+        print(f"[learner] the Reverb server at {address} has not answered for {timeout_s:.0f} s; exiting", flush=True)
         os._exit(1)  # pylint: disable=protected-access
 
 
@@ -115,8 +118,7 @@ def run_learner(config: run_config_lib.RunConfig) -> None:
   _require(counter_address=FLAGS.counter_address, reverb_address=FLAGS.reverb_address)
   _, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
   threading.Thread(target=_watch_reverb, args=(FLAGS.reverb_address, FLAGS.peer_timeout_s), daemon=True).start()
-  learner = nodes.LearnerWorker(config, signature, reverb.Client(FLAGS.reverb_address),
-                                _client(FLAGS.counter_address))
+  learner = nodes.LearnerWorker(config, signature, reverb.Client(FLAGS.reverb_address), _client(FLAGS.counter_address))
   server = courier_utils.make_courier_server(learner, port=FLAGS.learner_port)
   server.Start()
   try:
@@ -130,8 +132,9 @@ def run_evaluator(config: run_config_lib.RunConfig) -> None:
   _require(counter_address=FLAGS.counter_address, learner_address=FLAGS.learner_address)
   i = FLAGS.evaluator_id
   counter = _client(FLAGS.counter_address)
-  evaluator = nodes.Evaluator(config, _client(FLAGS.learner_address), counter, f"evaluator_{i}",
-                              config.evaluator_seed(i))
+  evaluator = nodes.Evaluator(
+    config, _client(FLAGS.learner_address), counter, f"evaluator_{i}", config.evaluator_seed(i)
+  )
   try:
     evaluator.evaluate_until(lambda: counter.get_counts().get("learner_steps", 0) >= config.num_steps)
     evaluator.evaluate_round()  # The final parameters, while the learner lingers.

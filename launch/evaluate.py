@@ -5,6 +5,7 @@
 Prints the success rate (the task holds at any step; and at the final step) and logs it to
 `<workdir>/logs/checkpoint_eval/logs.csv`.
 """
+
 import os
 import sys
 
@@ -43,8 +44,9 @@ def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
   if latest is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
   counter = nodes.make_counter({"learner_steps": latest["step"]})
-  evaluator = nodes.Evaluator(config, CheckpointVariables(latest["learner"]), counter, "checkpoint_eval", seed,
-                              episodes_per_eval=episodes)
+  evaluator = nodes.Evaluator(
+    config, CheckpointVariables(latest["learner"]), counter, "checkpoint_eval", seed, episodes_per_eval=episodes
+  )
   return evaluator.evaluate_round()
 
 
@@ -57,8 +59,10 @@ def main(argv):
     result = evaluate_latest_checkpoint(FLAGS.workdir, FLAGS.episodes, FLAGS.seed)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
-  print(f"checkpoint at learner step {result['learner_steps']}: success rate {result['success_rate']:.3f} "
-        f"(final step {result['success_rate_final_step']:.3f}) over {result['episodes']} episodes")
+  print(
+    f"checkpoint at learner step {result['learner_steps']}: success rate {result['success_rate']:.3f} "
+    f"(final step {result['success_rate_final_step']:.3f}) over {result['episodes']} episodes"
+  )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ A node that raises records its traceback in `<workdir>/node_failures.txt` and en
 (`stop_program_on_failure`). The supervisor (launch/supervisor.py) sees the process end, as it sees a node
 killed by a signal, restarts the node or stops the program, and reports the recorded traceback.
 """
+
 import contextlib
 import os
 import sys

@@ -6,6 +6,7 @@ Without --dataset_dir, a small dataset of the chosen --quality is generated firs
 Re-running with the same --workdir resumes from its last checkpoint. Exit status: 0 when the learner reached
 --num_steps, 1 when a node died (named, with the step of the last checkpoint), 130 on Ctrl-C, 2 for bad flags.
 """
+
 import os
 import sys
 
@@ -29,8 +30,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "laeo", f"One of {agents.AGENT_NAMES}.")
 flags.DEFINE_string("env", "fetch_reach", f"One of {environments.ENV_NAMES}.")
 flags.DEFINE_string("dataset_dir", None, "RLDS (TFDS) dataset directory; generated if not given.")
-flags.DEFINE_string("quality", "medium", "Quality of the generated dataset when --dataset_dir is not given: "
-                    "medium, low or expert.")
+flags.DEFINE_string(
+  "quality", "medium", "Quality of the generated dataset when --dataset_dir is not given: " "medium, low or expert."
+)
 flags.DEFINE_integer("dataset_episodes", 2000, "Episodes of the generated dataset when --dataset_dir is not given.")
 flags.DEFINE_integer("num_evaluators", 1, "Evaluator processes.")
 flags.DEFINE_integer("num_steps", 10000, "Total learner steps (a resumed run continues up to this count).")
@@ -41,14 +43,30 @@ flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of ev
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
 flags.DEFINE_integer("log_every", 100, "Learner steps between counter updates and progress lines.")
 flags.DEFINE_string("preset", "laptop", f"Network/batch size preset: one of {agents.PRESET_NAMES}.")
-flags.DEFINE_bool("normalize_observations", True, "Standardise vector observations with the dataset's "
-                  "per-dimension mean and std inside every network (--nonormalize_observations: raw inputs).")
-flags.DEFINE_integer("num_sgd_steps_per_step", 0, "Learner updates per jitted call (the same updates on the "
-                     "same batches; fewer Python round trips); 0: 10 for state tasks, 1 for image tasks.")
-flags.DEFINE_integer("max_restarts", 0, "Times a learner or evaluator that dies is restarted (from the last "
-                     "checkpoint) before the run stops with an error.")
-flags.DEFINE_bool("prepare_only", False, "Generate the dataset if needed and write <workdir>/run_config.json "
-                  "(e.g. for launch/distributed.py), without launching.")
+flags.DEFINE_bool(
+  "normalize_observations",
+  True,
+  "Standardise vector observations with the dataset's "
+  "per-dimension mean and std inside every network (--nonormalize_observations: raw inputs).",
+)
+flags.DEFINE_integer(
+  "num_sgd_steps_per_step",
+  0,
+  "Learner updates per jitted call (the same updates on the "
+  "same batches; fewer Python round trips); 0: 10 for state tasks, 1 for image tasks.",
+)
+flags.DEFINE_integer(
+  "max_restarts",
+  0,
+  "Times a learner or evaluator that dies is restarted (from the last "
+  "checkpoint) before the run stops with an error.",
+)
+flags.DEFINE_bool(
+  "prepare_only",
+  False,
+  "Generate the dataset if needed and write <workdir>/run_config.json "
+  "(e.g. for launch/distributed.py), without launching.",
+)
 flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repeatable, e.g. --config=bc_coef=0.05.")
 
 
@@ -59,14 +77,24 @@ def main(argv):
     if FLAGS.max_restarts < 0:
       raise ValueError(f"--max_restarts must be >= 0, got {FLAGS.max_restarts}.")
     config = run_config_lib.make_run_config(
-        agent=FLAGS.agent, env=FLAGS.env, dataset_dir=FLAGS.dataset_dir, quality=FLAGS.quality,
-        dataset_episodes=FLAGS.dataset_episodes, num_evaluators=FLAGS.num_evaluators,
-        num_steps=FLAGS.num_steps, seed=FLAGS.seed, workdir=FLAGS.workdir or os.path.join(
-            "runs", f"{FLAGS.agent}_{FLAGS.env}_seed{FLAGS.seed}"),
-        episodes_per_eval=FLAGS.episodes_per_eval, eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, preset=FLAGS.preset,
-        config_overrides=FLAGS.config, normalize_observations=FLAGS.normalize_observations,
-        num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step)
+      agent=FLAGS.agent,
+      env=FLAGS.env,
+      dataset_dir=FLAGS.dataset_dir,
+      quality=FLAGS.quality,
+      dataset_episodes=FLAGS.dataset_episodes,
+      num_evaluators=FLAGS.num_evaluators,
+      num_steps=FLAGS.num_steps,
+      seed=FLAGS.seed,
+      workdir=FLAGS.workdir or os.path.join("runs", f"{FLAGS.agent}_{FLAGS.env}_seed{FLAGS.seed}"),
+      episodes_per_eval=FLAGS.episodes_per_eval,
+      eval_every=FLAGS.eval_every,
+      checkpoint_every=FLAGS.checkpoint_every,
+      log_every=FLAGS.log_every,
+      preset=FLAGS.preset,
+      config_overrides=FLAGS.config,
+      normalize_observations=FLAGS.normalize_observations,
+      num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
+    )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -74,8 +102,11 @@ def main(argv):
     print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
     return
   outcome = supervisor.Supervisor(config, max_restarts=FLAGS.max_restarts).run()
-  print(("" if outcome.exit_code == 0 else "error: ") + outcome.message,
-        file=sys.stdout if outcome.exit_code == 0 else sys.stderr, flush=True)
+  print(
+    ("" if outcome.exit_code == 0 else "error: ") + outcome.message,
+    file=sys.stdout if outcome.exit_code == 0 else sys.stderr,
+    flush=True,
+  )
   sys.exit(outcome.exit_code)
 
 

@@ -6,6 +6,7 @@
 - `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
   success rate (the task holds at any step, the authors' metric) and the final-step success rate.
 """
+
 import os
 import threading
 import time
@@ -33,11 +34,13 @@ from launch import variable_client
 
 def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
   """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`) and a terminal line."""
-  return acme_loggers.Dispatcher([
+  return acme_loggers.Dispatcher(
+    [
       acme_loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
       tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
       acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
-  ])
+    ]
+  )
 
 
 class EveryNSteps(acme_loggers.Logger):
@@ -80,8 +83,9 @@ def _specs(env_name: str):
 class LearnerWorker(core.VariableSource):
   """Runs the run's `num_steps` learner updates in total (counting steps restored from a checkpoint)."""
 
-  def __init__(self, config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any,
-               counter: Any):
+  def __init__(
+    self, config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any, counter: Any
+  ):
     self._counter = counter
     self._config = config
     self._checkpointer = checkpointing.for_run(config.workdir)
@@ -98,15 +102,25 @@ class LearnerWorker(core.VariableSource):
     networks = builder.make_networks(observation_spec, action_spec, config.observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
     iterator = reverb_pipeline.make_reverb_iterator(
-        reverb_client.server_address, episode_signature, builder.batch_kind, builder.config.batch_size,
-        builder.config.discount, seed=config.seed + self._start_step)
+      reverb_client.server_address,
+      episode_signature,
+      builder.batch_kind,
+      builder.config.batch_size,
+      builder.config.discount,
+      seed=config.seed + self._start_step,
+    )
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
-    logger = EveryNSteps(make_logger(config.workdir, "learner", steps_key="learner_steps"), "learner_steps",
-                         config.log_every)
+    logger = EveryNSteps(
+      make_logger(config.workdir, "learner", steps_key="learner_steps"), "learner_steps", config.log_every
+    )
     self._learner = builder.make_learner(
-        networks, iterator, success_lib.load_success_examples(config.dataset_dir),
-        jax.random.PRNGKey(config.seed), counter=make_counter({"learner_steps": self._start_step}),
-        logger=logger)
+      networks,
+      iterator,
+      success_lib.load_success_examples(config.dataset_dir),
+      jax.random.PRNGKey(config.seed),
+      counter=make_counter({"learner_steps": self._start_step}),
+      logger=logger,
+    )
     if restored:
       self._learner.restore(restored["learner"])
       print(f"[learner] resumed from step {self._start_step}", flush=True)
@@ -136,9 +150,12 @@ class LearnerWorker(core.VariableSource):
           print(f"[learner] stopped at step {step}; checkpoint saved", flush=True)
         return step
       # Several updates per call, cut so that every checkpoint and log step is reached exactly.
-      updates = min(self._config.num_sgd_steps_per_step, self._config.num_steps - step,
-                    self._config.log_every - step % self._config.log_every,
-                    self._config.checkpoint_every - step % self._config.checkpoint_every)
+      updates = min(
+        self._config.num_sgd_steps_per_step,
+        self._config.num_steps - step,
+        self._config.log_every - step % self._config.log_every,
+        self._config.checkpoint_every - step % self._config.checkpoint_every,
+      )
       self._learner.step(updates)
       step += updates
       if step % self._config.checkpoint_every == 0 or step == self._config.num_steps:
@@ -155,8 +172,15 @@ class LearnerWorker(core.VariableSource):
 class Evaluator:
   """Evaluates the latest policy for `episodes_per_eval` episodes every `eval_every` learner steps."""
 
-  def __init__(self, config: run_config_lib.RunConfig, learner: Any, counter: Any, label: str, seed: int,
-               episodes_per_eval: Optional[int] = None):
+  def __init__(
+    self,
+    config: run_config_lib.RunConfig,
+    learner: Any,
+    counter: Any,
+    label: str,
+    seed: int,
+    episodes_per_eval: Optional[int] = None,
+  ):
     self._env_name = config.env
     self._env_seed = seed
     self._env = None  # Made on the thread that renders: an OpenGL context belongs to one thread.
@@ -192,8 +216,12 @@ class Evaluator:
         return None
       outcomes.append(self.run_episode(self._variables.params))
     any_step, final = np.mean(outcomes, axis=0)
-    row = {"learner_steps": learner_steps, "success_rate": float(any_step),
-           "success_rate_final_step": float(final), "episodes": len(outcomes)}
+    row = {
+      "learner_steps": learner_steps,
+      "success_rate": float(any_step),
+      "success_rate_final_step": float(final),
+      "episodes": len(outcomes),
+    }
     self._logger.write(row)
     return row
 

@@ -1,4 +1,5 @@
 """The Launchpad program of a run: counter, Reverb, dataset loader, learner, evaluators, steps limiter."""
+
 import functools
 
 import launchpad as lp
@@ -28,16 +29,17 @@ def make_program(config: RunConfig) -> lp.Program:
   with program.group("reverb"):
     replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
   with program.group("dataset_loader"):
-    program.add_node(lp.PyNode(
-        guarded, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, replay))
+    program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, replay))
   with program.group("learner"):
-    learner = program.add_node(lp.CourierNode(
-        guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter))
+    learner = program.add_node(
+      lp.CourierNode(guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
+    )
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
       label = f"evaluator_{i}"
-      program.add_node(lp.CourierNode(
-          guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i)))
+      program.add_node(
+        lp.CourierNode(guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i))
+      )
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
     program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))

@@ -1,4 +1,5 @@
 """One evaluation episode of a policy, shared by the evaluator workers, scripts and tests."""
+
 from typing import Callable, Tuple
 
 import jax

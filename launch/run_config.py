@@ -4,6 +4,7 @@
 none is given) and stores it in `<workdir>/run_config.json`; every process of the run, on this host or
 another, reads it back with `load_run_config`.
 """
+
 import ast
 import dataclasses
 import json
@@ -25,6 +26,7 @@ AUTO_SGD_STEPS_PER_STEP = {"vector": 10, "image": 1}
 @dataclasses.dataclass
 class RunConfig:
   """Everything that defines a run; stored in `<workdir>/run_config.json` so a restart can resume it."""
+
   agent: str
   env: str
   dataset_dir: str
@@ -46,15 +48,28 @@ class RunConfig:
   observation_stats: Optional[Dict[str, List[float]]] = None
 
   # Fields that may change between a run and its resumption.
-  RESUMABLE_CHANGES = ("num_steps", "num_evaluators", "episodes_per_eval", "eval_every", "checkpoint_every",
-                       "log_every", "num_sgd_steps_per_step")
+  RESUMABLE_CHANGES = (
+    "num_steps",
+    "num_evaluators",
+    "episodes_per_eval",
+    "eval_every",
+    "checkpoint_every",
+    "log_every",
+    "num_sgd_steps_per_step",
+  )
   DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
 
   def validate(self):
     if self.env not in environments.ENV_NAMES:
       raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
-    for name in ("num_steps", "checkpoint_every", "log_every", "episodes_per_eval", "eval_every",
-                 "num_sgd_steps_per_step"):
+    for name in (
+      "num_steps",
+      "checkpoint_every",
+      "log_every",
+      "episodes_per_eval",
+      "eval_every",
+      "num_sgd_steps_per_step",
+    ):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     if self.num_evaluators < 0:
@@ -113,8 +128,10 @@ def check_run_config(config: RunConfig) -> None:
   changed = sorted(k for k in fixed if previous.get(k) != current[k])
   if changed:
     details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
-    raise ValueError(f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
-                     "another run, or the same flags to resume this one.")
+    raise ValueError(
+      f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
+      "another run, or the same flags to resume this one."
+    )
 
 
 def stored_run_config(workdir: str) -> Optional[RunConfig]:
@@ -155,19 +172,36 @@ def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
     instance.close()
   if (tuple(metadata["observation_shape"]), tuple(metadata["action_shape"])) != (observation_shape, action_shape):
     raise ValueError(
-        f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
-        f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}.")
+      f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
+      f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}."
+    )
   examples = success_lib.load_success_examples(dataset_dir)
   if examples.ndim < 1 or len(examples) < 1 or tuple(examples.shape[1:]) != observation_shape:
-    raise ValueError(f"The success examples of {dataset_dir} have shape {examples.shape}; expected "
-                     f"(N >= 1, {', '.join(map(str, observation_shape))}) for {env}.")
+    raise ValueError(
+      f"The success examples of {dataset_dir} have shape {examples.shape}; expected "
+      f"(N >= 1, {', '.join(map(str, observation_shape))}) for {env}."
+    )
 
 
-def make_run_config(agent: str, env: str, dataset_dir: Optional[str], quality: str, dataset_episodes: int,
-                    num_evaluators: int, num_steps: int, seed: int, workdir: str, episodes_per_eval: int,
-                    eval_every: int, checkpoint_every: int, log_every: int, preset: str,
-                    config_overrides: Sequence[str], normalize_observations: bool = True,
-                    num_sgd_steps_per_step: int = 0) -> RunConfig:
+def make_run_config(
+  agent: str,
+  env: str,
+  dataset_dir: Optional[str],
+  quality: str,
+  dataset_episodes: int,
+  num_evaluators: int,
+  num_steps: int,
+  seed: int,
+  workdir: str,
+  episodes_per_eval: int,
+  eval_every: int,
+  checkpoint_every: int,
+  log_every: int,
+  preset: str,
+  config_overrides: Sequence[str],
+  normalize_observations: bool = True,
+  num_sgd_steps_per_step: int = 0,
+) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
   With normalize_observations, the networks standardise vector observations with the dataset's per-dimension
@@ -181,10 +215,21 @@ def make_run_config(agent: str, env: str, dataset_dir: Optional[str], quality: s
   if num_sgd_steps_per_step == 0:
     num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if "_image" in env else "vector"]
   config = RunConfig(
-      agent=agent, env=env, dataset_dir=os.path.abspath(dataset_dir), workdir=os.path.abspath(workdir),
-      num_steps=num_steps, seed=seed, num_evaluators=num_evaluators, episodes_per_eval=episodes_per_eval,
-      eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=log_every, overrides=overrides,
-      normalize_observations=normalize_observations, num_sgd_steps_per_step=num_sgd_steps_per_step)
+    agent=agent,
+    env=env,
+    dataset_dir=os.path.abspath(dataset_dir),
+    workdir=os.path.abspath(workdir),
+    num_steps=num_steps,
+    seed=seed,
+    num_evaluators=num_evaluators,
+    episodes_per_eval=episodes_per_eval,
+    eval_every=eval_every,
+    checkpoint_every=checkpoint_every,
+    log_every=log_every,
+    overrides=overrides,
+    normalize_observations=normalize_observations,
+    num_sgd_steps_per_step=num_sgd_steps_per_step,
+  )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
   if generated and not rlds_io.is_dataset_dir(dataset_dir):

@@ -14,6 +14,7 @@ How a run ends (`Outcome.exit_code`):
   143  stopped by SIGTERM from outside, likewise.
 Rerunning the same command resumes from the last checkpoint in every case.
 """
+
 import ctypes
 import dataclasses
 import os
@@ -67,8 +68,10 @@ def _node_commands(program: lp.Program, resources: Dict[str, Any]) -> List[Any]:
   """Launchpad's local multi-processing launch up to the point where it hands the commands to a terminal."""
   for label, group in program.groups.items():
     for node in group:
-      node._initialize_context(lp_context.LaunchType.LOCAL_MULTI_PROCESSING,  # pylint: disable=protected-access
-                               launch_config=resources.get(label))
+      node._initialize_context(
+        lp_context.LaunchType.LOCAL_MULTI_PROCESSING,  # pylint: disable=protected-access
+        launch_config=resources.get(label),
+      )
   for label, group in program.groups.items():
     for node in group:
       for handle in node.input_handles:
@@ -120,8 +123,14 @@ class Supervisor:
       # JAX warns about any fork; this child only calls prctl before it execs the node's interpreter.
       warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
       node.process = subprocess.Popen(
-          node.command, env=node.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-          stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        node.command,
+        env=node.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+      )
 
     def pump(process=node.process):
       with log:
@@ -183,9 +192,11 @@ class Supervisor:
         if node.group not in RESTARTABLE_GROUPS or node.restarts >= self._max_restarts:
           return death
         node.restarts += 1
-        self._print(f"{death}; restarting it from the last checkpoint (step "
-                    f"{checkpointing.for_run(self._config.workdir).latest_step()}), restart {node.restarts} "
-                    f"of {self._max_restarts}")
+        self._print(
+          f"{death}; restarting it from the last checkpoint (step "
+          f"{checkpointing.for_run(self._config.workdir).latest_step()}), restart {node.restarts} "
+          f"of {self._max_restarts}"
+        )
         self._start(node)
       if all(node.done for node in self._nodes):
         return "every node exited before the learner finished"
@@ -201,10 +212,17 @@ class Supervisor:
     log_dir = os.path.join(config.workdir, "logs", "nodes")
     os.makedirs(log_dir, exist_ok=True)
     for command in _node_commands(program, resources):
-      env = {**os.environ, **{k: str(v) for k, v in command.env_overrides.items()}, "PYTHONUNBUFFERED": "1",
-             "LAEO_NODE": command.title}
-      self._nodes.append(_Node(command.title, command.command_as_list, env,
-                               os.path.join(log_dir, command.title.replace("/", "_") + ".log")))
+      env = {
+        **os.environ,
+        **{k: str(v) for k, v in command.env_overrides.items()},
+        "PYTHONUNBUFFERED": "1",
+        "LAEO_NODE": command.title,
+      }
+      self._nodes.append(
+        _Node(
+          command.title, command.command_as_list, env, os.path.join(log_dir, command.title.replace("/", "_") + ".log")
+        )
+      )
     previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
       for node in self._nodes:
@@ -224,16 +242,20 @@ class Supervisor:
     resume = f"Rerun the same command to resume from step {step}."
     if death is not None:
       recorded = failures.read_failures(config.workdir)
-      details = (f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}"
-                 if recorded else "")
-      return Outcome(1, f"{death}, so the run stopped at its last checkpoint, learner step {step} of "
-                        f"{config.num_steps}. {resume}{details}")
+      details = f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}" if recorded else ""
+      return Outcome(
+        1,
+        f"{death}, so the run stopped at its last checkpoint, learner step {step} of "
+        f"{config.num_steps}. {resume}{details}",
+      )
     if self._stop_reason == "interrupt":
       return Outcome(130, f"Interrupted at learner step {step} of {config.num_steps} (checkpointed). {resume}")
     if step >= config.num_steps:
       restarts = sum(n.restarts for n in self._nodes)
       note = f" ({restarts} node restart{'s' * (restarts != 1)})" if restarts else ""
-      return Outcome(0, f"Run finished{note}: {config.num_steps} learner steps. Logs: {config.workdir}/logs, "
-                        f"TensorBoard: {config.workdir}/tb, checkpoints: {config.workdir}/checkpoints")
-    return Outcome(143, f"Stopped by SIGTERM at learner step {step} of {config.num_steps} (checkpointed). "
-                        f"{resume}")
+      return Outcome(
+        0,
+        f"Run finished{note}: {config.num_steps} learner steps. Logs: {config.workdir}/logs, "
+        f"TensorBoard: {config.workdir}/tb, checkpoints: {config.workdir}/checkpoints",
+      )
+    return Outcome(143, f"Stopped by SIGTERM at learner step {step} of {config.num_steps} (checkpointed). " f"{resume}")

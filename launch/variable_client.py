@@ -4,13 +4,13 @@ Acme's own VariableClient lives in `acme.jax.variable_utils`, which cannot be im
 pulls in tensorflow_probability, whose JAX-compatible releases refuse TensorFlow 2.8. This keeps its
 interface (`update`, `update_and_wait`, `params`) for the synchronous use the evaluators need.
 """
+
 from typing import Any
 
 from acme import core
 
 
 class VariableClient:
-
   def __init__(self, source: core.VariableSource, key: str, update_period: int = 1):
     self._source = source
     self._key = key

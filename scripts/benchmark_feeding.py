@@ -5,6 +5,7 @@
 The in-memory iterator repeats one batch already in memory, so it is the learner's ceiling; the ratio tells
 how much the Reverb + tf.data path costs. Writes results/learner_feeding.json. A benchmark, not a test.
 """
+
 import argparse
 import itertools
 import json
@@ -25,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _serve(dataset_dir, port_queue, stop_event):
   import reverb
   from data_pipeline import reverb_pipeline, rlds_io
+
   num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
   server = reverb.Server([reverb_pipeline.make_episode_table(num_episodes, signature)])
   reverb_pipeline.insert_episodes(f"localhost:{server.port}", rlds_io.load_episodes(dataset_dir, include_success=False))
@@ -35,6 +37,7 @@ def _serve(dataset_dir, port_queue, stop_event):
 
 def _steps_per_second(learner, steps: int) -> float:
   import jax
+
   for _ in range(5):  # Compile and warm up.
     learner.step()
   jax.block_until_ready(learner.save())
@@ -71,8 +74,9 @@ def main():
 
   def make_learner(iterator):
     networks = builder.make_networks(env.observation_spec(), env.action_spec())
-    return builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(args.seed),
-                                logger=loggers.NoOpLogger())
+    return builder.make_learner(
+      networks, iterator, examples, jax.random.PRNGKey(args.seed), logger=loggers.NoOpLogger()
+    )
 
   context = multiprocessing.get_context("spawn")
   port_queue, stop_event = context.Queue(), context.Event()
@@ -81,22 +85,38 @@ def main():
   try:
     _, signature = reverb_pipeline.dataset_signature(dataset_dir)
     reverb_iterator = reverb_pipeline.make_reverb_iterator(
-        f"localhost:{port_queue.get(timeout=300)}", signature, builder.batch_kind, builder.config.batch_size,
-        builder.config.discount, seed=args.seed)
+      f"localhost:{port_queue.get(timeout=300)}",
+      signature,
+      builder.batch_kind,
+      builder.config.batch_size,
+      builder.config.discount,
+      seed=args.seed,
+    )
     reverb_rate = _steps_per_second(make_learner(reverb_iterator), args.steps)
   finally:
     stop_event.set()
     server.join(timeout=30)
-  one_batch = next(reverb_pipeline.make_in_memory_iterator(
-      rlds_io.load_episodes(dataset_dir, include_success=False), builder.batch_kind, builder.config.batch_size,
-      builder.config.discount, seed=args.seed))
+  one_batch = next(
+    reverb_pipeline.make_in_memory_iterator(
+      rlds_io.load_episodes(dataset_dir, include_success=False),
+      builder.batch_kind,
+      builder.config.batch_size,
+      builder.config.discount,
+      seed=args.seed,
+    )
+  )
   memory_rate = _steps_per_second(make_learner(itertools.repeat(one_batch)), args.steps)
 
   result = {
-      "agent": args.agent, "env": args.env, "preset": args.preset, "batch_size": builder.config.batch_size,
-      "steps_timed": args.steps, "reverb_steps_per_s": round(reverb_rate, 2),
-      "in_memory_steps_per_s": round(memory_rate, 2), "reverb_over_in_memory": round(reverb_rate / memory_rate, 3),
-      "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax backend {jax.default_backend()}",
+    "agent": args.agent,
+    "env": args.env,
+    "preset": args.preset,
+    "batch_size": builder.config.batch_size,
+    "steps_timed": args.steps,
+    "reverb_steps_per_s": round(reverb_rate, 2),
+    "in_memory_steps_per_s": round(memory_rate, 2),
+    "reverb_over_in_memory": round(reverb_rate / memory_rate, 3),
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax backend {jax.default_backend()}",
   }
   os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
   with open(args.out, "w") as f:

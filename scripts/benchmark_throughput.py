@@ -12,6 +12,7 @@ Measures, in one run, on a quiet machine (the load average is recorded: anything
     steady steps/s, its ratio to the update alone, its fraction of peak, and each process's peak RSS.
 Writes results/throughput.json and results/throughput.md.
 """
+
 import argparse
 import json
 import os
@@ -98,13 +99,22 @@ def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides
   learner = builder.make_learner(networks, _Repeat(batch), success, jax.random.PRNGKey(0))
   keys = common_learner.BATCH_KEYS[builder.batch_kind]
   # The HLO before XLA's optimisation passes: the compiled module hides the dots it hands to library calls.
-  analysis = jax.jit(learner._update_fn).lower(  # pylint: disable=protected-access
-      learner.state, {k: batch[k] for k in keys}, jnp.asarray(success)).cost_analysis()
+  analysis = (
+    jax.jit(learner._update_fn)
+    .lower(  # pylint: disable=protected-access
+      learner.state, {k: batch[k] for k in keys}, jnp.asarray(success)
+    )
+    .cost_analysis()
+  )
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
   flops = float(analysis["flops"])
-  row = {"agent": agent, "observation": obs, "batch_size": builder.config.batch_size,
-         "gflop_per_update": round(flops / 1e9, 3), **{k: v for k, v in (overrides or {}).items()
-                                                        if k in ("batch_size", "torso_channels")}}
+  row = {
+    "agent": agent,
+    "observation": obs,
+    "batch_size": builder.config.batch_size,
+    "gflop_per_update": round(flops / 1e9, 3),
+    **{k: v for k, v in (overrides or {}).items() if k in ("batch_size", "torso_channels")},
+  }
   for per_call in sorted({1, fused}):
     for _ in range(2):
       learner.step(per_call)  # compile, warm up
@@ -135,7 +145,7 @@ def _node_rss(tag: str) -> dict:
         rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
     except (OSError, StopIteration):
       continue
-    titles = [v[len(b"LAEO_NODE="):].decode() for v in environ if v.startswith(b"LAEO_NODE=")]
+    titles = [v[len(b"LAEO_NODE=") :].decode() for v in environ if v.startswith(b"LAEO_NODE=")]
     node = titles[0].split("/")[0] if titles else "launcher"
     out[node] = max(out.get(node, 0), rss)
   return out
@@ -145,16 +155,34 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
   """The full local launch: the learner's steady steps/s (from its progress lines) and peak RSS per process."""
   workdir = tempfile.mkdtemp(prefix="laeo_bench_")
   tag = f"LAEO_BENCH_TAG={workdir}"
-  command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={agent}", f"--env={env}",
-             f"--dataset_dir={dataset_dir}", f"--workdir={workdir}", f"--num_steps={num_steps}",
-             f"--num_sgd_steps_per_step={fused}", "--log_every=100", "--checkpoint_every=1000000",
-             "--eval_every=1000", "--episodes_per_eval=10", "--num_evaluators=1"]
+  command = [
+    sys.executable,
+    os.path.join(ROOT, "launch", "local.py"),
+    f"--agent={agent}",
+    f"--env={env}",
+    f"--dataset_dir={dataset_dir}",
+    f"--workdir={workdir}",
+    f"--num_steps={num_steps}",
+    f"--num_sgd_steps_per_step={fused}",
+    "--log_every=100",
+    "--checkpoint_every=1000000",
+    "--eval_every=1000",
+    "--episodes_per_eval=10",
+    "--num_evaluators=1",
+  ]
   if env.endswith("_image"):
     command.append("--config=batch_size=64")
   peak = {}
   lines = []
-  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={**os.environ, "LAEO_BENCH_TAG": workdir})
+  proc = subprocess.Popen(
+    command,
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    env={**os.environ, "LAEO_BENCH_TAG": workdir},
+  )
+
   def read():
     # The learner prints its average rate since it started; its own clock, unlike the arrival time of lines that
     # pass through Launchpad's output pipes in bursts. Elapsed time at step s = s / rate.
@@ -177,13 +205,20 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
   first = next(p for p in lines if p[0] >= num_steps // 4)
   last = lines[-1]
   rate = (last[0] - first[0]) / (last[1] - first[1])
-  return {"agent": agent, "env": env, "dataset": os.path.basename(dataset_dir), "num_steps": num_steps,
-          "num_sgd_steps_per_step": fused, "launch_steps_per_s": round(rate, 2),
-          "peak_rss_mib": {k: round(v / 2**20) for k, v in sorted(peak.items())}}
+  return {
+    "agent": agent,
+    "env": env,
+    "dataset": os.path.basename(dataset_dir),
+    "num_steps": num_steps,
+    "num_sgd_steps_per_step": fused,
+    "launch_steps_per_s": round(rate, 2),
+    "peak_rss_mib": {k: round(v / 2**20) for k, v in sorted(peak.items())},
+  }
 
 
 def ensure_dataset(env: str, episodes: int) -> str:
   from data_pipeline import generate, rlds_io
+
   path = os.path.join(ROOT, "data", "bench", f"{env}_medium_{episodes}ep_seed0")
   if not rlds_io.is_dataset_dir(path):
     generate.generate_dataset(env, "medium", episodes, path, seed=0, show_progress=False)
@@ -192,23 +227,33 @@ def ensure_dataset(env: str, episodes: int) -> str:
 
 def markdown(result: dict) -> str:
   peak = result["matmul_peak_gflops"]
-  lines = [f"Machine: {result['machine']}; matmul peak {peak:.0f} GFLOP/s; load average at start "
-           f"{result['load_average']:.2f}.", "",
-           "| agent | obs | batch | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    f"Machine: {result['machine']}; matmul peak {peak:.0f} GFLOP/s; load average at start "
+    f"{result['load_average']:.2f}.",
+    "",
+    "| agent | obs | batch | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for r in result["update"]:
     k = max(int(key.split("x")[-1]) for key in r if key.startswith("steps_per_s_x"))
     best = max(r[f"steps_per_s_x{k}"], r["steps_per_s_x1"])
-    lines.append(f"| {r['agent']} | {r['observation']} | {r['batch_size']} | {r['gflop_per_update']} | "
-                 f"{r['steps_per_s_x1']} | {r[f'steps_per_s_x{k}']} (K={k}) | "
-                 f"{100 * r['gflop_per_update'] * best / peak:.0f}% |")
+    lines.append(
+      f"| {r['agent']} | {r['observation']} | {r['batch_size']} | {r['gflop_per_update']} | "
+      f"{r['steps_per_s_x1']} | {r[f'steps_per_s_x{k}']} (K={k}) | "
+      f"{100 * r['gflop_per_update'] * best / peak:.0f}% |"
+    )
   if result.get("launch"):
-    lines += ["", "| agent | dataset | K | launch steps/s | / update alone | % of peak | peak RSS MiB per process |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+      "",
+      "| agent | dataset | K | launch steps/s | / update alone | % of peak | peak RSS MiB per process |",
+      "|---|---|---|---|---|---|---|",
+    ]
     for r in result["launch"]:
-      lines.append(f"| {r['agent']} | {r['dataset']} | {r['num_sgd_steps_per_step']} | {r['launch_steps_per_s']} | "
-                   f"{r.get('ratio_to_update', float('nan')):.2f} | {r.get('percent_of_peak', float('nan')):.0f}% | "
-                   f"{', '.join(f'{k} {v}' for k, v in r['peak_rss_mib'].items())} |")
+      lines.append(
+        f"| {r['agent']} | {r['dataset']} | {r['num_sgd_steps_per_step']} | {r['launch_steps_per_s']} | "
+        f"{r.get('ratio_to_update', float('nan')):.2f} | {r.get('percent_of_peak', float('nan')):.0f}% | "
+        f"{', '.join(f'{k} {v}' for k, v in r['peak_rss_mib'].items())} |"
+      )
   return "\n".join(lines) + "\n"
 
 
@@ -219,13 +264,20 @@ def main():
   parser.add_argument("--seconds", type=float, default=8.0, help="Timing window per update measurement.")
   parser.add_argument("--skip_launch", action="store_true")
   parser.add_argument("--launch_steps", type=int, default=3000)
-  parser.add_argument("--launch", nargs="+", default=["laeo:fetch_push:2000", "bc:fetch_push:2000",
-                                                      "laeo:fetch_push_image:1000"],
-                      help="AGENT:ENV:EPISODES full launches.")
+  parser.add_argument(
+    "--launch",
+    nargs="+",
+    default=["laeo:fetch_push:2000", "bc:fetch_push:2000", "laeo:fetch_push_image:1000"],
+    help="AGENT:ENV:EPISODES full launches.",
+  )
   args = parser.parse_args()
-  result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
-                       f"{jax.default_backend()}", "load_average": os.getloadavg()[0],
-            "matmul_peak_gflops": round(matmul_peak(), 1), "update": [], "launch": []}
+  result = {
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " f"{jax.default_backend()}",
+    "load_average": os.getloadavg()[0],
+    "matmul_peak_gflops": round(matmul_peak(), 1),
+    "update": [],
+    "launch": [],
+  }
   peak = result["matmul_peak_gflops"]
   print(f"matmul peak {peak} GFLOP/s", flush=True)
   for agent in args.agents:
@@ -240,11 +292,19 @@ def main():
       agent, env, episodes = spec.split(":")
       obs = "image" if "_image" in env else "state"
       # Image runs: one update per call (a scan of conv updates is slower) and a third of the steps.
-      for fused in (sorted({1, args.fused}) if obs == "state" else [1]):
+      for fused in sorted({1, args.fused}) if obs == "state" else [1]:
         steps = args.launch_steps if obs == "state" else args.launch_steps // 3
         row = launch_benchmark(agent, env, ensure_dataset(env, int(episodes)), steps, fused)
-        alone = next((r for r in result["update"] if r["agent"] == agent and r["observation"] == obs and
-                      r["batch_size"] == (64 if obs == "image" else r["batch_size"])), None)
+        alone = next(
+          (
+            r
+            for r in result["update"]
+            if r["agent"] == agent
+            and r["observation"] == obs
+            and r["batch_size"] == (64 if obs == "image" else r["batch_size"])
+          ),
+          None,
+        )
         if alone:
           row["ratio_to_update"] = round(row["launch_steps_per_s"] / alone[f"steps_per_s_x{fused}"], 3)
           row["percent_of_peak"] = round(100 * alone["gflop_per_update"] * row["launch_steps_per_s"] / peak, 1)

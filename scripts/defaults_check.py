@@ -8,6 +8,7 @@ batch cutting as Reverb's), standardising vector observations with the dataset's
 (--raw_observations: not), and its final parameters are evaluated on --episodes episodes (success at any step
 and at the final step). Rows are appended to results/defaults_check.csv as each run finishes.
 """
+
 import argparse
 import csv
 import os
@@ -69,7 +70,8 @@ def main():
       builder = agents.make_builder(agent, **overrides)
       networks = builder.make_networks(env.observation_spec(), env.action_spec(), stats)
       iterator = reverb_pipeline.make_in_memory_iterator(
-          episodes, builder.batch_kind, builder.config.batch_size, builder.config.discount, seed=seed)
+        episodes, builder.batch_kind, builder.config.batch_size, builder.config.discount, seed=seed
+      )
       learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(seed))
       started = time.time()
       for _ in range(args.num_steps):
@@ -77,11 +79,17 @@ def main():
       train_s = time.time() - started
       policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
       any_step, final = rollout_success(env, policy, learner.get_variables(["policy"])[0], args.episodes, seed)
-      row = {"dataset": os.path.basename(os.path.normpath(args.dataset_dir)), "variant": variant, "seed": seed,
-             "observations": "standardised" if stats else "raw",
-             "num_steps": args.num_steps, "success_any_step": round(float(any_step), 3),
-             "success_final_step": round(float(final), 3), "episodes": args.episodes,
-             "steps_per_s": round(args.num_steps / train_s, 1)}
+      row = {
+        "dataset": os.path.basename(os.path.normpath(args.dataset_dir)),
+        "variant": variant,
+        "seed": seed,
+        "observations": "standardised" if stats else "raw",
+        "num_steps": args.num_steps,
+        "success_any_step": round(float(any_step), 3),
+        "success_final_step": round(float(final), 3),
+        "episodes": args.episodes,
+        "steps_per_s": round(args.num_steps / train_s, 1),
+      }
       print(row, flush=True)
       new = not os.path.exists(OUT)
       with open(OUT, "a", newline="") as f:

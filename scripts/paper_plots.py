@@ -1,5 +1,6 @@
 """Draws results/paper/fig<N>.png from the table scripts/reproduce.py writes (bars with per-seed points, or
 per-seed training curves for Fig. 4)."""
+
 import collections
 import csv
 import os
@@ -13,8 +14,13 @@ import numpy as np  # noqa: E402
 
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
-TITLES = {0: "Pipeline sanity: BC on clean-controller data", 3: "Fig. 3: medium-quality data", 5: "Fig. 5: low-quality data", 6: "Fig. 6: success examples / data size",
-          7: "Fig. 7: occluded camera"}
+TITLES = {
+  0: "Pipeline sanity: BC on clean-controller data",
+  3: "Fig. 3: medium-quality data",
+  5: "Fig. 5: low-quality data",
+  6: "Fig. 6: success examples / data size",
+  7: "Fig. 7: occluded camera",
+}
 
 
 def _rows(table: str) -> List[Dict]:
@@ -91,16 +97,20 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
       _bars(ax, groups, name)
     steps = sorted({r["num_steps"] for r in rows})
     episodes = sorted({r["eval_episodes"] for r in rows})
-    fig.suptitle(f"{TITLES[figure]} ({'/'.join(steps)} learner steps, "
-                 f"{'/'.join(sorted({r['preset'] for r in rows}))} preset, final checkpoint, "
-                 f"{'/'.join(episodes)} episodes; bars: mean, dots: seeds)")
+    fig.suptitle(
+      f"{TITLES[figure]} ({'/'.join(steps)} learner steps, "
+      f"{'/'.join(sorted({r['preset'] for r in rows}))} preset, final checkpoint, "
+      f"{'/'.join(episodes)} episodes; bars: mean, dots: seeds)"
+    )
   fig.tight_layout()
   fig.savefig(out, dpi=110)
   plt.close(fig)
   if figure != 4:
     with open(os.path.join(out_dir, f"fig{figure}.md"), "w") as f:
-      f.write("Success rate of the final checkpoint: mean over seeds, any step / final step "
-              "(per-seed any-step values in brackets).\n\n" + summary_markdown(figure, table))
+      f.write(
+        "Success rate of the final checkpoint: mean over seeds, any step / final step "
+        "(per-seed any-step values in brackets).\n\n" + summary_markdown(figure, table)
+      )
   return out
 
 
@@ -123,7 +133,8 @@ def summary_markdown(figure: int, table: str) -> str:
         continue
       any_step = [float(r["success_any_step"]) for r in runs]
       final = [float(r["success_final_step"]) for r in runs]
-      entries.append(f"{np.mean(any_step):.2f} / {np.mean(final):.2f} (n={len(runs)}: "
-                     f"{', '.join(f'{v:.2f}' for v in any_step)})")
+      entries.append(
+        f"{np.mean(any_step):.2f} / {np.mean(final):.2f} (n={len(runs)}: " f"{', '.join(f'{v:.2f}' for v in any_step)})"
+      )
     lines.append(f"| {label} | {' | '.join(entries)} |")
   return "\n".join(lines) + "\n"

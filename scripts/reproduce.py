@@ -14,6 +14,7 @@ Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state t
 Fig. 3's runs), 5 (low-quality data), 6 (number of success examples; dataset size), 7 (occluded camera).
 Datasets are generated on first use under data/paper/ (seed 0, shared by every run that uses them).
 """
+
 import argparse
 import csv
 import dataclasses
@@ -34,13 +35,29 @@ from scripts import paper_plots  # noqa: E402
 AGENTS = ("laeo", "oril", "purl", "bc")
 STATE_TASKS = ("fetch_reach", "fetch_push", "sawyer_window_open", "sawyer_drawer_close")
 IMAGE_TASKS = ("fetch_reach_image", "fetch_push_image")
-COLUMNS = ("figure", "task", "agent", "seed", "dataset", "quality", "dataset_episodes", "num_success_examples",
-           "num_steps", "preset", "success_any_step", "success_final_step", "eval_episodes", "wall_s", "workdir")
+COLUMNS = (
+  "figure",
+  "task",
+  "agent",
+  "seed",
+  "dataset",
+  "quality",
+  "dataset_episodes",
+  "num_success_examples",
+  "num_steps",
+  "preset",
+  "success_any_step",
+  "success_final_step",
+  "eval_episodes",
+  "wall_s",
+  "workdir",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """Training budget of every run of a sweep (images get their own step count and dataset size)."""
+
   preset: str
   num_steps: int
   image_num_steps: int
@@ -52,14 +69,29 @@ class Budget:
 
 
 BUDGETS = {
-    # Fits Fig. 3's four state tasks x 4 agents x 3 seeds in a few hours on 2 cores.
-    # Image updates run their conv torsos at ~20-70 GFLOP/s on this CPU: batch 64 keeps a 5000-step image run
-    # within minutes (the contrastive critic then has 63 negatives per positive instead of 255).
-    "cpu": Budget(preset="laptop", num_steps=5000, image_num_steps=5000, dataset_episodes=2000,
-                  image_dataset_episodes=1000, eval_every=1000, image_seeds=1, image_config=("batch_size=64",)),
-    # The paper: 1024-wide networks, batch 1024, 500k gradient steps (a GPU).
-    "paper": Budget(preset="paper", num_steps=500_000, image_num_steps=500_000, dataset_episodes=2000,
-                    image_dataset_episodes=2000, eval_every=10_000, image_seeds=3),
+  # Fits Fig. 3's four state tasks x 4 agents x 3 seeds in a few hours on 2 cores.
+  # Image updates run their conv torsos at ~20-70 GFLOP/s on this CPU: batch 64 keeps a 5000-step image run
+  # within minutes (the contrastive critic then has 63 negatives per positive instead of 255).
+  "cpu": Budget(
+    preset="laptop",
+    num_steps=5000,
+    image_num_steps=5000,
+    dataset_episodes=2000,
+    image_dataset_episodes=1000,
+    eval_every=1000,
+    image_seeds=1,
+    image_config=("batch_size=64",),
+  ),
+  # The paper: 1024-wide networks, batch 1024, 500k gradient steps (a GPU).
+  "paper": Budget(
+    preset="paper",
+    num_steps=500_000,
+    image_num_steps=500_000,
+    dataset_episodes=2000,
+    image_dataset_episodes=2000,
+    eval_every=10_000,
+    image_seeds=3,
+  ),
 }
 
 
@@ -120,15 +152,22 @@ def dataset_dir(run: Run, budget: Budget) -> str:
 def ensure_dataset(path: str, run: Run, episodes: int) -> Dict:
   if not rlds_io.is_dataset_dir(path):
     print(f"[reproduce] generating {path}", flush=True)
-    summary = generate.generate_dataset(run.task, run.quality, episodes, path, seed=0,
-                                        num_success_examples=run.num_success_examples, show_progress=False)
+    summary = generate.generate_dataset(
+      run.task, run.quality, episodes, path, seed=0, num_success_examples=run.num_success_examples, show_progress=False
+    )
     print(generate.summary_line(summary), flush=True)
   return rlds_io.read_metadata(path)
 
 
 def run_key(row: Dict) -> tuple:
-  return (str(row["task"]), str(row["agent"]), int(row["seed"]), os.path.basename(str(row["dataset"])),
-          int(row["num_steps"]), str(row["preset"]))
+  return (
+    str(row["task"]),
+    str(row["agent"]),
+    int(row["seed"]),
+    os.path.basename(str(row["dataset"])),
+    int(row["num_steps"]),
+    str(row["preset"]),
+  )
 
 
 def read_rows(path: str) -> List[Dict]:
@@ -147,18 +186,36 @@ def append_row(path: str, row: Dict) -> None:
     writer.writerow(row)
 
 
-def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int,
-                       extra_config: Sequence[str]) -> Dict:
+def train_and_evaluate(
+  run: Run, budget: Budget, dataset: str, final_episodes: int, extra_config: Sequence[str]
+) -> Dict:
   num_steps = num_steps_of(run, budget)
   if "_image" in run.task:
     extra_config = (*budget.image_config, *extra_config)
-  workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset),
-                         f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}")
-  command = [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={run.agent}",
-             f"--env={run.task}", f"--dataset_dir={dataset}", f"--num_steps={num_steps}",
-             f"--preset={budget.preset}", f"--seed={run.seed}", f"--workdir={workdir}", "--num_evaluators=1",
-             f"--eval_every={budget.eval_every}", "--episodes_per_eval=10",
-             f"--checkpoint_every={budget.eval_every}", *[f"--config={c}" for c in extra_config]]
+  workdir = os.path.join(
+    ROOT,
+    "runs",
+    "paper",
+    f"fig{run.figure}",
+    os.path.basename(dataset),
+    f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}",
+  )
+  command = [
+    sys.executable,
+    os.path.join(ROOT, "launch", "local.py"),
+    f"--agent={run.agent}",
+    f"--env={run.task}",
+    f"--dataset_dir={dataset}",
+    f"--num_steps={num_steps}",
+    f"--preset={budget.preset}",
+    f"--seed={run.seed}",
+    f"--workdir={workdir}",
+    "--num_evaluators=1",
+    f"--eval_every={budget.eval_every}",
+    "--episodes_per_eval=10",
+    f"--checkpoint_every={budget.eval_every}",
+    *[f"--config={c}" for c in extra_config],
+  ]
   started = time.time()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -167,9 +224,14 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
   result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
   if result["learner_steps"] != num_steps:
     raise RuntimeError(f"{workdir}: final checkpoint at step {result['learner_steps']}, expected {num_steps}.")
-  return {"num_steps": num_steps, "success_any_step": result["success_rate"],
-          "success_final_step": result["success_rate_final_step"], "eval_episodes": result["episodes"],
-          "wall_s": round(time.time() - started, 1), "workdir": os.path.relpath(workdir, ROOT)}
+  return {
+    "num_steps": num_steps,
+    "success_any_step": result["success_rate"],
+    "success_final_step": result["success_rate_final_step"],
+    "eval_episodes": result["episodes"],
+    "wall_s": round(time.time() - started, 1),
+    "workdir": os.path.relpath(workdir, ROOT),
+  }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -187,16 +249,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   budget = BUDGETS[args.budget]
   if args.num_steps:
-    budget = dataclasses.replace(budget, num_steps=args.num_steps, image_num_steps=args.num_steps,
-                                 eval_every=min(budget.eval_every, args.num_steps))
+    budget = dataclasses.replace(
+      budget,
+      num_steps=args.num_steps,
+      image_num_steps=args.num_steps,
+      eval_every=min(budget.eval_every, args.num_steps),
+    )
   out_dir = args.out_dir
   os.makedirs(out_dir, exist_ok=True)
   table = os.path.join(out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
   if args.plot_only or args.figure == 4:
     print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
     return 0
-  runs = [r for r in figure_runs(args.figure, args.seeds, args.seeds[:budget.image_seeds])
-          if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)]
+  runs = [
+    r
+    for r in figure_runs(args.figure, args.seeds, args.seeds[: budget.image_seeds])
+    if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)
+  ]
   done = {run_key(row) for row in read_rows(table)}
   failures = 0
   for i, run in enumerate(runs):
@@ -205,21 +274,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if key in done:
       continue
     meta = ensure_dataset(dataset, run, dataset_episodes(run, budget))
-    print(f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
-          flush=True)
+    print(
+      f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
+      flush=True,
+    )
     try:
       outcome = train_and_evaluate(run, budget, dataset, args.final_episodes, args.config)
     except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
       failures += 1
       print(f"[reproduce] FAILED: {e}", flush=True)
       continue
-    row = {"figure": run.figure, "task": run.task, "agent": run.agent, "seed": run.seed,
-           "dataset": os.path.relpath(dataset, ROOT), "quality": run.quality,
-           "dataset_episodes": meta["num_episodes"], "num_success_examples": meta["num_success_examples"],
-           "preset": budget.preset, **outcome}
+    row = {
+      "figure": run.figure,
+      "task": run.task,
+      "agent": run.agent,
+      "seed": run.seed,
+      "dataset": os.path.relpath(dataset, ROOT),
+      "quality": run.quality,
+      "dataset_episodes": meta["num_episodes"],
+      "num_success_examples": meta["num_success_examples"],
+      "preset": budget.preset,
+      **outcome,
+    }
     append_row(table, row)
-    print(f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
-          f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s", flush=True)
+    print(
+      f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
+      f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s",
+      flush=True,
+    )
     paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
   print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed; table {table}")
   return 1 if failures else 0

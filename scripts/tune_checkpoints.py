@@ -8,6 +8,7 @@ solves beta such that the mixture exp(beta * c) hits each quality's target rate 
 and writes everything to results/checkpoint_tuning.json (one entry per task, updated in place). The betas
 go into `scripted.QUALITY_BETA` by hand.
 """
+
 import argparse
 import json
 import multiprocessing
@@ -35,18 +36,34 @@ def measure(task: str, episodes: int, seed: int) -> dict:
   for k, competence in enumerate(scripted.CHECKPOINTS):
     any_step, final = [], []
     for i in range(episodes):
-      episode = generate.seeded_episode(env, generate._default_policy_factory, competence,  # pylint: disable=protected-access
-                                        seed, k * episodes + i)
+      episode = generate.seeded_episode(
+        env,
+        generate._default_policy_factory,
+        competence,  # pylint: disable=protected-access
+        seed,
+        k * episodes + i,
+      )
       any_step.append(rlds_io.episode_success(episode["success"]))
       final.append(bool(episode["success"][-1]))
-    rates.append({"competence": competence, "success_rate": float(np.mean(any_step)),
-                  "success_rate_final_step": float(np.mean(final))})
+    rates.append(
+      {
+        "competence": competence,
+        "success_rate": float(np.mean(any_step)),
+        "success_rate_final_step": float(np.mean(final)),
+      }
+    )
   env.close()
   p = np.array([r["success_rate"] for r in rates])
   betas = {q: solve_beta(p, target) for q, target in TARGETS.items()}
-  return {"task": task, "episodes_per_checkpoint": episodes, "seed": seed, "checkpoints": rates,
-          "beta": betas, "predicted_success_rate": {q: mixture_rate(p, b) for q, b in betas.items()},
-          "seconds": round(time.time() - start, 1)}
+  return {
+    "task": task,
+    "episodes_per_checkpoint": episodes,
+    "seed": seed,
+    "checkpoints": rates,
+    "beta": betas,
+    "predicted_success_rate": {q: mixture_rate(p, b) for q, b in betas.items()},
+    "seconds": round(time.time() - start, 1),
+  }
 
 
 def mixture_rate(p: np.ndarray, beta: float) -> float:
@@ -80,8 +97,11 @@ def main():
   with multiprocessing.get_context("spawn").Pool(min(2, len(args.tasks))) as pool:
     for result in pool.imap_unordered(_measure, [(t, args.episodes, args.seed) for t in args.tasks]):
       results[result["task"]] = result
-      print(json.dumps({k: result[k] for k in ("task", "beta", "predicted_success_rate", "seconds")}),
-            [round(r["success_rate"], 3) for r in result["checkpoints"]], flush=True)
+      print(
+        json.dumps({k: result[k] for k in ("task", "beta", "predicted_success_rate", "seconds")}),
+        [round(r["success_rate"], 3) for r in result["checkpoints"]],
+        flush=True,
+      )
       os.makedirs(os.path.dirname(OUT), exist_ok=True)
       with open(OUT, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -4,6 +4,7 @@ A skipped test fails the session unless LAEO_ALLOW_SKIPS=1 is set: CI (.ci/run, 
 meets every skip condition, so a skip there means a test silently stopped testing anything. Set the
 variable where a condition cannot be met (tests/test_distributed.py needs root for network namespaces).
 """
+
 import os
 import sys
 
@@ -22,6 +23,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
   if _skipped and os.environ.get("LAEO_ALLOW_SKIPS") != "1" and exitstatus == 0:
-    print("\n\nerror: tests were skipped (set LAEO_ALLOW_SKIPS=1 where their conditions cannot be met):\n  "
-          + "\n  ".join(_skipped))
+    print(
+      "\n\nerror: tests were skipped (set LAEO_ALLOW_SKIPS=1 where their conditions cannot be met):\n  "
+      + "\n  ".join(_skipped)
+    )
     session.exitstatus = 1

@@ -3,6 +3,7 @@
 Tiny networks (hidden (16,), repr 8, batch 8) keep jit compilation cheap; each
 (agent, observation kind) learner is compiled once and shared via fixtures.
 """
+
 import collections
 import dataclasses
 
@@ -25,35 +26,31 @@ BATCH = 8
 NUM_SUCCESS = 5
 
 TINY = {
-    'laeo': dict(hidden_sizes=(16,), repr_dim=8, policy_hidden_sizes=(16,),
-                 batch_size=BATCH, learning_rate=3e-3),
-    'oril': dict(policy_hidden_sizes=(16,), critic_hidden_sizes=(16,),
-                 classifier_hidden_sizes=(16,), batch_size=BATCH),
-    'purl': dict(policy_hidden_sizes=(16,), critic_hidden_sizes=(16,),
-                 classifier_hidden_sizes=(16,), batch_size=BATCH),
-    'bc': dict(policy_hidden_sizes=(16,), batch_size=BATCH),
+  "laeo": dict(hidden_sizes=(16,), repr_dim=8, policy_hidden_sizes=(16,), batch_size=BATCH, learning_rate=3e-3),
+  "oril": dict(policy_hidden_sizes=(16,), critic_hidden_sizes=(16,), classifier_hidden_sizes=(16,), batch_size=BATCH),
+  "purl": dict(policy_hidden_sizes=(16,), critic_hidden_sizes=(16,), classifier_hidden_sizes=(16,), batch_size=BATCH),
+  "bc": dict(policy_hidden_sizes=(16,), batch_size=BATCH),
 }
 ACTION_SPEC = specs.BoundedArray((ACT_DIM,), np.float32, -1.0, 1.0)
 OBS_SPECS = {
-    'state': specs.Array((OBS_DIM,), np.float32),
-    'image': specs.Array((64, 64, 3), np.uint8),
+  "state": specs.Array((OBS_DIM,), np.float32),
+  "image": specs.Array((64, 64, 3), np.uint8),
 }
 
 
 def _obs(rng, kind, n):
-  if kind == 'image':
+  if kind == "image":
     return rng.integers(0, 256, (n, 64, 64, 3)).astype(np.uint8)
   return rng.normal(size=(n, OBS_DIM)).astype(np.float32)
 
 
 def make_batch(rng, batch_kind, obs_kind, n=BATCH):
-  batch = dict(observation=_obs(rng, obs_kind, n),
-               action=rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32))
-  if batch_kind == 'future':
-    batch['future_observation'] = _obs(rng, obs_kind, n)
+  batch = dict(observation=_obs(rng, obs_kind, n), action=rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32))
+  if batch_kind == "future":
+    batch["future_observation"] = _obs(rng, obs_kind, n)
   else:
-    batch['next_observation'] = _obs(rng, obs_kind, n)
-    batch['discount'] = np.ones((n,), np.float32)
+    batch["next_observation"] = _obs(rng, obs_kind, n)
+    batch["discount"] = np.ones((n,), np.float32)
   return batch
 
 
@@ -75,7 +72,6 @@ class Feeder:
 
 
 class RecordingLogger:
-
   def __init__(self):
     self.data = []
 
@@ -92,7 +88,6 @@ def recording_config(config):
   accessed = set()
 
   class Recording(type(config)):
-
     def __getattribute__(self, name):
       if name in names:
         accessed.add(name)
@@ -104,8 +99,8 @@ def recording_config(config):
 
 
 Setup = collections.namedtuple(
-    'Setup', 'builder networks learner feeder logger counter accessed '
-    'success initial_state')
+  "Setup", "builder networks learner feeder logger counter accessed " "success initial_state"
+)
 
 
 def _setup(name, obs_kind, seed=0):
@@ -117,11 +112,8 @@ def _setup(name, obs_kind, seed=0):
   feeder = Feeder(builder.batch_kind, obs_kind, seed)
   success = _obs(np.random.default_rng(123), obs_kind, NUM_SUCCESS)
   logger, counter = RecordingLogger(), counting.Counter()
-  learner = builder.make_learner(networks, feeder, success,
-                                 jax.random.PRNGKey(seed), counter=counter,
-                                 logger=logger)
-  return Setup(builder, networks, learner, feeder, logger, counter, accessed,
-               success, learner.save())
+  learner = builder.make_learner(networks, feeder, success, jax.random.PRNGKey(seed), counter=counter, logger=logger)
+  return Setup(builder, networks, learner, feeder, logger, counter, accessed, success, learner.save())
 
 
 _CACHE = {}
@@ -135,60 +127,57 @@ def get_setup(name, obs_kind):
 
 def _leaves_equal(a, b):
   la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-  return len(la) == len(lb) and all(
-      np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
 # ---------------------------------------------------------------- registry ---
 
 
 def test_registry_and_config_errors():
-  assert set(agents.AGENT_NAMES) == {'laeo', 'oril', 'purl', 'bc'}
-  with pytest.raises(ValueError, match='laeo'):
-    agents.make_builder('sac')
-  with pytest.raises(ValueError, match='not_a_field'):
-    agents.make_builder('laeo', not_a_field=1)
-  assert agents.make_builder('laeo', bc_coef=0.05).config.bc_coef == 0.05
-  assert agents.make_builder('laeo').config.bc_coef == 0.5
-  assert agents.make_builder('laeo').batch_kind == 'future'
-  for name in ('oril', 'purl', 'bc'):
-    assert agents.make_builder(name).batch_kind == 'transition'
-  assert agents.make_builder('oril').config.classifier_loss == 'bce'
-  assert agents.make_builder('purl').config.classifier_loss == 'pu'
-  assert agents.make_builder('purl').config.pu_eta == 0.5
+  assert set(agents.AGENT_NAMES) == {"laeo", "oril", "purl", "bc"}
+  with pytest.raises(ValueError, match="laeo"):
+    agents.make_builder("sac")
+  with pytest.raises(ValueError, match="not_a_field"):
+    agents.make_builder("laeo", not_a_field=1)
+  assert agents.make_builder("laeo", bc_coef=0.05).config.bc_coef == 0.05
+  assert agents.make_builder("laeo").config.bc_coef == 0.5
+  assert agents.make_builder("laeo").batch_kind == "future"
+  for name in ("oril", "purl", "bc"):
+    assert agents.make_builder(name).batch_kind == "transition"
+  assert agents.make_builder("oril").config.classifier_loss == "bce"
+  assert agents.make_builder("purl").config.classifier_loss == "pu"
+  assert agents.make_builder("purl").config.pu_eta == 0.5
   # Lists (e.g. from flags) become tuples.
-  assert agents.make_builder('bc', policy_hidden_sizes=[8, 8]).config \
-      .policy_hidden_sizes == (8, 8)
+  assert agents.make_builder("bc", policy_hidden_sizes=[8, 8]).config.policy_hidden_sizes == (8, 8)
   with pytest.raises(ValueError):
-    agents.make_builder('laeo', q_estimator='mean')
+    agents.make_builder("laeo", q_estimator="mean")
   with pytest.raises(ValueError):
-    agents.make_builder('purl', classifier_loss='hinge')
+    agents.make_builder("purl", classifier_loss="hinge")
   # ORIL and PURL are one agent whose name picks the classifier loss: the name cannot be overridden.
   with pytest.raises(ValueError, match="'purl'"):
-    agents.make_builder('oril', classifier_loss='pu')
-  assert agents.make_builder('oril', classifier_loss='bce').config.classifier_loss == 'bce'
+    agents.make_builder("oril", classifier_loss="pu")
+  assert agents.make_builder("oril", classifier_loss="bce").config.classifier_loss == "bce"
   # Every agent has both size presets, naming only its own fields; 'paper' is 1024-wide for every agent.
   for name in agents.AGENT_NAMES:
     fields = set(config_utils.field_names(agents.config_class(name)))
     for preset in agents.PRESET_NAMES:
       assert set(agents.preset(name, preset)) <= fields
       agents.make_builder(name, **agents.preset(name, preset))
-    assert agents.preset(name, 'paper')['policy_hidden_sizes'] == (1024, 1024)
-    assert agents.preset(name, 'paper')['batch_size'] == 1024
-  with pytest.raises(ValueError, match='Unknown preset'):
-    agents.preset('laeo', 'huge')
-  b = agents.make_builder('laeo', batch_size=32, discount=0.9)
+    assert agents.preset(name, "paper")["policy_hidden_sizes"] == (1024, 1024)
+    assert agents.preset(name, "paper")["batch_size"] == 1024
+  with pytest.raises(ValueError, match="Unknown preset"):
+    agents.preset("laeo", "huge")
+  b = agents.make_builder("laeo", batch_size=32, discount=0.9)
   assert (b.batch_size, b.discount) == (32, 0.9)
-  with pytest.raises(ValueError, match='normalised'):
-    b.make_networks(OBS_SPECS['state'],
-                    specs.BoundedArray((ACT_DIM,), np.float32, -2.0, 2.0))
+  with pytest.raises(ValueError, match="normalised"):
+    b.make_networks(OBS_SPECS["state"], specs.BoundedArray((ACT_DIM,), np.float32, -2.0, 2.0))
 
 
 # ------------------------------------------------------------------ smoke ---
 
 
-@pytest.mark.parametrize('obs_kind', ['state', 'image'])
-@pytest.mark.parametrize('name', ['laeo', 'oril', 'purl', 'bc'])
+@pytest.mark.parametrize("obs_kind", ["state", "image"])
+@pytest.mark.parametrize("name", ["laeo", "oril", "purl", "bc"])
 def test_smoke_and_checkpoint(name, obs_kind):
   s = get_setup(name, obs_kind)
   learner = s.learner
@@ -196,29 +185,26 @@ def test_smoke_and_checkpoint(name, obs_kind):
   num_steps = 3
   for _ in range(num_steps):
     learner.step()
-  assert s.counter.get_counts()['learner_steps'] == num_steps
+  assert s.counter.get_counts()["learner_steps"] == num_steps
   assert len(s.logger.data) == num_steps
   for record in s.logger.data:
     for key, value in record.items():
       assert np.all(np.isfinite(value)), (key, value)
-  if name == 'laeo':
-    for key in ('critic_loss', 'binary_accuracy', 'categorical_accuracy',
-                'logits_pos', 'logits_neg', 'policy_loss'):
+  if name == "laeo":
+    for key in ("critic_loss", "binary_accuracy", "categorical_accuracy", "logits_pos", "logits_neg", "policy_loss"):
       assert key in s.logger.data[-1]
   state = learner.save()
   for field in state._fields:
-    if field.endswith('params'):
-      assert not _leaves_equal(getattr(init, field), getattr(state, field)), (
-          field)
+    if field.endswith("params"):
+      assert not _leaves_equal(getattr(init, field), getattr(state, field)), field
 
   # Policy: batched and unbatched, deterministic at evaluation, in [-1, 1].
   policy = s.builder.make_policy(s.networks)
-  (params,) = learner.get_variables(['policy'])
+  (params,) = learner.get_variables(["policy"])
   obs = _obs(np.random.default_rng(1), obs_kind, 3)
   a_eval = policy(params, jax.random.PRNGKey(0), obs, True)
   assert a_eval.shape == (3, ACT_DIM)
-  np.testing.assert_allclose(
-      policy(params, jax.random.PRNGKey(1), obs, True), a_eval)
+  np.testing.assert_allclose(policy(params, jax.random.PRNGKey(1), obs, True), a_eval)
   a_single = policy(params, jax.random.PRNGKey(0), obs[0], True)
   assert a_single.shape == (ACT_DIM,)
   np.testing.assert_allclose(a_single, a_eval[0], atol=1e-5)
@@ -247,8 +233,8 @@ def test_smoke_and_checkpoint(name, obs_kind):
   assert s.builder.batch_size == BATCH
   s.builder.discount  # pylint: disable=pointless-statement
   fields = {f.name for f in dataclasses.fields(s.builder.config)}
-  if getattr(s.builder.config, 'classifier_loss', None) == 'bce':
-    fields.discard('pu_eta')  # documented: pu_eta is ignored by 'bce'.
+  if getattr(s.builder.config, "classifier_loss", None) == "bce":
+    fields.discard("pu_eta")  # documented: pu_eta is ignored by 'bce'.
   assert fields - s.accessed == set(), fields - s.accessed
 
 
@@ -256,36 +242,37 @@ def test_smoke_and_checkpoint(name, obs_kind):
 
 
 def test_laeo_categorical_accuracy_rises_on_fixed_batch():
-  s = get_setup('laeo', 'state')
+  s = get_setup("laeo", "state")
   s.learner.restore(s.initial_state)
-  s.feeder.fixed = make_batch(np.random.default_rng(3), 'future', 'state')
+  s.feeder.fixed = make_batch(np.random.default_rng(3), "future", "state")
   try:
     s.learner.step()
-    first = float(s.logger.data[-1]['categorical_accuracy'])
+    first = float(s.logger.data[-1]["categorical_accuracy"])
     for _ in range(200):
       s.learner.step()
     last = s.logger.data[-1]
   finally:
     s.feeder.fixed = None
   assert first < 0.75, first
-  assert float(last['categorical_accuracy']) >= 0.75, (first, last)
-  assert float(last['binary_accuracy']) > 0.9
-  assert float(last['logits_pos']) > float(last['logits_neg'])
+  assert float(last["categorical_accuracy"]) >= 0.75, (first, last)
+  assert float(last["binary_accuracy"]) > 0.9
+  assert float(last["logits_pos"]) > float(last["logits_neg"])
 
 
 # ------------------------------------------------------------------ seeds ---
 
 
 def test_same_seed_same_learner_and_different_seed_differs():
-  name = 'laeo'
+  name = "laeo"
   builder = agents.make_builder(name, **TINY[name])
-  networks = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC)
-  success = _obs(np.random.default_rng(123), 'state', NUM_SUCCESS)
+  networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  success = _obs(np.random.default_rng(123), "state", NUM_SUCCESS)
   learners = [
-      builder.make_learner(networks, Feeder('future', 'state', seed=5),
-                           success, jax.random.PRNGKey(seed),
-                           logger=RecordingLogger())
-      for seed in (42, 42, 43)]
+    builder.make_learner(
+      networks, Feeder("future", "state", seed=5), success, jax.random.PRNGKey(seed), logger=RecordingLogger()
+    )
+    for seed in (42, 42, 43)
+  ]
   for learner in learners:
     for _ in range(2):
       learner.step()
@@ -294,14 +281,11 @@ def test_same_seed_same_learner_and_different_seed_differs():
   assert not _leaves_equal(states[0].policy_params, states[2].policy_params)
 
 
-@pytest.mark.parametrize('name,module', [('oril', td3_learning),
-                                         ('bc', bc_learning)])
+@pytest.mark.parametrize("name,module", [("oril", td3_learning), ("bc", bc_learning)])
 def test_initial_state_is_seeded(name, module):
   config = agents.make_config(name, **TINY[name])
-  networks = agents.make_builder(name, **TINY[name]).make_networks(
-      OBS_SPECS['state'], ACTION_SPEC)
-  a, b, c = (module.make_initial_state(networks, config, jax.random.PRNGKey(k))
-             for k in (0, 0, 1))
+  networks = agents.make_builder(name, **TINY[name]).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  a, b, c = (module.make_initial_state(networks, config, jax.random.PRNGKey(k)) for k in (0, 0, 1))
   assert _leaves_equal(a, b)
   assert not _leaves_equal(a.policy_params, c.policy_params)
 
@@ -310,195 +294,179 @@ def test_initial_state_is_seeded(name, module):
 
 
 def _param_shapes(params):
-  return {f'{m}/{k}': v.shape for m, d in params.items() for k, v in d.items()}
+  return {f"{m}/{k}": v.shape for m, d in params.items() for k, v in d.items()}
 
 
 def test_laeo_config_fields_have_effect():
   rng = np.random.default_rng(0)
-  batch = make_batch(rng, 'future', 'state')
-  batch['action'][0] = [1.0, -1.0]  # at the bound: exercises action_clip_eps
-  success = jnp.asarray(_obs(rng, 'state', NUM_SUCCESS))
+  batch = make_batch(rng, "future", "state")
+  batch["action"][0] = [1.0, -1.0]  # at the bound: exercises action_clip_eps
+  success = jnp.asarray(_obs(rng, "state", NUM_SUCCESS))
   key = jax.random.PRNGKey(0)
 
   def setup(**kw):
-    config = agents.make_config('laeo', **{**TINY['laeo'], **kw})
-    nets = agents.make_builder('laeo', **{**TINY['laeo'], **kw}).make_networks(
-        OBS_SPECS['state'], ACTION_SPEC)
+    config = agents.make_config("laeo", **{**TINY["laeo"], **kw})
+    nets = agents.make_builder("laeo", **{**TINY["laeo"], **kw}).make_networks(OBS_SPECS["state"], ACTION_SPEC)
     state = laeo_learning.make_initial_state(nets, config, key)
     return config, nets, state
 
   def policy_metrics(config, nets, state, succ=success):
-    return laeo_learning.policy_loss_fn(nets, config, state.policy_params,
-                                        state.critic_params, batch, succ,
-                                        key)[1]
+    return laeo_learning.policy_loss_fn(nets, config, state.policy_params, state.critic_params, batch, succ, key)[1]
 
   config, nets, state = setup()
   base = policy_metrics(config, nets, state)
   # bc_coef: loss interpolates between the Q term and the BC term.
-  for coef, term in ((0.0, 'actor_q_loss'), (1.0, 'bc_loss')):
+  for coef, term in ((0.0, "actor_q_loss"), (1.0, "bc_loss")):
     m = policy_metrics(dataclasses.replace(config, bc_coef=coef), nets, state)
-    np.testing.assert_allclose(m['policy_loss'], m[term], rtol=1e-5)
+    np.testing.assert_allclose(m["policy_loss"], m[term], rtol=1e-5)
   # q_estimator: identical with a single success example, different otherwise.
-  single = dataclasses.replace(config, q_estimator='single_example')
+  single = dataclasses.replace(config, q_estimator="single_example")
   one = success[:1]
   np.testing.assert_allclose(
-      policy_metrics(single, nets, state, one)['q_value'],
-      policy_metrics(config, nets, state, one)['q_value'], rtol=1e-5)
-  assert not np.allclose(policy_metrics(single, nets, state)['q_value'],
-                         base['q_value'])
+    policy_metrics(single, nets, state, one)["q_value"], policy_metrics(config, nets, state, one)["q_value"], rtol=1e-5
+  )
+  assert not np.allclose(policy_metrics(single, nets, state)["q_value"], base["q_value"])
   # action_clip_eps changes the log-prob of the boundary action.
-  m = policy_metrics(dataclasses.replace(config, action_clip_eps=1e-2), nets,
-                     state)
-  assert not np.allclose(m['bc_loss'], base['bc_loss'])
+  m = policy_metrics(dataclasses.replace(config, action_clip_eps=1e-2), nets, state)
+  assert not np.allclose(m["bc_loss"], base["bc_loss"])
   # Architecture fields.
   _, _, s2 = setup(hidden_sizes=(12,), repr_dim=6, policy_hidden_sizes=(10,))
   shapes = _param_shapes(s2.critic_params)
-  assert shapes['phi_0/~/linear_0/w'] == (OBS_DIM + ACT_DIM, 12)
-  assert shapes['psi_1/~/linear_1/w'] == (12, 6)
-  assert _param_shapes(s2.policy_params)['policy_mlp/~/linear_0/w'] == (
-      OBS_DIM, 10)
+  assert shapes["phi_0/~/linear_0/w"] == (OBS_DIM + ACT_DIM, 12)
+  assert shapes["psi_1/~/linear_1/w"] == (12, 6)
+  assert _param_shapes(s2.policy_params)["policy_mlp/~/linear_0/w"] == (OBS_DIM, 10)
   # log-std clipping range.
-  for kw, bound in ((dict(log_std_min=2.0), 2.0), (dict(log_std_max=-5.0),
-                                                    -5.0)):
+  for kw, bound in ((dict(log_std_min=2.0), 2.0), (dict(log_std_max=-5.0), -5.0)):
     _, n3, s3 = setup(**kw)
-    _, log_std = n3.policy.apply(s3.policy_params, batch['observation'])
+    _, log_std = n3.policy.apply(s3.policy_params, batch["observation"])
     np.testing.assert_allclose(log_std, bound)
 
 
-@pytest.mark.parametrize('name', ['oril', 'purl'])
+@pytest.mark.parametrize("name", ["oril", "purl"])
 def test_td3bc_reward_config_fields_have_effect(name):
   rng = np.random.default_rng(0)
-  batch = make_batch(rng, 'transition', 'state')
-  success = jnp.asarray(_obs(rng, 'state', NUM_SUCCESS))
+  batch = make_batch(rng, "transition", "state")
+  success = jnp.asarray(_obs(rng, "state", NUM_SUCCESS))
   key = jax.random.PRNGKey(0)
   config = agents.make_config(name, **TINY[name])
   builder = agents.make_builder(name, **TINY[name])
-  nets = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC)
+  nets = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
   state = td3_learning.make_initial_state(nets, config, key)
 
   def clf(cfg):
-    return td3_learning.classifier_loss_fn(nets, cfg, state.classifier_params,
-                                           success, batch['next_observation'])[0]
+    return td3_learning.classifier_loss_fn(nets, cfg, state.classifier_params, success, batch["next_observation"])[0]
 
-  other = 'pu' if config.classifier_loss == 'bce' else 'bce'
-  assert not np.allclose(clf(config),
-                         clf(dataclasses.replace(config, classifier_loss=other)))
-  pu = dataclasses.replace(config, classifier_loss='pu')
+  other = "pu" if config.classifier_loss == "bce" else "bce"
+  assert not np.allclose(clf(config), clf(dataclasses.replace(config, classifier_loss=other)))
+  pu = dataclasses.replace(config, classifier_loss="pu")
   assert not np.allclose(clf(pu), clf(dataclasses.replace(pu, pu_eta=0.2)))
 
   def actor(cfg):
-    return td3_learning.actor_loss_fn(nets, cfg, state.policy_params,
-                                      state.critic_params, batch)[1]
+    return td3_learning.actor_loss_fn(nets, cfg, state.policy_params, state.critic_params, batch)[1]
 
   np.testing.assert_allclose(
-      actor(dataclasses.replace(config, bc_alpha=5.0))['bc_lambda'],
-      2 * actor(config)['bc_lambda'], rtol=1e-5)
+    actor(dataclasses.replace(config, bc_alpha=5.0))["bc_lambda"], 2 * actor(config)["bc_lambda"], rtol=1e-5
+  )
 
   reward = jnp.ones((BATCH,))
 
   def target(cfg):
-    return td3_learning.td_target(nets, cfg, state.policy_params,
-                                  state.critic_params, batch, reward, key)
+    return td3_learning.td_target(nets, cfg, state.policy_params, state.critic_params, batch, reward, key)
 
   base = target(config)
-  for field, value in (('discount', 0.5), ('target_noise', 0.05),
-                       ('target_noise_clip', 0.01)):
-    assert not np.allclose(
-        target(dataclasses.replace(config, **{field: value})), base), field
-  np.testing.assert_allclose(target(dataclasses.replace(config, discount=0.0)),
-                             reward)
+  for field, value in (("discount", 0.5), ("target_noise", 0.05), ("target_noise_clip", 0.01)):
+    assert not np.allclose(target(dataclasses.replace(config, **{field: value})), base), field
+  np.testing.assert_allclose(target(dataclasses.replace(config, discount=0.0)), reward)
 
   def flags(cfg, steps):
-    return [tuple(bool(f) for f in td3_learning.phase_flags(cfg, jnp.int32(t)))
-            for t in range(steps)]
+    return [tuple(bool(f) for f in td3_learning.phase_flags(cfg, jnp.int32(t))) for t in range(steps)]
 
   assert flags(config, 4) == [(True, False), (True, True)] * 2
-  assert flags(dataclasses.replace(config, policy_delay=1), 2) == [
-      (True, True)] * 2
+  assert flags(dataclasses.replace(config, policy_delay=1), 2) == [(True, True)] * 2
   assert flags(dataclasses.replace(config, classifier_steps=2), 4) == [
-      (False, False), (False, False), (True, False), (True, True)]
+    (False, False),
+    (False, False),
+    (True, False),
+    (True, True),
+  ]
 
   nets2 = agents.make_builder(
-      name, policy_hidden_sizes=(3,), critic_hidden_sizes=(5,),
-      classifier_hidden_sizes=(7,)).make_networks(OBS_SPECS['state'],
-                                                  ACTION_SPEC)
+    name, policy_hidden_sizes=(3,), critic_hidden_sizes=(5,), classifier_hidden_sizes=(7,)
+  ).make_networks(OBS_SPECS["state"], ACTION_SPEC)
   state2 = td3_learning.make_initial_state(nets2, config, key)
-  assert _param_shapes(state2.policy_params)['policy_mlp/~/linear_0/w'] == (
-      OBS_DIM, 3)
-  assert _param_shapes(state2.critic_params)['q_0/~/linear_0/w'] == (
-      OBS_DIM + ACT_DIM, 5)
-  assert _param_shapes(state2.classifier_params)[
-      'classifier_mlp/~/linear_0/w'] == (OBS_DIM, 7)
+  assert _param_shapes(state2.policy_params)["policy_mlp/~/linear_0/w"] == (OBS_DIM, 3)
+  assert _param_shapes(state2.critic_params)["q_0/~/linear_0/w"] == (OBS_DIM + ACT_DIM, 5)
+  assert _param_shapes(state2.classifier_params)["classifier_mlp/~/linear_0/w"] == (OBS_DIM, 7)
 
   # exploration_noise scales the deviation of the non-evaluation policy.
-  obs = batch['observation']
+  obs = batch["observation"]
   deviations = []
   for noise in (0.01, 0.3):
-    policy = agents.make_builder(name, **TINY[name],
-                                 exploration_noise=noise).make_policy(nets)
+    policy = agents.make_builder(name, **TINY[name], exploration_noise=noise).make_policy(nets)
     a_eval = policy(state.policy_params, key, obs, True)
     a_expl = policy(state.policy_params, key, obs, False)
     deviations.append(float(jnp.mean(jnp.abs(a_expl - a_eval))))
   assert deviations[1] > 5 * deviations[0]
 
 
-@pytest.mark.parametrize('name,module', [('laeo', laeo_learning),
-                                         ('oril', td3_learning),
-                                         ('bc', bc_learning)])
+@pytest.mark.parametrize("name,module", [("laeo", laeo_learning), ("oril", td3_learning), ("bc", bc_learning)])
 def test_learning_rate_sets_adam_step(name, module):
   # The first Adam step moves every parameter by learning_rate.
   opt = module.make_optimizer(agents.make_config(name, learning_rate=0.123))
-  params = {'w': jnp.ones(3)}
+  params = {"w": jnp.ones(3)}
   updates, _ = opt.update(params, opt.init(params))
-  np.testing.assert_allclose(updates['w'], -0.123, rtol=1e-4)
+  np.testing.assert_allclose(updates["w"], -0.123, rtol=1e-4)
 
 
-@pytest.mark.parametrize('name', ['laeo', 'oril', 'bc'])
+@pytest.mark.parametrize("name", ["laeo", "oril", "bc"])
 def test_networks_standardise_vector_observations_with_the_stats(name):
   rng = np.random.default_rng(0)
-  stats = {'mean': rng.normal(size=OBS_DIM).tolist(),
-           'std': rng.uniform(0.1, 3.0, OBS_DIM).tolist()}
+  stats = {"mean": rng.normal(size=OBS_DIM).tolist(), "std": rng.uniform(0.1, 3.0, OBS_DIM).tolist()}
   builder = agents.make_builder(name, **TINY[name])
-  raw = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC)
-  standardised = builder.make_networks(OBS_SPECS['state'], ACTION_SPEC, stats)
-  module = {'laeo': laeo_learning, 'oril': td3_learning, 'bc': bc_learning}[name]
+  raw = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  standardised = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC, stats)
+  module = {"laeo": laeo_learning, "oril": td3_learning, "bc": bc_learning}[name]
   config = agents.make_config(name, **TINY[name])
   state = module.make_initial_state(raw, config, jax.random.PRNGKey(0))
-  obs = _obs(rng, 'state', BATCH)
-  z = (obs - np.float32(stats['mean'])) / np.float32(stats['std'])
+  obs = _obs(rng, "state", BATCH)
+  z = (obs - np.float32(stats["mean"])) / np.float32(stats["std"])
   # Same parameters (standardising adds none); outputs on x equal the raw networks' on (x - mean) / std.
   assert _leaves_equal(state, module.make_initial_state(standardised, config, jax.random.PRNGKey(0)))
   key = jax.random.PRNGKey(1)
   act = lambda nets, o: builder.make_policy(nets)(state.policy_params, key, o, evaluation=True)
   np.testing.assert_allclose(act(standardised, obs), act(raw, z), rtol=1e-4, atol=1e-5)
   assert not np.allclose(act(standardised, obs), act(raw, obs), atol=1e-3)
-  if name == 'laeo':
+  if name == "laeo":
     action = rng.uniform(-1, 1, (BATCH, ACT_DIM)).astype(np.float32)
-    np.testing.assert_allclose(standardised.phi(state.critic_params, obs, action),
-                               raw.phi(state.critic_params, z, action), rtol=1e-4, atol=1e-5)
-  if name == 'oril':
-    np.testing.assert_allclose(standardised.classifier.apply(state.classifier_params, obs),
-                               raw.classifier.apply(state.classifier_params, z), rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match='vector observations'):
-    builder.make_networks(OBS_SPECS['image'], ACTION_SPEC, stats)
+    np.testing.assert_allclose(
+      standardised.phi(state.critic_params, obs, action), raw.phi(state.critic_params, z, action), rtol=1e-4, atol=1e-5
+    )
+  if name == "oril":
+    np.testing.assert_allclose(
+      standardised.classifier.apply(state.classifier_params, obs),
+      raw.classifier.apply(state.classifier_params, z),
+      rtol=1e-4,
+      atol=1e-5,
+    )
+  with pytest.raises(ValueError, match="vector observations"):
+    builder.make_networks(OBS_SPECS["image"], ACTION_SPEC, stats)
 
 
-@pytest.mark.parametrize('name', ['laeo', 'oril', 'bc'])
+@pytest.mark.parametrize("name", ["laeo", "oril", "bc"])
 def test_several_updates_in_one_call_equal_as_many_single_calls(name):
-  single, fused = _setup(name, 'state', seed=3), _setup(name, 'state', seed=3)
+  single, fused = _setup(name, "state", seed=3), _setup(name, "state", seed=3)
   for _ in range(5):
     single.learner.step()
   fused.learner.step(2)
   fused.learner.step(3)
   # Same batches, same keys, same order: the same parameters, counts and last metrics.
-  for a, b in zip(jax.tree_util.tree_leaves(single.learner.save()),
-                  jax.tree_util.tree_leaves(fused.learner.save())):
+  for a, b in zip(jax.tree_util.tree_leaves(single.learner.save()), jax.tree_util.tree_leaves(fused.learner.save())):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
   assert not _leaves_equal(fused.learner.save(), fused.initial_state)
-  assert single.counter.get_counts()['learner_steps'] == fused.counter.get_counts()['learner_steps'] == 5
-  assert [d['learner_steps'] for d in fused.logger.data] == [2, 5]
+  assert single.counter.get_counts()["learner_steps"] == fused.counter.get_counts()["learner_steps"] == 5
+  assert [d["learner_steps"] for d in fused.logger.data] == [2, 5]
   last_single, last_fused = single.logger.data[-1], fused.logger.data[-1]
   for key in last_single:
     np.testing.assert_allclose(last_single[key], last_fused[key], rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match='num_updates'):
+  with pytest.raises(ValueError, match="num_updates"):
     fused.learner.step(0)

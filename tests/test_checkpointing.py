@@ -1,4 +1,5 @@
 """The Checkpointer: newest three kept, atomic writes, the latest found by step (not by name order or time)."""
+
 import os
 import pickle
 

@@ -3,6 +3,7 @@
 Each namespace has only its own loopback and one veth link to a bridge; the roles reach each other at
 private addresses that exist inside these namespaces only. Needs root and iproute2 (as in CI here).
 """
+
 import csv
 import os
 import shutil
@@ -19,8 +20,9 @@ from launch import run_config as run_config_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBNET = "10.231.77"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                reason="network namespaces need root and iproute2")
+pytestmark = pytest.mark.skipif(
+  os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root and iproute2"
+)
 
 
 def _ip(*args):
@@ -57,31 +59,59 @@ def hosts():
 
 def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
   dataset_dir = str(tmp_path / "data")
-  generate.generate_dataset("fetch_reach", "medium", 8, dataset_dir, seed=0, num_success_examples=10,
-                            show_progress=False)
+  generate.generate_dataset(
+    "fetch_reach", "medium", 8, dataset_dir, seed=0, num_success_examples=10, show_progress=False
+  )
   config = run_config_lib.RunConfig(
-      agent="bc", env="fetch_reach", dataset_dir=dataset_dir, workdir=str(tmp_path / "run"), num_steps=150,
-      episodes_per_eval=2, checkpoint_every=50, log_every=50,
-      overrides={"policy_hidden_sizes": (16,), "batch_size": 16}, num_sgd_steps_per_step=5,
-      observation_stats=rlds_io.dataset_observation_stats(dataset_dir))
+    agent="bc",
+    env="fetch_reach",
+    dataset_dir=dataset_dir,
+    workdir=str(tmp_path / "run"),
+    num_steps=150,
+    episodes_per_eval=2,
+    checkpoint_every=50,
+    log_every=50,
+    overrides={"policy_hidden_sizes": (16,), "batch_size": 16},
+    num_sgd_steps_per_step=5,
+    observation_stats=rlds_io.dataset_observation_stats(dataset_dir),
+  )
   run_config_lib.save_run_config(config)
   run_config = os.path.join(config.workdir, "run_config.json")
   (replay_ns, replay_ip), (learner_ns, learner_ip), (evaluator_ns, _) = hosts
   roles = {
-      "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002", "--linger_s=5"]),
-      "learner": (learner_ns, [f"--counter_address={replay_ip}:19001", f"--reverb_address={replay_ip}:19002",
-                               "--learner_port=19003", "--linger_s=5"]),
-      "evaluator": (evaluator_ns, [f"--counter_address={replay_ip}:19001",
-                                   f"--learner_address={learner_ip}:19003"]),
+    "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002", "--linger_s=5"]),
+    "learner": (
+      learner_ns,
+      [
+        f"--counter_address={replay_ip}:19001",
+        f"--reverb_address={replay_ip}:19002",
+        "--learner_port=19003",
+        "--linger_s=5",
+      ],
+    ),
+    "evaluator": (evaluator_ns, [f"--counter_address={replay_ip}:19001", f"--learner_address={learner_ip}:19003"]),
   }
   procs = {}
   try:
     for role, (ns, flags) in roles.items():
       procs[role] = subprocess.Popen(
-          ["ip", "netns", "exec", ns, sys.executable, os.path.join(ROOT, "launch", "distributed.py"),
-           f"--role={role}", f"--run_config={run_config}", *flags],
-          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-          env={**os.environ, "MUJOCO_GL": "egl"})
+        [
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          sys.executable,
+          os.path.join(ROOT, "launch", "distributed.py"),
+          f"--role={role}",
+          f"--run_config={run_config}",
+          *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+      )
     outputs = {role: proc.communicate(timeout=400)[0] for role, proc in procs.items()}
   finally:
     for proc in procs.values():

@@ -1,4 +1,5 @@
 """Environment API, determinism, rendering and scripted-policy reachability."""
+
 import dm_env
 import numpy as np
 import pytest
@@ -7,21 +8,26 @@ import environments
 from data_pipeline import scripted
 
 STATE_DIMS = {
-    "fetch_reach": 10,
-    "fetch_push": 25,
-    "sawyer_window_open": 36,
-    "sawyer_drawer_close": 36,
+  "fetch_reach": 10,
+  "fetch_push": 25,
+  "sawyer_window_open": 36,
+  "sawyer_drawer_close": 36,
 }
-HORIZONS = {"fetch_reach": 50, "fetch_push": 50, "sawyer_window_open": 150,
-            "sawyer_drawer_close": 150}
+HORIZONS = {"fetch_reach": 50, "fetch_push": 50, "sawyer_window_open": 150, "sawyer_drawer_close": 150}
 IMAGE_NAMES = [n for n in environments.ENV_NAMES if "_image" in n]
 STATE_NAMES = [n for n in environments.ENV_NAMES if "_image" not in n]
 
 
 def test_env_names():
   assert set(environments.ENV_NAMES) == {
-      "fetch_reach", "fetch_push", "fetch_reach_image", "fetch_push_image",
-      "fetch_push_image_occluded", "sawyer_window_open", "sawyer_drawer_close"}
+    "fetch_reach",
+    "fetch_push",
+    "fetch_reach_image",
+    "fetch_push_image",
+    "fetch_push_image_occluded",
+    "sawyer_window_open",
+    "sawyer_drawer_close",
+  }
   assert set(STATE_DIMS) == {environments.base_task(n) for n in environments.ENV_NAMES}
   assert set(scripted.QUALITY_BETA) == set(STATE_DIMS) == set(scripted.WRONG_TARGET)
   for task, levels in scripted.QUALITY_BETA.items():
@@ -111,6 +117,7 @@ def test_same_seed_same_rollout(name):
 
 def test_fetch_push_block_starts_like_the_authors_task():
   from environments import fetch  # pylint: disable=import-outside-toplevel
+
   env = environments.make("fetch_push", seed=0)
   starts = []
   for _ in range(40):

@@ -1,4 +1,5 @@
 """Full local launches: every agent end to end through Reverb and Launchpad, resumption, and bad flags."""
+
 import csv
 import json
 import os
@@ -19,30 +20,40 @@ from launch import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
-    "laeo": ["hidden_sizes=(32,)", "repr_dim=8", "policy_hidden_sizes=(32,)", "batch_size=32"],
-    "oril": ["policy_hidden_sizes=(32,)", "critic_hidden_sizes=(32,)", "classifier_hidden_sizes=(32,)",
-             "batch_size=32"],
-    "purl": ["policy_hidden_sizes=(32,)", "critic_hidden_sizes=(32,)", "classifier_hidden_sizes=(32,)",
-             "batch_size=32"],
-    # BC's tiny update is so fast that 200 steps could end before the evaluator's first round: a larger batch
-    # keeps the run long enough to be evaluated.
-    "bc": ["policy_hidden_sizes=(256, 256)", "batch_size=2048"],
+  "laeo": ["hidden_sizes=(32,)", "repr_dim=8", "policy_hidden_sizes=(32,)", "batch_size=32"],
+  "oril": ["policy_hidden_sizes=(32,)", "critic_hidden_sizes=(32,)", "classifier_hidden_sizes=(32,)", "batch_size=32"],
+  "purl": ["policy_hidden_sizes=(32,)", "critic_hidden_sizes=(32,)", "classifier_hidden_sizes=(32,)", "batch_size=32"],
+  # BC's tiny update is so fast that 200 steps could end before the evaluator's first round: a larger batch
+  # keeps the run long enough to be evaluated.
+  "bc": ["policy_hidden_sizes=(256, 256)", "batch_size=2048"],
 }
 
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("data") / "fetch_reach_tiny")
-  generate.generate_dataset("fetch_reach", "medium", 12, out, seed=0, num_success_examples=20,
-                            show_progress=False)
+  generate.generate_dataset("fetch_reach", "medium", 12, out, seed=0, num_success_examples=20, show_progress=False)
   return out
 
 
 def launch_command(agent, dataset_dir, workdir, num_steps, extra=()):
-  return [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--agent={agent}", "--env=fetch_reach",
-             f"--dataset_dir={dataset_dir}", f"--workdir={workdir}", f"--num_steps={num_steps}",
-             "--num_evaluators=1", "--episodes_per_eval=2", "--eval_every=100", "--checkpoint_every=100",
-             "--log_every=50", "--seed=0", *[f"--config={c}" for c in TINY[agent]], *extra]
+  return [
+    sys.executable,
+    os.path.join(ROOT, "launch", "local.py"),
+    f"--agent={agent}",
+    "--env=fetch_reach",
+    f"--dataset_dir={dataset_dir}",
+    f"--workdir={workdir}",
+    f"--num_steps={num_steps}",
+    "--num_evaluators=1",
+    "--episodes_per_eval=2",
+    "--eval_every=100",
+    "--checkpoint_every=100",
+    "--log_every=50",
+    "--seed=0",
+    *[f"--config={c}" for c in TINY[agent]],
+    *extra,
+  ]
 
 
 def tagged_env(workdir):
@@ -51,8 +62,14 @@ def tagged_env(workdir):
 
 
 def launch(agent, dataset_dir, workdir, num_steps, extra=()):
-  return subprocess.run(launch_command(agent, dataset_dir, workdir, num_steps, extra), capture_output=True,
-                        text=True, timeout=600, cwd=ROOT, env=tagged_env(workdir))
+  return subprocess.run(
+    launch_command(agent, dataset_dir, workdir, num_steps, extra),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=ROOT,
+    env=tagged_env(workdir),
+  )
 
 
 def read_csv(path):
@@ -103,8 +120,11 @@ def test_local_launch_trains_evaluates_checkpoints_and_exits(agent, dataset_dir,
 
 def adam_counts(state):
   """The update counts that optax's Adam states carry (integer scalars) in a learner state."""
-  return [int(x) for x in jax.tree_util.tree_leaves(state)
-          if np.ndim(x) == 0 and np.issubdtype(np.asarray(x).dtype, np.integer)]
+  return [
+    int(x)
+    for x in jax.tree_util.tree_leaves(state)
+    if np.ndim(x) == 0 and np.issubdtype(np.asarray(x).dtype, np.integer)
+  ]
 
 
 @pytest.mark.slow
@@ -134,17 +154,21 @@ def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
 
 def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):
   cases = [
-      (["--agent=sac"], "Unknown agent 'sac'"),
-      (["--env=cartpole"], "cartpole"),
-      ([f"--dataset_dir={tmp_path / 'missing'}"], "does not exist"),
-      (["--config=not_a_field=1"], "not_a_field"),
-      (["--preset=huge"], "Unknown preset"),
+    (["--agent=sac"], "Unknown agent 'sac'"),
+    (["--env=cartpole"], "cartpole"),
+    ([f"--dataset_dir={tmp_path / 'missing'}"], "does not exist"),
+    (["--config=not_a_field=1"], "not_a_field"),
+    (["--preset=huge"], "Unknown preset"),
   ]
   for flags, message in cases:
     base = [f"--dataset_dir={dataset_dir}"] if not any(f.startswith("--dataset_dir") for f in flags) else []
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--workdir={tmp_path / 'w'}", *base, *flags],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+      [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--workdir={tmp_path / 'w'}", *base, *flags],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      cwd=ROOT,
+    )
     assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr[-2000:])
   assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
 
@@ -154,8 +178,17 @@ def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path):
   shutil.copytree(dataset_dir, broken)
   np.save(broken / "success_examples.npy", np.zeros((5, 3), np.float32))  # fetch_reach states are 10-d.
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--workdir={tmp_path / 'w'}",
-       f"--dataset_dir={broken}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    [
+      sys.executable,
+      os.path.join(ROOT, "launch", "local.py"),
+      f"--workdir={tmp_path / 'w'}",
+      f"--dataset_dir={broken}",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=ROOT,
+  )
   assert proc.returncode != 0 and "success examples" in proc.stderr and "(5, 3)" in proc.stderr
 
 
@@ -191,8 +224,18 @@ def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
   workdir.mkdir()
   (workdir / "run_config.json").write_text(json.dumps({"agent": "bc", "env": "fetch_reach"}))
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch", "local.py"), "--agent=laeo", f"--workdir={workdir}",
-       f"--dataset_dir={dataset_dir}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    [
+      sys.executable,
+      os.path.join(ROOT, "launch", "local.py"),
+      "--agent=laeo",
+      f"--workdir={workdir}",
+      f"--dataset_dir={dataset_dir}",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=ROOT,
+  )
   assert proc.returncode != 0 and "holds a different run" in proc.stderr
   assert json.loads((workdir / "run_config.json").read_text())["agent"] == "bc"  # Left untouched.
 
@@ -203,9 +246,23 @@ def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_
 
   def make(workdir, normalize=True):
     return run_config.make_run_config(
-        agent="bc", env="fetch_reach", dataset_dir=dataset_dir, quality="medium", dataset_episodes=12,
-        num_evaluators=1, num_steps=10, seed=0, workdir=str(workdir), episodes_per_eval=1, eval_every=5,
-        checkpoint_every=5, log_every=5, preset="laptop", config_overrides=[], normalize_observations=normalize)
+      agent="bc",
+      env="fetch_reach",
+      dataset_dir=dataset_dir,
+      quality="medium",
+      dataset_episodes=12,
+      num_evaluators=1,
+      num_steps=10,
+      seed=0,
+      workdir=str(workdir),
+      episodes_per_eval=1,
+      eval_every=5,
+      checkpoint_every=5,
+      log_every=5,
+      preset="laptop",
+      config_overrides=[],
+      normalize_observations=normalize,
+    )
 
   observations = np.concatenate([e["observation"] for e in rlds_io.load_episodes(dataset_dir)])
   stats = make(tmp_path / "a").observation_stats
@@ -232,10 +289,19 @@ def wait_for(predicate, timeout_s, what):
 
 def start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps, extra=()):
   """Starts a BC run in the background and returns it once its first checkpoint (step 100) exists."""
-  proc = subprocess.Popen(launch_command("bc", dataset_dir, workdir, num_steps, extra), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=tagged_env(workdir))
-  wait_for(lambda: (workdir / "checkpoints" / "ckpt_0000000100.pkl").exists() or proc.poll() is not None,
-           300, "the first checkpoint")
+  proc = subprocess.Popen(
+    launch_command("bc", dataset_dir, workdir, num_steps, extra),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    cwd=ROOT,
+    env=tagged_env(workdir),
+  )
+  wait_for(
+    lambda: (workdir / "checkpoints" / "ckpt_0000000100.pkl").exists() or proc.poll() is not None,
+    300,
+    "the first checkpoint",
+  )
   assert proc.poll() is None, proc.communicate()[1][-3000:]
   return proc
 
@@ -247,7 +313,7 @@ def node_pid(workdir, title):
 
 
 def last_checkpoint_step(workdir):
-  return int(sorted(os.listdir(workdir / "checkpoints"))[-1][len("ckpt_"):-len(".pkl")])
+  return int(sorted(os.listdir(workdir / "checkpoints"))[-1][len("ckpt_") : -len(".pkl")])
 
 
 def learner_steps_logged(workdir):
@@ -275,7 +341,7 @@ def test_a_killed_node_stops_the_run_which_the_same_command_resumes(victim, data
   assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
   assert f"resumed from step {step}" in resumed.stdout and "Run finished" in resumed.stdout
   expected = list(range(step // 50 * 50 + 50, end + 1, 50))  # The count went on from the checkpoint.
-  assert learner_steps_logged(workdir)[-len(expected):] == expected
+  assert learner_steps_logged(workdir)[-len(expected) :] == expected
   assert last_checkpoint_step(workdir) == end
   assert_no_node_left(workdir)
 
@@ -307,7 +373,7 @@ def test_max_restarts_restarts_a_killed_learner_from_its_checkpoint(dataset_dir,
   # Every step logged once up to the checkpoint, then again from there to the end by the restarted learner.
   steps = learner_steps_logged(workdir)
   after = list(range(resumed_from + 50, 601, 50))
-  assert steps[-len(after):] == after and sorted(set(steps)) == list(range(50, 601, 50)), steps
+  assert steps[-len(after) :] == after and sorted(set(steps)) == list(range(50, 601, 50)), steps
   assert all(steps.count(x) == 1 for x in steps if x <= resumed_from), steps
   assert last_checkpoint_step(workdir) == 600
   # The evaluators saw the counter the restarted learner reset to its checkpoint, never beyond the run's end.

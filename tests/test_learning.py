@@ -6,6 +6,7 @@ competent one (a third of the episodes) that heads for +x and a wrong one that h
 correlated noise. Cloning the mixture mostly heads the wrong way; LAEO must find the successful behaviour. Success examples
 are states with x > 0.5.
 """
+
 import dm_env
 from dm_env import specs
 import jax
@@ -18,8 +19,14 @@ from data_pipeline import rlds_io
 from launch import rollout
 
 HORIZON = 10
-TINY = {"hidden_sizes": (32, 32), "policy_hidden_sizes": (32, 32), "critic_hidden_sizes": (32, 32),
-        "classifier_hidden_sizes": (32, 32), "repr_dim": 16, "batch_size": 64}
+TINY = {
+  "hidden_sizes": (32, 32),
+  "policy_hidden_sizes": (32, 32),
+  "critic_hidden_sizes": (32, 32),
+  "classifier_hidden_sizes": (32, 32),
+  "repr_dim": 16,
+  "batch_size": 64,
+}
 
 
 class PointEnv(dm_env.Environment):
@@ -83,8 +90,12 @@ def train(agent, episodes, examples, steps, seed=0, **overrides):
   builder = agents.make_builder(agent, **config, **overrides)
   networks = builder.make_networks(env.observation_spec(), env.action_spec())
   iterator = reverb_pipeline.make_in_memory_iterator(
-      [{k: v for k, v in e.items() if k != "success"} for e in episodes], builder.batch_kind,
-      builder.config.batch_size, builder.config.discount, seed=seed)
+    [{k: v for k, v in e.items() if k != "success"} for e in episodes],
+    builder.batch_kind,
+    builder.config.batch_size,
+    builder.config.discount,
+    seed=seed,
+  )
   learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(seed))
   policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
   before = success_rate(policy, learner.get_variables(["policy"])[0])

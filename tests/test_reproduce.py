@@ -1,4 +1,5 @@
 """The figure harness (scripts/reproduce.py): run lists, resumable tables and figures, without training."""
+
 import csv
 import os
 
@@ -13,7 +14,7 @@ def test_figure_3_runs_state_tasks_seed_major_then_images():
   state = [r for r in runs if "_image" not in r.task]
   image = [r for r in runs if "_image" in r.task]
   assert len(state) == 4 * 4 * 3 and len(image) == 2 * 4
-  assert runs[:len(state)] == state  # Image runs come last.
+  assert runs[: len(state)] == state  # Image runs come last.
   assert [r.seed for r in state] == sorted(r.seed for r in state)  # Every cell's seed 0 first.
   assert {r.agent for r in runs} == set(reproduce.AGENTS)
   assert {r.seed for r in image} == {0}
@@ -21,7 +22,10 @@ def test_figure_3_runs_state_tasks_seed_major_then_images():
 
 def test_other_figures():
   assert {(r.task, r.quality) for r in reproduce.figure_runs(5, [0], [0])} == {
-      ("fetch_reach", "low"), ("fetch_push", "low"), ("fetch_reach_image", "low")}
+    ("fetch_reach", "low"),
+    ("fetch_push", "low"),
+    ("fetch_reach_image", "low"),
+  }
   fig6 = reproduce.figure_runs(6, [0], [0])
   assert {r.num_success_examples for r in fig6} == {1, 10, 100, 200}
   assert {r.dataset_scale for r in fig6} == {0.1, 1.0, 10.0}
@@ -47,18 +51,24 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     trained.append((run.task, run.agent, run.seed))
     if run.agent == "purl":
       raise RuntimeError("node failed")
-    return {"num_steps": budget.num_steps, "success_any_step": 0.5, "success_final_step": 0.25,
-            "eval_episodes": final_episodes, "wall_s": 1.0, "workdir": "runs/x"}
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 0.5,
+      "success_final_step": 0.25,
+      "eval_episodes": final_episodes,
+      "wall_s": 1.0,
+      "workdir": "runs/x",
+    }
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
-  monkeypatch.setattr(reproduce, "ensure_dataset",
-                      lambda path, run, episodes: {"num_episodes": episodes, "num_success_examples": 200})
+  monkeypatch.setattr(
+    reproduce, "ensure_dataset", lambda path, run, episodes: {"num_episodes": episodes, "num_success_examples": 200}
+  )
   args = ["--figure=3", "--tasks", "fetch_reach", "--seeds", "0", "1", f"--out_dir={tmp_path}", "--final_episodes=7"]
   assert reproduce.main(args) == 1  # PURL's runs failed: an honest exit status.
   with open(tmp_path / "fig3.csv") as f:
     rows = list(csv.DictReader(f))
-  assert [(r["agent"], r["seed"]) for r in rows] == [
-      (a, s) for s in ("0", "1") for a in ("laeo", "oril", "bc")]
+  assert [(r["agent"], r["seed"]) for r in rows] == [(a, s) for s in ("0", "1") for a in ("laeo", "oril", "bc")]
   assert rows[0]["eval_episodes"] == "7" and rows[0]["success_final_step"] == "0.25"
   assert os.path.exists(tmp_path / "fig3.png") and "| fetch_reach |" in (tmp_path / "fig3.md").read_text()
   # A rerun trains only what is missing (the failed runs), and appends nothing twice.
@@ -72,9 +82,25 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
 def test_summary_table_means_over_seeds(tmp_path):
   table = tmp_path / "fig3.csv"
   for seed, value in ((0, 0.2), (1, 0.4)):
-    reproduce.append_row(str(table), {
-        "figure": 3, "task": "fetch_push", "agent": "laeo", "seed": seed, "dataset": "d", "quality": "medium",
-        "dataset_episodes": 10, "num_success_examples": 200, "num_steps": 5, "preset": "laptop",
-        "success_any_step": value, "success_final_step": 0.0, "eval_episodes": 100, "wall_s": 1, "workdir": "w"})
+    reproduce.append_row(
+      str(table),
+      {
+        "figure": 3,
+        "task": "fetch_push",
+        "agent": "laeo",
+        "seed": seed,
+        "dataset": "d",
+        "quality": "medium",
+        "dataset_episodes": 10,
+        "num_success_examples": 200,
+        "num_steps": 5,
+        "preset": "laptop",
+        "success_any_step": value,
+        "success_final_step": 0.0,
+        "eval_episodes": 100,
+        "wall_s": 1,
+        "workdir": "w",
+      },
+    )
   text = paper_plots.summary_markdown(3, str(table))
   assert "| fetch_push | 0.30 / 0.00 (n=2: 0.20, 0.40) |" in text

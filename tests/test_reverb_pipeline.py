@@ -1,4 +1,5 @@
 """The Reverb episode table and the tf.data batch cutting that feeds the learners."""
+
 import numpy as np
 import pytest
 import reverb
@@ -15,8 +16,7 @@ def _episodes(n=5, terminal_last=False):
     obs = (100.0 * i + np.arange(LENGTH, dtype=np.float32))[:, None] * np.ones((1, 3), np.float32)
     is_terminal = np.zeros(LENGTH, bool)
     is_terminal[-1] = terminal_last
-    episodes.append({"observation": obs, "action": np.full((LENGTH, 2), i, np.float32),
-                     "is_terminal": is_terminal})
+    episodes.append({"observation": obs, "action": np.full((LENGTH, 2), i, np.float32), "is_terminal": is_terminal})
   return episodes
 
 
@@ -25,8 +25,7 @@ def _decode(values):
 
 
 def test_future_batches_pair_a_state_with_a_later_state_of_the_same_episode():
-  batch = next(rp.make_in_memory_iterator(_episodes(), "future", 64, discount=0.9, seed=0,
-                                          samples_per_episode=4))
+  batch = next(rp.make_in_memory_iterator(_episodes(), "future", 64, discount=0.9, seed=0, samples_per_episode=4))
   assert set(batch) == {"observation", "action", "future_observation"}
   assert batch["observation"].shape == (64, 3) and batch["action"].shape == (64, 2)
   ep, t = _decode(batch["observation"][:, 0])
@@ -67,6 +66,7 @@ def test_in_memory_batches_are_reproducible_from_the_seed():
   def first_batches(seed):
     iterator = rp.make_in_memory_iterator(_episodes(), "future", 16, 0.9, seed=seed)
     return [next(iterator)["future_observation"] for _ in range(3)]
+
   for a, b in zip(first_batches(3), first_batches(3)):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, b) for a, b in zip(first_batches(3), first_batches(4)))

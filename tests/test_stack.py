@@ -1,4 +1,5 @@
 """Proves that the pinned stack works together in one process and under Launchpad subprocesses."""
+
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ def test_pinned_versions_are_the_ones_installed():
   import launchpad  # noqa: F401  (import must succeed next to TF 2.8)
   import mujoco
   import reverb  # noqa: F401
+
   assert tf.__version__ == "2.8.4"
   assert jax.__version__ == "0.4.25"
   assert haiku.__version__ == "0.0.12"
@@ -24,9 +26,14 @@ def test_pinned_versions_are_the_ones_installed():
 
 def test_reverb_server_insert_and_sample():
   import reverb
+
   table = reverb.Table(
-      name="t", sampler=reverb.selectors.Uniform(), remover=reverb.selectors.Fifo(),
-      max_size=10, rate_limiter=reverb.rate_limiters.MinSize(1))
+    name="t",
+    sampler=reverb.selectors.Uniform(),
+    remover=reverb.selectors.Fifo(),
+    max_size=10,
+    rate_limiter=reverb.rate_limiters.MinSize(1),
+  )
   server = reverb.Server([table])
   try:
     client = reverb.Client(f"localhost:{server.port}")
@@ -42,8 +49,12 @@ def test_launchpad_two_courier_nodes_exchange_a_call_and_stop(tmp_path):
   out = tmp_path / "answer.txt"
   tag = f"LAEO_STACK_TEST={tmp_path}".encode()  # Inherited by the launcher and both node processes.
   proc = subprocess.run(
-      [sys.executable, os.path.join(HERE, "programs", "two_courier_nodes.py"), str(out)],
-      capture_output=True, text=True, timeout=180, env={**os.environ, "LAEO_STACK_TEST": str(tmp_path)})
+    [sys.executable, os.path.join(HERE, "programs", "two_courier_nodes.py"), str(out)],
+    capture_output=True,
+    text=True,
+    timeout=180,
+    env={**os.environ, "LAEO_STACK_TEST": str(tmp_path)},
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert out.read_text() == "42"
   # No node process may outlive the launcher: look for the tag in every live process's environment.
@@ -93,6 +104,7 @@ def test_mujoco_fetch_step_and_offscreen_render_next_to_tensorflow():
   assert os.environ.get("MUJOCO_GL") == "egl"
   import gymnasium as gym
   import gymnasium_robotics
+
   gym.register_envs(gymnasium_robotics)
   assert "tensorflow" in sys.modules
   env = gym.make("FetchPush-v4", render_mode="rgb_array", width=64, height=64)

@@ -1,4 +1,5 @@
 """Behavioural cloning with a tanh-Gaussian policy (maximum likelihood)."""
+
 from agents.bc.builder import BcBuilder
 from agents.bc.config import BcConfig
 from agents.bc.learning import BcLearner

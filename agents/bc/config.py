@@ -1,4 +1,5 @@
 """BC configuration."""
+
 import dataclasses
 from typing import Tuple
 
@@ -22,6 +23,7 @@ class BcConfig:
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
   """
+
   batch_size: int = 256
   learning_rate: float = 3e-4
   discount: float = 0.99
@@ -33,17 +35,15 @@ class BcConfig:
 
   def __post_init__(self):
     if len(self.torso_channels) != 3:
-      raise ValueError(f'torso_channels needs three conv layers, got {self.torso_channels}.')
+      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
     if self.log_std_min > self.log_std_max:
-      raise ValueError('log_std_min must not exceed log_std_max.')
+      raise ValueError("log_std_min must not exceed log_std_max.")
 
 
 # Size presets (`--preset`): 'paper' is the paper's 1024-wide networks and batch 1024 (the same for every
 # agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
 # and its conv torso has half the channels (a quarter of the FLOPs).
 PRESETS = {
-    'paper': {'policy_hidden_sizes': (1024, 1024), 'batch_size': 1024,
-              'torso_channels': config_utils.ATARI_CHANNELS},
-    'laptop': {'policy_hidden_sizes': (256, 256), 'batch_size': 256,
-               'torso_channels': config_utils.SMALL_CHANNELS},
+  "paper": {"policy_hidden_sizes": (1024, 1024), "batch_size": 1024, "torso_channels": config_utils.ATARI_CHANNELS},
+  "laptop": {"policy_hidden_sizes": (256, 256), "batch_size": 256, "torso_channels": config_utils.SMALL_CHANNELS},
 }

@@ -13,7 +13,8 @@ class BaseBuilder:
                  counter=None, logger=None)
     make_policy(networks) -> fn(params, key, observation, evaluation) -> action
   """
-  batch_kind: str = ''
+
+  batch_kind: str = ""
 
   def __init__(self, config):
     self._config = config

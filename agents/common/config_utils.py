@@ -1,4 +1,5 @@
 """Helpers to build agent configs from keyword overrides with clear errors."""
+
 import dataclasses
 
 # Channels of the three conv layers of an image encoder: the paper's Atari torso, and the laptop preset's
@@ -20,9 +21,6 @@ def make_config(config_cls, **overrides):
   valid = field_names(config_cls)
   unknown = sorted(set(overrides) - set(valid))
   if unknown:
-    raise ValueError(
-        f'Unknown config field(s) {unknown} for {config_cls.__name__}; '
-        f'valid fields: {valid}.')
-  overrides = {k: tuple(v) if isinstance(v, list) else v
-               for k, v in overrides.items()}
+    raise ValueError(f"Unknown config field(s) {unknown} for {config_cls.__name__}; " f"valid fields: {valid}.")
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
   return config_cls(**overrides)

@@ -8,6 +8,7 @@ If u ~ N(mean, std^2) and a = tanh(u), then by change of variables
 The Jacobian term uses the numerically stable identity
     log(1 - tanh(x)^2) = 2 * (log 2 - x - softplus(-2 x)).
 """
+
 import math
 
 import jax

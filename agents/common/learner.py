@@ -9,6 +9,7 @@ Every agent's `<Name>Learner` is a thin subclass that supplies
 as many batches): the same updates on the same batches as separate calls, minus
 the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 """
+
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import jax
@@ -18,45 +19,44 @@ from acme import core
 from acme.utils import counting
 from acme.utils import loggers
 
-FUTURE_KEYS = ('observation', 'action', 'future_observation')
-TRANSITION_KEYS = ('observation', 'action', 'next_observation', 'discount')
-BATCH_KEYS = {'future': FUTURE_KEYS, 'transition': TRANSITION_KEYS}
+FUTURE_KEYS = ("observation", "action", "future_observation")
+TRANSITION_KEYS = ("observation", "action", "next_observation", "discount")
+BATCH_KEYS = {"future": FUTURE_KEYS, "transition": TRANSITION_KEYS}
 
 
 def select_batch(batch, keys: Sequence[str]):
   """Keeps only `keys` of a dict batch (also unwraps reverb.ReplaySample)."""
-  if hasattr(batch, 'data') and not isinstance(batch, dict):
+  if hasattr(batch, "data") and not isinstance(batch, dict):
     batch = batch.data
-  if not isinstance(batch, dict) and hasattr(batch, '_asdict'):
+  if not isinstance(batch, dict) and hasattr(batch, "_asdict"):
     batch = batch._asdict()
   missing = [k for k in keys if k not in batch]
   if missing:
-    raise KeyError(f'Batch is missing keys {missing}; got {sorted(batch)}; '
-                   f'expected {list(keys)}.')
+    raise KeyError(f"Batch is missing keys {missing}; got {sorted(batch)}; " f"expected {list(keys)}.")
   return {k: batch[k] for k in keys}
 
 
 class GenericLearner(core.Learner):
   """Pulls a batch, runs the jitted update, counts and logs."""
 
-  def __init__(self,
-               init_fn: Callable,
-               update_fn: Callable,
-               batch_keys: Sequence[str],
-               iterator: Iterator,
-               success_examples,
-               random_key,
-               counter: Optional[counting.Counter] = None,
-               logger: Optional[loggers.Logger] = None,
-               policy_field: str = 'policy_params',
-               label: str = 'learner'):
+  def __init__(
+    self,
+    init_fn: Callable,
+    update_fn: Callable,
+    batch_keys: Sequence[str],
+    iterator: Iterator,
+    success_examples,
+    random_key,
+    counter: Optional[counting.Counter] = None,
+    logger: Optional[loggers.Logger] = None,
+    policy_field: str = "policy_params",
+    label: str = "learner",
+  ):
     self._iterator = iterator
     self._batch_keys = tuple(batch_keys)
-    self._success = (None if success_examples is None
-                     else jnp.asarray(success_examples))
+    self._success = None if success_examples is None else jnp.asarray(success_examples)
     self._counter = counter or counting.Counter()
-    self._logger = logger or loggers.make_default_logger(
-        label, save_data=False, asynchronous=False)
+    self._logger = logger or loggers.make_default_logger(label, save_data=False, asynchronous=False)
     self._policy_field = policy_field
     self._update_fn = update_fn
     self._update = jax.jit(update_fn)
@@ -82,7 +82,7 @@ class GenericLearner(core.Learner):
   def step(self, num_updates: int = 1):
     """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
     if num_updates < 1:
-      raise ValueError(f'num_updates must be >= 1, got {num_updates}.')
+      raise ValueError(f"num_updates must be >= 1, got {num_updates}.")
     batches = [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
     if num_updates == 1:
       self._state, metrics = self._update(self._state, batches[0], self._success)
@@ -91,19 +91,17 @@ class GenericLearner(core.Learner):
       self._state, metrics = self._fused_update(num_updates)(self._state, stacked, self._success)
     counts = self._counter.increment(learner_steps=num_updates)
     metrics = jax.device_get(metrics)
-    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()},
-                        **counts})
+    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
 
   def get_variables(self, names: Sequence[str]) -> List:
     out = []
     for name in names:
-      if name == 'policy':
+      if name == "policy":
         out.append(getattr(self._state, self._policy_field))
       elif name in self._state._fields:
         out.append(getattr(self._state, name))
       else:
-        raise ValueError(f'Unknown variable name {name!r}; use "policy" or one '
-                         f'of {self._state._fields}.')
+        raise ValueError(f'Unknown variable name {name!r}; use "policy" or one ' f"of {self._state._fields}.")
     return out
 
   def save(self):

@@ -1,4 +1,5 @@
 """Pure loss functions shared by the agents (all unit-tested by hand)."""
+
 import math
 
 import jax
@@ -24,10 +25,10 @@ def binary_nce_loss(logits: jnp.ndarray):
   diag = jnp.diagonal(logits)
   off_mask = 1.0 - labels
   metrics = dict(
-      binary_accuracy=jnp.mean(((logits > 0).astype(logits.dtype)) == labels),
-      categorical_accuracy=jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(b)),
-      logits_pos=jnp.mean(diag),
-      logits_neg=jnp.sum(logits * off_mask) / jnp.maximum(b * (b - 1), 1),
+    binary_accuracy=jnp.mean(((logits > 0).astype(logits.dtype)) == labels),
+    categorical_accuracy=jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(b)),
+    logits_pos=jnp.mean(diag),
+    logits_neg=jnp.sum(logits * off_mask) / jnp.maximum(b * (b - 1), 1),
   )
   return loss, metrics
 

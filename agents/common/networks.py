@@ -1,4 +1,5 @@
 """Shared network pieces: observation encoder (standardised vector or Atari conv torso)."""
+
 from typing import Mapping, Optional, Sequence
 
 import haiku as hk
@@ -32,15 +33,15 @@ class AtariTorso(hk.Module):
   dimensional feature vector.
   """
 
-  def __init__(self, channels: Sequence[int] = ATARI_CHANNELS, name: str = 'atari_torso'):
+  def __init__(self, channels: Sequence[int] = ATARI_CHANNELS, name: str = "atari_torso"):
     super().__init__(name=name)
     if len(channels) != 3:
-      raise ValueError(f'The Atari torso has three conv layers; got channels {tuple(channels)}.')
+      raise ValueError(f"The Atari torso has three conv layers; got channels {tuple(channels)}.")
     self._channels = tuple(channels)
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     for channels, kernel, stride in zip(self._channels, (8, 4, 3), (4, 2, 1)):
-      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding='VALID')(x))
+      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding="VALID")(x))
     return x.reshape(x.shape[:-3] + (-1,))
 
 
@@ -56,9 +57,13 @@ class Encoder(hk.Module):
   shares the torso.
   """
 
-  def __init__(self, observation_spec: specs.Array, name: str = 'encoder',
-               torso_channels: Sequence[int] = ATARI_CHANNELS,
-               observation_stats: ObservationStats = None):
+  def __init__(
+    self,
+    observation_spec: specs.Array,
+    name: str = "encoder",
+    torso_channels: Sequence[int] = ATARI_CHANNELS,
+    observation_stats: ObservationStats = None,
+  ):
     super().__init__(name=name)
     self._torso_channels = tuple(torso_channels)
     self._stats = check_observation_stats(observation_spec, observation_stats)
@@ -74,13 +79,12 @@ class Encoder(hk.Module):
       return AtariTorso(self._torso_channels)(x)
     if self._stats is not None:
       x = (x - self._stats[0]) / self._stats[1]
-    return x.reshape(x.shape[:x.ndim - self._ndim] + (-1,))
+    return x.reshape(x.shape[: x.ndim - self._ndim] + (-1,))
 
 
 def mlp(hidden_sizes: Sequence[int], output_size: int, name: str) -> hk.nets.MLP:
   """ReLU MLP with a linear output layer."""
-  return hk.nets.MLP(tuple(hidden_sizes) + (output_size,), activation=jax.nn.relu,
-                     activate_final=False, name=name)
+  return hk.nets.MLP(tuple(hidden_sizes) + (output_size,), activation=jax.nn.relu, activate_final=False, name=name)
 
 
 def dummy_observation(observation_spec: specs.Array, batch: int = 1):
@@ -104,13 +108,15 @@ def batched_policy(observation_spec: specs.Array, batched_fn):
   return policy
 
 
-def make_tanh_gaussian_policy(observation_spec: specs.Array,
-                              action_spec: specs.Array,
-                              hidden_sizes: Sequence[int],
-                              log_std_min: float,
-                              log_std_max: float,
-                              torso_channels: Sequence[int] = ATARI_CHANNELS,
-                              observation_stats: ObservationStats = None) -> hk.Transformed:
+def make_tanh_gaussian_policy(
+  observation_spec: specs.Array,
+  action_spec: specs.Array,
+  hidden_sizes: Sequence[int],
+  log_std_min: float,
+  log_std_max: float,
+  torso_channels: Sequence[int] = ATARI_CHANNELS,
+  observation_stats: ObservationStats = None,
+) -> hk.Transformed:
   """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
 
   Encoder (own torso for images) -> ReLU MLP -> linear 2A outputs; the
@@ -119,9 +125,10 @@ def make_tanh_gaussian_policy(observation_spec: specs.Array,
   action_dim = int(np.prod(action_spec.shape))
 
   def forward(obs):
-    x = Encoder(observation_spec, name='policy_encoder', torso_channels=torso_channels,
-                observation_stats=observation_stats)(obs)
-    out = mlp(hidden_sizes, 2 * action_dim, name='policy_mlp')(x)
+    x = Encoder(
+      observation_spec, name="policy_encoder", torso_channels=torso_channels, observation_stats=observation_stats
+    )(obs)
+    out = mlp(hidden_sizes, 2 * action_dim, name="policy_mlp")(x)
     mean, log_std = jnp.split(out, 2, axis=-1)
     log_std = jnp.clip(log_std, log_std_min, log_std_max)
     return mean, log_std
@@ -149,10 +156,9 @@ def check_observation_stats(observation_spec: specs.Array, observation_stats: Ob
   if observation_stats is None:
     return None
   if is_image_spec(observation_spec):
-    raise ValueError('observation_stats standardise vector observations; images are scaled to [0, 1].')
+    raise ValueError("observation_stats standardise vector observations; images are scaled to [0, 1].")
   try:
-    mean, std = (np.asarray(observation_stats[k], np.float32).reshape(observation_spec.shape)
-                 for k in ('mean', 'std'))
+    mean, std = (np.asarray(observation_stats[k], np.float32).reshape(observation_spec.shape) for k in ("mean", "std"))
   except (KeyError, ValueError) as e:
     raise ValueError(f'observation_stats need "mean" and "std" of shape {observation_spec.shape}: {e}') from e
   if not np.all(std > 0):
@@ -163,7 +169,7 @@ def check_observation_stats(observation_spec: specs.Array, observation_stats: Ob
 def check_action_spec(action_spec: specs.Array) -> None:
   """All agents emit tanh-squashed actions: bounded specs must be [-1, 1]."""
   if isinstance(action_spec, specs.BoundedArray):
-    if not (np.allclose(action_spec.minimum, -1.0) and
-            np.allclose(action_spec.maximum, 1.0)):
-      raise ValueError('Actions must be normalised to [-1, 1]; got bounds '
-                       f'{action_spec.minimum}, {action_spec.maximum}.')
+    if not (np.allclose(action_spec.minimum, -1.0) and np.allclose(action_spec.maximum, 1.0)):
+      raise ValueError(
+        "Actions must be normalised to [-1, 1]; got bounds " f"{action_spec.minimum}, {action_spec.maximum}."
+      )

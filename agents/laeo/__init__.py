@@ -1,4 +1,5 @@
 """LAEO: contrastive example-based control (offline)."""
+
 from agents.laeo.builder import LaeoBuilder
 from agents.laeo.config import LaeoConfig
 from agents.laeo.learning import LaeoLearner

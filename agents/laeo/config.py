@@ -1,10 +1,11 @@
 """LAEO configuration."""
+
 import dataclasses
 from typing import Tuple
 
 from agents.common import config_utils
 
-Q_ESTIMATORS = ('logmeanexp', 'single_example')
+Q_ESTIMATORS = ("logmeanexp", "single_example")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class LaeoConfig:
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
   """
+
   batch_size: int = 1024
   learning_rate: float = 3e-4
   discount: float = 0.99
@@ -39,7 +41,7 @@ class LaeoConfig:
   repr_dim: int = 256
   policy_hidden_sizes: Tuple[int, ...] = (1024, 1024)
   bc_coef: float = 0.5
-  q_estimator: str = 'logmeanexp'
+  q_estimator: str = "logmeanexp"
   log_std_min: float = -5.0
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
@@ -47,22 +49,31 @@ class LaeoConfig:
 
   def __post_init__(self):
     if len(self.torso_channels) != 3:
-      raise ValueError(f'torso_channels needs three conv layers, got {self.torso_channels}.')
+      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
     if self.q_estimator not in Q_ESTIMATORS:
-      raise ValueError(f'q_estimator must be one of {Q_ESTIMATORS}, '
-                       f'got {self.q_estimator!r}.')
+      raise ValueError(f"q_estimator must be one of {Q_ESTIMATORS}, " f"got {self.q_estimator!r}.")
     if not 0.0 <= self.bc_coef <= 1.0:
-      raise ValueError(f'bc_coef must lie in [0, 1], got {self.bc_coef}.')
+      raise ValueError(f"bc_coef must lie in [0, 1], got {self.bc_coef}.")
     if self.log_std_min > self.log_std_max:
-      raise ValueError('log_std_min must not exceed log_std_max.')
+      raise ValueError("log_std_min must not exceed log_std_max.")
 
 
 # Size presets (`--preset`): 'paper' is the paper's 1024-wide networks and batch 1024 (the same for every
 # agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
 # and its conv torso has half the channels (a quarter of the FLOPs).
 PRESETS = {
-    'paper': {'hidden_sizes': (1024, 1024), 'repr_dim': 256, 'policy_hidden_sizes': (1024, 1024),
-              'batch_size': 1024, 'torso_channels': config_utils.ATARI_CHANNELS},
-    'laptop': {'hidden_sizes': (256, 256), 'repr_dim': 64, 'policy_hidden_sizes': (256, 256), 'batch_size': 256,
-               'torso_channels': config_utils.SMALL_CHANNELS},
+  "paper": {
+    "hidden_sizes": (1024, 1024),
+    "repr_dim": 256,
+    "policy_hidden_sizes": (1024, 1024),
+    "batch_size": 1024,
+    "torso_channels": config_utils.ATARI_CHANNELS,
+  },
+  "laptop": {
+    "hidden_sizes": (256, 256),
+    "repr_dim": 64,
+    "policy_hidden_sizes": (256, 256),
+    "batch_size": 256,
+    "torso_channels": config_utils.SMALL_CHANNELS,
+  },
 }

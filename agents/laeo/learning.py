@@ -1,4 +1,5 @@
 """LAEO losses, pure update function and learner."""
+
 from typing import Any, NamedTuple
 
 import jax
@@ -26,8 +27,7 @@ def make_optimizer(config: LaeoConfig):
   return optax.adam(config.learning_rate)
 
 
-def make_initial_state(networks: LaeoNetworks, config: LaeoConfig,
-                       key) -> LaeoTrainingState:
+def make_initial_state(networks: LaeoNetworks, config: LaeoConfig, key) -> LaeoTrainingState:
   key, pkey, ckey = jax.random.split(key, 3)
   obs = common_networks.dummy_observation(networks.observation_spec)
   act = common_networks.dummy_action(networks.action_spec)
@@ -35,10 +35,13 @@ def make_initial_state(networks: LaeoNetworks, config: LaeoConfig,
   critic_params = networks.critic_init(ckey, obs, act, obs)
   opt = make_optimizer(config)
   return LaeoTrainingState(
-      policy_params=policy_params, critic_params=critic_params,
-      policy_opt_state=opt.init(policy_params),
-      critic_opt_state=opt.init(critic_params), key=key,
-      steps=jnp.zeros((), jnp.int32))
+    policy_params=policy_params,
+    critic_params=critic_params,
+    policy_opt_state=opt.init(policy_params),
+    critic_opt_state=opt.init(critic_params),
+    key=key,
+    steps=jnp.zeros((), jnp.int32),
+  )
 
 
 def critic_loss_fn(networks: LaeoNetworks, critic_params, batch):
@@ -46,52 +49,57 @@ def critic_loss_fn(networks: LaeoNetworks, critic_params, batch):
 
   Returns (loss, (metrics, the critic's features of batch['observation'])).
   """
-  obs_features = networks.encode(critic_params, batch['observation'])
-  phi = networks.phi_head(critic_params, obs_features, batch['action'])
-  psi = networks.psi(critic_params, batch['future_observation'])
-  logits = jnp.einsum('kbr,kcr->kbc', phi, psi)  # [2, B, B]
+  obs_features = networks.encode(critic_params, batch["observation"])
+  phi = networks.phi_head(critic_params, obs_features, batch["action"])
+  psi = networks.psi(critic_params, batch["future_observation"])
+  logits = jnp.einsum("kbr,kcr->kbc", phi, psi)  # [2, B, B]
   per_twin_loss, per_twin_metrics = jax.vmap(losses.binary_nce_loss)(logits)
   loss = jnp.sum(per_twin_loss)
   metrics = {k: jnp.mean(v) for k, v in per_twin_metrics.items()}
-  metrics['critic_loss'] = loss
+  metrics["critic_loss"] = loss
   return loss, (metrics, obs_features)
 
 
-def q_values(networks: LaeoNetworks, config: LaeoConfig, critic_params,
-             obs_features, action, success_examples, key):
+def q_values(networks: LaeoNetworks, config: LaeoConfig, critic_params, obs_features, action, success_examples, key):
   """Per-twin Q(s, a) [2, B] from the success examples (see LaeoConfig)."""
   phi = networks.phi_head(critic_params, obs_features, action)  # [2, B, R]
   psi_star = networks.psi(critic_params, success_examples)  # [2, N, R]
-  if config.q_estimator == 'logmeanexp':
-    logits = jnp.einsum('kbr,knr->kbn', phi, psi_star)
+  if config.q_estimator == "logmeanexp":
+    logits = jnp.einsum("kbr,knr->kbn", phi, psi_star)
     return losses.log_mean_exp(logits, axis=-1)
   # 'single_example': one success example per batch element.
   idx = jax.random.randint(key, (phi.shape[1],), 0, psi_star.shape[1])
   return jnp.sum(phi * psi_star[:, idx], axis=-1)
 
 
-def policy_loss_fn(networks: LaeoNetworks, config: LaeoConfig, policy_params,
-                   critic_params, batch, success_examples, key,
-                   obs_features=None):
+def policy_loss_fn(
+  networks: LaeoNetworks,
+  config: LaeoConfig,
+  policy_params,
+  critic_params,
+  batch,
+  success_examples,
+  key,
+  obs_features=None,
+):
   """obs_features: the critic's features of batch['observation'] when the
   caller has them (the update reuses the critic loss's), else computed here."""
   sample_key, q_key = jax.random.split(key)
-  obs = batch['observation']
+  obs = batch["observation"]
   mean, log_std = networks.policy.apply(policy_params, obs)
   action, _ = distributions.tanh_gaussian_sample(sample_key, mean, log_std)
   critic_params = jax.lax.stop_gradient(critic_params)
   if obs_features is None:
     obs_features = networks.encode(critic_params, obs)
   obs_features = jax.lax.stop_gradient(obs_features)
-  q = jnp.min(q_values(networks, config, critic_params, obs_features, action,
-                       success_examples, q_key), axis=0)
+  q = jnp.min(q_values(networks, config, critic_params, obs_features, action, success_examples, q_key), axis=0)
   q_loss = jnp.mean(-q)
-  log_prob = distributions.tanh_gaussian_log_prob(
-      mean, log_std, batch['action'], eps=config.action_clip_eps)
+  log_prob = distributions.tanh_gaussian_log_prob(mean, log_std, batch["action"], eps=config.action_clip_eps)
   bc_loss = jnp.mean(-log_prob)
   loss = (1.0 - config.bc_coef) * q_loss + config.bc_coef * bc_loss
-  return loss, dict(policy_loss=loss, actor_q_loss=q_loss, q_value=jnp.mean(q),
-                    bc_loss=bc_loss, policy_log_std=jnp.mean(log_std))
+  return loss, dict(
+    policy_loss=loss, actor_q_loss=q_loss, q_value=jnp.mean(q), bc_loss=bc_loss, policy_log_std=jnp.mean(log_std)
+  )
 
 
 def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
@@ -105,23 +113,24 @@ def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
 
   def update(state: LaeoTrainingState, batch, success_examples):
     key, policy_key = jax.random.split(state.key)
-    (_, (critic_metrics, obs_features)), critic_grads = jax.value_and_grad(
-        critic_loss_fn, argnums=1, has_aux=True)(
-            networks, state.critic_params, batch)
-    (_, policy_metrics), policy_grads = jax.value_and_grad(
-        policy_loss_fn, argnums=2, has_aux=True)(
-            networks, config, state.policy_params, state.critic_params, batch,
-            success_examples, policy_key, obs_features)
-    c_updates, critic_opt_state = opt.update(critic_grads,
-                                             state.critic_opt_state)
+    (_, (critic_metrics, obs_features)), critic_grads = jax.value_and_grad(critic_loss_fn, argnums=1, has_aux=True)(
+      networks, state.critic_params, batch
+    )
+    (_, policy_metrics), policy_grads = jax.value_and_grad(policy_loss_fn, argnums=2, has_aux=True)(
+      networks, config, state.policy_params, state.critic_params, batch, success_examples, policy_key, obs_features
+    )
+    c_updates, critic_opt_state = opt.update(critic_grads, state.critic_opt_state)
     critic_params = optax.apply_updates(state.critic_params, c_updates)
-    p_updates, policy_opt_state = opt.update(policy_grads,
-                                             state.policy_opt_state)
+    p_updates, policy_opt_state = opt.update(policy_grads, state.policy_opt_state)
     policy_params = optax.apply_updates(state.policy_params, p_updates)
     new_state = LaeoTrainingState(
-        policy_params=policy_params, critic_params=critic_params,
-        policy_opt_state=policy_opt_state, critic_opt_state=critic_opt_state,
-        key=key, steps=state.steps + 1)
+      policy_params=policy_params,
+      critic_params=critic_params,
+      policy_opt_state=policy_opt_state,
+      critic_opt_state=critic_opt_state,
+      key=key,
+      steps=state.steps + 1,
+    )
     return new_state, {**critic_metrics, **policy_metrics}
 
   return jax.jit(update)
@@ -130,11 +139,16 @@ def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
 class LaeoLearner(common_learner.GenericLearner):
   """Acme learner for LAEO ('future' batches)."""
 
-  def __init__(self, networks: LaeoNetworks, config: LaeoConfig, iterator,
-               success_examples, random_key, counter=None, logger=None):
+  def __init__(
+    self, networks: LaeoNetworks, config: LaeoConfig, iterator, success_examples, random_key, counter=None, logger=None
+  ):
     super().__init__(
-        init_fn=lambda key: make_initial_state(networks, config, key),
-        update_fn=make_update_fn(networks, config),
-        batch_keys=common_learner.FUTURE_KEYS,
-        iterator=iterator, success_examples=success_examples,
-        random_key=random_key, counter=counter, logger=logger)
+      init_fn=lambda key: make_initial_state(networks, config, key),
+      update_fn=make_update_fn(networks, config),
+      batch_keys=common_learner.FUTURE_KEYS,
+      iterator=iterator,
+      success_examples=success_examples,
+      random_key=random_key,
+      counter=counter,
+      logger=logger,
+    )

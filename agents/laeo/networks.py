@@ -5,6 +5,7 @@ both twins (states and success examples/futures live in the same image space;
 sharing keeps the conv cost at one torso per critic). The policy has its own
 torso. Beyond the torso the two twins are fully independent phi/psi MLPs.
 """
+
 import dataclasses
 from typing import Callable
 
@@ -30,6 +31,7 @@ class LaeoNetworks:
   phi, psi: the same from observations (encode, then the head).
   The split lets one update encode a batch's observations once for both losses.
   """
+
   policy: hk.Transformed
   critic_init: Callable
   encode: Callable
@@ -45,27 +47,26 @@ class LaeoNetworks:
     return self.psi_head(critic_params, self.encode(critic_params, goal))
 
 
-def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
-                  config: LaeoConfig,
-                  observation_stats: common_networks.ObservationStats = None) -> LaeoNetworks:
+def make_networks(
+  observation_spec: specs.Array,
+  action_spec: specs.Array,
+  config: LaeoConfig,
+  observation_stats: common_networks.ObservationStats = None,
+) -> LaeoNetworks:
   common_networks.check_action_spec(action_spec)
   common_networks.check_observation_stats(observation_spec, observation_stats)
   hidden = tuple(config.hidden_sizes)
   repr_dim = config.repr_dim
 
   def critic_fns():
-    encoder = common_networks.Encoder(observation_spec, name='critic_encoder',
-                                      torso_channels=config.torso_channels,
-                                      observation_stats=observation_stats)
-    phi_nets = [common_networks.mlp(hidden, repr_dim, name=f'phi_{k}')
-                for k in range(NUM_CRITICS)]
-    psi_nets = [common_networks.mlp(hidden, repr_dim, name=f'psi_{k}')
-                for k in range(NUM_CRITICS)]
+    encoder = common_networks.Encoder(
+      observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
+    )
+    phi_nets = [common_networks.mlp(hidden, repr_dim, name=f"phi_{k}") for k in range(NUM_CRITICS)]
+    psi_nets = [common_networks.mlp(hidden, repr_dim, name=f"psi_{k}") for k in range(NUM_CRITICS)]
 
     def phi_head(features, action):
-      x = jnp.concatenate(
-          [features, action.reshape(action.shape[0], -1).astype(jnp.float32)],
-          axis=-1)
+      x = jnp.concatenate([features, action.reshape(action.shape[0], -1).astype(jnp.float32)], axis=-1)
       return jnp.stack([net(x) for net in phi_nets])
 
     def psi_head(features):
@@ -79,10 +80,20 @@ def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
   critic = hk.without_apply_rng(hk.multi_transform(critic_fns))
   encode, phi_head, psi_head = critic.apply
   policy = common_networks.make_tanh_gaussian_policy(
-      observation_spec, action_spec, config.policy_hidden_sizes,
-      config.log_std_min, config.log_std_max, config.torso_channels,
-      observation_stats)
-  return LaeoNetworks(policy=policy, critic_init=critic.init, encode=encode,
-                      phi_head=phi_head, psi_head=psi_head,
-                      observation_spec=observation_spec,
-                      action_spec=action_spec)
+    observation_spec,
+    action_spec,
+    config.policy_hidden_sizes,
+    config.log_std_min,
+    config.log_std_max,
+    config.torso_channels,
+    observation_stats,
+  )
+  return LaeoNetworks(
+    policy=policy,
+    critic_init=critic.init,
+    encode=encode,
+    phi_head=phi_head,
+    psi_head=psi_head,
+    observation_spec=observation_spec,
+    action_spec=action_spec,
+  )

@@ -1,4 +1,5 @@
 """TD3+BC on a learned success-classifier reward; shared by ORIL and PURL."""
+
 from agents.td3bc_reward.builder import RewardTD3BCBuilder
 from agents.td3bc_reward.config import RewardTD3BCConfig
 from agents.td3bc_reward.learning import RewardTD3BCLearner

@@ -1,10 +1,11 @@
 """Configuration of TD3+BC on a learned reward (ORIL / PURL)."""
+
 import dataclasses
 from typing import Tuple
 
 from agents.common import config_utils
 
-CLASSIFIER_LOSSES = ('bce', 'pu')
+CLASSIFIER_LOSSES = ("bce", "pu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +42,14 @@ class RewardTD3BCConfig:
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
   """
+
   batch_size: int = 256
   learning_rate: float = 3e-4
   discount: float = 0.99
   policy_hidden_sizes: Tuple[int, ...] = (256, 256)
   critic_hidden_sizes: Tuple[int, ...] = (256, 256)
   classifier_hidden_sizes: Tuple[int, ...] = (256, 256)
-  classifier_loss: str = 'bce'
+  classifier_loss: str = "bce"
   pu_eta: float = 0.5
   classifier_steps: int = 0
   bc_alpha: float = 2.5
@@ -60,26 +62,33 @@ class RewardTD3BCConfig:
 
   def __post_init__(self):
     if len(self.torso_channels) != 3:
-      raise ValueError(f'torso_channels needs three conv layers, got {self.torso_channels}.')
+      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
     if self.classifier_loss not in CLASSIFIER_LOSSES:
-      raise ValueError(f'classifier_loss must be one of {CLASSIFIER_LOSSES}, '
-                       f'got {self.classifier_loss!r}.')
+      raise ValueError(f"classifier_loss must be one of {CLASSIFIER_LOSSES}, " f"got {self.classifier_loss!r}.")
     if not 0.0 < self.pu_eta < 1.0:
-      raise ValueError(f'pu_eta must lie in (0, 1), got {self.pu_eta}.')
+      raise ValueError(f"pu_eta must lie in (0, 1), got {self.pu_eta}.")
     if self.policy_delay < 1:
-      raise ValueError('policy_delay must be >= 1.')
+      raise ValueError("policy_delay must be >= 1.")
     if self.classifier_steps < 0:
-      raise ValueError('classifier_steps must be >= 0.')
+      raise ValueError("classifier_steps must be >= 0.")
 
 
 # Size presets (`--preset`): 'paper' is the paper's 1024-wide networks and batch 1024 (the same for every
 # agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
 # and its conv torso has half the channels (a quarter of the FLOPs).
 PRESETS = {
-    'paper': {'policy_hidden_sizes': (1024, 1024), 'critic_hidden_sizes': (1024, 1024),
-              'classifier_hidden_sizes': (1024, 1024), 'batch_size': 1024,
-              'torso_channels': config_utils.ATARI_CHANNELS},
-    'laptop': {'policy_hidden_sizes': (256, 256), 'critic_hidden_sizes': (256, 256),
-               'classifier_hidden_sizes': (256, 256), 'batch_size': 256,
-               'torso_channels': config_utils.SMALL_CHANNELS},
+  "paper": {
+    "policy_hidden_sizes": (1024, 1024),
+    "critic_hidden_sizes": (1024, 1024),
+    "classifier_hidden_sizes": (1024, 1024),
+    "batch_size": 1024,
+    "torso_channels": config_utils.ATARI_CHANNELS,
+  },
+  "laptop": {
+    "policy_hidden_sizes": (256, 256),
+    "critic_hidden_sizes": (256, 256),
+    "classifier_hidden_sizes": (256, 256),
+    "batch_size": 256,
+    "torso_channels": config_utils.SMALL_CHANNELS,
+  },
 }

@@ -4,6 +4,7 @@ Image observations: each of actor, critic and classifier has its own conv
 torso; within the critic one torso is shared by both twin Q heads.
 Actions are assumed normalised to [-1, 1] (the actor ends in tanh).
 """
+
 import dataclasses
 
 import haiku as hk
@@ -22,6 +23,7 @@ NUM_CRITICS = 2
 class RewardTD3BCNetworks:
   """policy: obs -> action in [-1,1]^A; critic: (obs, action) -> [2, B];
   classifier: obs -> success logit [B]."""
+
   policy: hk.Transformed
   critic: hk.Transformed
   classifier: hk.Transformed
@@ -29,45 +31,48 @@ class RewardTD3BCNetworks:
   action_spec: specs.Array
 
 
-def make_networks(observation_spec: specs.Array, action_spec: specs.Array,
-                  config: RewardTD3BCConfig,
-                  observation_stats: common_networks.ObservationStats = None
-                  ) -> RewardTD3BCNetworks:
+def make_networks(
+  observation_spec: specs.Array,
+  action_spec: specs.Array,
+  config: RewardTD3BCConfig,
+  observation_stats: common_networks.ObservationStats = None,
+) -> RewardTD3BCNetworks:
   common_networks.check_action_spec(action_spec)
   common_networks.check_observation_stats(observation_spec, observation_stats)
   action_dim = int(np.prod(action_spec.shape))
 
   def policy(obs):
     x = common_networks.Encoder(
-        observation_spec, name='policy_encoder', torso_channels=config.torso_channels,
-        observation_stats=observation_stats)(obs)
-    x = common_networks.mlp(config.policy_hidden_sizes, action_dim,
-                            name='policy_mlp')(x)
+      observation_spec, name="policy_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
+    )(obs)
+    x = common_networks.mlp(config.policy_hidden_sizes, action_dim, name="policy_mlp")(x)
     return jnp.tanh(x)
 
   def critic(obs, action):
     x = common_networks.Encoder(
-        observation_spec, name='critic_encoder', torso_channels=config.torso_channels,
-        observation_stats=observation_stats)(obs)
-    x = jnp.concatenate(
-        [x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
-    qs = [common_networks.mlp(config.critic_hidden_sizes, 1,
-                              name=f'q_{k}')(x)[..., 0]
-          for k in range(NUM_CRITICS)]
+      observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
+    )(obs)
+    x = jnp.concatenate([x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
+    qs = [common_networks.mlp(config.critic_hidden_sizes, 1, name=f"q_{k}")(x)[..., 0] for k in range(NUM_CRITICS)]
     return jnp.stack(qs)
 
   def classifier(obs):
     x = common_networks.Encoder(
-        observation_spec, name='classifier_encoder', torso_channels=config.torso_channels,
-        observation_stats=observation_stats)(obs)
-    return common_networks.mlp(config.classifier_hidden_sizes, 1,
-                               name='classifier_mlp')(x)[..., 0]
+      observation_spec,
+      name="classifier_encoder",
+      torso_channels=config.torso_channels,
+      observation_stats=observation_stats,
+    )(obs)
+    return common_networks.mlp(config.classifier_hidden_sizes, 1, name="classifier_mlp")(x)[..., 0]
 
   t = lambda f: hk.without_apply_rng(hk.transform(f))
-  return RewardTD3BCNetworks(policy=t(policy), critic=t(critic),
-                             classifier=t(classifier),
-                             observation_spec=observation_spec,
-                             action_spec=action_spec)
+  return RewardTD3BCNetworks(
+    policy=t(policy),
+    critic=t(critic),
+    classifier=t(classifier),
+    observation_spec=observation_spec,
+    action_spec=action_spec,
+  )
 
 
 def make_actor(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
@@ -76,9 +81,7 @@ def make_actor(networks: RewardTD3BCNetworks, config: RewardTD3BCConfig):
 
   def batched(params, key, obs, evaluation):
     action = networks.policy.apply(params, obs)
-    noisy = jnp.clip(
-        action + config.exploration_noise *
-        jax.random.normal(key, action.shape, action.dtype), -1.0, 1.0)
+    noisy = jnp.clip(action + config.exploration_noise * jax.random.normal(key, action.shape, action.dtype), -1.0, 1.0)
     return jnp.where(jnp.asarray(evaluation), action, noisy)
 
   return common_networks.batched_policy(networks.observation_spec, batched)

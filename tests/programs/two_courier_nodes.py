@@ -3,6 +3,7 @@
 `Echo` serves a courier method; `Caller` calls it over courier, writes the answer to a file and stops the
 program. Launched with local multi-processing, each node is its own process.
 """
+
 import sys
 
 import launchpad as lp
