@@ -35,6 +35,7 @@ from dm_env import specs
 import numpy as np
 
 IMAGE_SIZE = 64
+VIDEO_SIZE = 128  # Pixels of the frames that evaluation videos show (launch/video.py).
 ACTION_DIM = 4
 
 
@@ -61,6 +62,10 @@ class ExampleControlEnv(dm_env.Environment, abc.ABC):
     self._rng = np.random.default_rng(self._seed)
     self._t = 0
     self._needs_reset = True
+
+  def render_frame(self, size: int = VIDEO_SIZE) -> np.ndarray:
+    """A size x size RGB frame from a camera that shows the task, for evaluation videos."""
+    raise NotImplementedError(f"{type(self).__name__} cannot render video frames.")
 
   # --------------------------------------------------------------- dm_env API
   def reset(self) -> dm_env.TimeStep:

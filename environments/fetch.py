@@ -40,7 +40,11 @@ import weakref
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import farama_notifications  # noqa: E402
 import gymnasium as gym  # noqa: E402
+
+# gymnasium_robotics prints a notice about its Adroit tasks (unused here) to stderr on every import.
+farama_notifications.notifications.pop("gymnasium_robotics", None)
 import gymnasium_robotics  # noqa: E402
 from gymnasium_robotics.utils import mujoco_utils  # noqa: E402
 import mujoco  # noqa: E402
@@ -142,6 +146,7 @@ class FetchEnv(base.ExampleControlEnv):
     model.geom_rgba[model.geom_bodyid == mocap_body, 3] = 0.0  # mocap cross-hair lines
     self._camera_name = camera
     self._camera = OffscreenCamera(model, **CAMERAS[camera]) if camera else None
+    self._video_camera = None  # Made on first use, on the thread that renders.
     self._goal = (REACH_GOAL if task == "reach" else PUSH_GOAL).astype(np.float64).copy()
     self._obs_dict = None
 
@@ -218,8 +223,14 @@ class FetchEnv(base.ExampleControlEnv):
     finally:
       cam.close()
 
+  def render_frame(self, size: int = base.VIDEO_SIZE) -> np.ndarray:
+    if self._video_camera is None:
+      self._video_camera = OffscreenCamera(self._model, **CAMERAS["front"], size=size)
+    return self._video_camera.render(self._data)
+
   def close(self) -> None:
-    if self._camera is not None:
-      self._camera.close()
-      self._camera = None
+    for camera in (self._camera, self._video_camera):
+      if camera is not None:
+        camera.close()
+    self._camera = self._video_camera = None
     self._env.close()

@@ -28,6 +28,7 @@ from typing import Dict
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import metaworld  # noqa: E402
+import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from environments import base  # noqa: E402
@@ -67,6 +68,7 @@ class SawyerEnv(base.ExampleControlEnv):
     self._hand_init_pos = np.array(env.hand_init_pos, dtype=np.float64)
     self._obs = None
     self._success = False
+    self._renderer = None  # Made on first use, on the thread that renders.
 
   def _state_dim(self) -> int:
     return STATE_DIM
@@ -97,5 +99,15 @@ class SawyerEnv(base.ExampleControlEnv):
       "goal_pos": np.array(env._target_pos, dtype=np.float64),  # pylint: disable=protected-access
     }
 
+  def render_frame(self, size: int = base.VIDEO_SIZE) -> np.ndarray:
+    if self._renderer is None:
+      self._renderer = mujoco.Renderer(self._env.model, height=size, width=size)
+    self._renderer.update_scene(self._env.data, camera="corner")
+    # Meta-World's corner cameras are mounted upside down (its own renderer flips their images too).
+    return np.array(self._renderer.render()[::-1], dtype=np.uint8, copy=True)
+
   def close(self) -> None:
+    if self._renderer is not None:
+      self._renderer.close()
+      self._renderer = None
     self._env.close()

@@ -26,6 +26,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a run (holds run_config.json and checkpoints/).")
 flags.DEFINE_integer("episodes", 50, "Evaluation episodes.")
 flags.DEFINE_integer("seed", 12345, "Seed of the evaluation environment and policy noise.")
+flags.DEFINE_bool("video", False, "Also write the first episode as a GIF to <workdir>/videos/.")
 
 
 class CheckpointVariables:
@@ -38,7 +39,7 @@ class CheckpointVariables:
     return [self._state.policy_params if name == "policy" else getattr(self._state, name) for name in names]
 
 
-def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
+def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int, video: bool = False) -> dict:
   config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
   latest = checkpointing.for_run(workdir).latest()
   if latest is None:
@@ -47,7 +48,7 @@ def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int) -> dict:
   evaluator = nodes.Evaluator(
     config, CheckpointVariables(latest["learner"]), counter, "checkpoint_eval", seed, episodes_per_eval=episodes
   )
-  return evaluator.evaluate_round()
+  return evaluator.evaluate_round(record_video=video)
 
 
 def main(argv):
@@ -56,7 +57,7 @@ def main(argv):
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required.")
   try:
-    result = evaluate_latest_checkpoint(FLAGS.workdir, FLAGS.episodes, FLAGS.seed)
+    result = evaluate_latest_checkpoint(FLAGS.workdir, FLAGS.episodes, FLAGS.seed, FLAGS.video)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
   print(

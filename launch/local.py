@@ -7,6 +7,7 @@ Re-running with the same --workdir resumes from its last checkpoint. Exit status
 --num_steps, 1 when a node died (named, with the step of the last checkpoint), 130 on Ctrl-C, 2 for bad flags.
 """
 
+import glob
 import os
 import sys
 
@@ -20,9 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 import agents  # noqa: E402
 import environments  # noqa: E402
+from launch import plot  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from launch import supervisor  # noqa: E402
 
@@ -61,6 +64,12 @@ flags.DEFINE_integer(
   "Times a learner or evaluator that dies is restarted (from the last "
   "checkpoint) before the run stops with an error.",
 )
+flags.DEFINE_integer(
+  "video_every", 5, "Every N-th evaluation round writes one episode as a GIF to <workdir>/videos/ (0: never)."
+)
+flags.DEFINE_bool(
+  "verbose", False, "Show every line the nodes print, library logs included (always kept in <workdir>/logs/nodes/)."
+)
 flags.DEFINE_bool(
   "prepare_only",
   False,
@@ -73,6 +82,8 @@ flags.DEFINE_multi_string("config", [], "Agent config override NAME=VALUE, repea
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS.verbose:
+    logging.set_verbosity(logging.ERROR)  # TFDS's deprecation warnings while the dataset is read.
   try:
     if FLAGS.max_restarts < 0:
       raise ValueError(f"--max_restarts must be >= 0, got {FLAGS.max_restarts}.")
@@ -94,6 +105,7 @@ def main(argv):
       config_overrides=FLAGS.config,
       normalize_observations=FLAGS.normalize_observations,
       num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
+      video_every=FLAGS.video_every,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -101,7 +113,9 @@ def main(argv):
   if FLAGS.prepare_only:
     print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
     return
-  outcome = supervisor.Supervisor(config, max_restarts=FLAGS.max_restarts).run()
+  outcome = supervisor.Supervisor(config, max_restarts=FLAGS.max_restarts, verbose=FLAGS.verbose).run()
+  if glob.glob(os.path.join(config.workdir, "logs", "evaluator_*", "logs.csv")):
+    print(f"Curves: {plot.plot_runs([config.workdir])}", flush=True)
   print(
     ("" if outcome.exit_code == 0 else "error: ") + outcome.message,
     file=sys.stdout if outcome.exit_code == 0 else sys.stderr,

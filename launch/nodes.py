@@ -29,7 +29,9 @@ from launch import checkpointing
 from launch import failures
 from launch import rollout
 from launch import run_config as run_config_lib
+from launch import terminal
 from launch import variable_client
+from launch import video
 
 
 def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
@@ -165,7 +167,8 @@ class LearnerWorker(core.VariableSource):
         self._counter.increment(learner_steps=step - synced)
         synced = step
         rate = (step - self._start_step) / max(time.time() - started, 1e-9)
-        print(f"[learner] step {step}/{self._config.num_steps} ({rate:.1f} steps/s)", flush=True)
+        eta = terminal.format_duration((self._config.num_steps - step) / max(rate, 1e-9))
+        print(f"[learner] step {step}/{self._config.num_steps} ({rate:.1f} steps/s, ETA {eta})", flush=True)
     return step
 
 
@@ -193,28 +196,42 @@ class Evaluator:
     self._counter = counter
     self._episodes_per_eval = episodes_per_eval or config.episodes_per_eval
     self._eval_every = config.eval_every
+    self._video_every = config.video_every
+    self._rounds = 0
     self._key = jax.random.PRNGKey(seed)
     self._logger = make_logger(config.workdir, label, steps_key="learner_steps", print_every_s=0.0)
 
   def _learner_steps(self) -> int:
     return int(self._counter.get_counts().get("learner_steps", 0))
 
-  def run_episode(self, params) -> Tuple[bool, bool]:
+  def run_episode(self, params, frames: Optional[List[np.ndarray]] = None) -> Tuple[bool, bool]:
     """One deterministic-policy episode; returns (success at any step, success at the final step)."""
     if self._env is None:
       self._env = environments.make(self._env_name, seed=self._env_seed)
-    any_step, final, self._key = rollout.run_episode(self._env, self._policy, params, self._key)
+    any_step, final, self._key = rollout.run_episode(self._env, self._policy, params, self._key, frames)
     return any_step, final
 
-  def evaluate_round(self, should_stop: Callable[[], bool] = lambda: False) -> Optional[Dict[str, float]]:
-    """One round with the latest parameters; returns its logged row (None if stopped midway)."""
+  def evaluate_round(
+    self, should_stop: Callable[[], bool] = lambda: False, record_video: Optional[bool] = None
+  ) -> Optional[Dict[str, float]]:
+    """One round with the latest parameters; returns its logged row (None if stopped midway).
+
+    Its first episode is written as a GIF to <workdir>/videos/ on every `video_every`-th round (or when
+    `record_video`).
+    """
     learner_steps = self._learner_steps()
+    if record_video is None:
+      record_video = self._video_every > 0 and self._rounds % self._video_every == 0
+    self._rounds += 1
     self._variables.update_and_wait()
     outcomes = []
     while len(outcomes) < self._episodes_per_eval:
       if should_stop():
         return None
-      outcomes.append(self.run_episode(self._variables.params))
+      frames = [] if record_video and not outcomes else None
+      outcomes.append(self.run_episode(self._variables.params, frames))
+      if frames:
+        video.write_gif(frames, video.video_path(self._workdir, self._label, learner_steps))
     any_step, final = np.mean(outcomes, axis=0)
     row = {
       "learner_steps": learner_steps,

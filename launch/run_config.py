@@ -46,6 +46,8 @@ class RunConfig:
   # Learner updates per jitted call (Acme's num_sgd_steps_per_step): the same updates, less dispatch overhead.
   num_sgd_steps_per_step: int = 1
   observation_stats: Optional[Dict[str, List[float]]] = None
+  # Every video_every-th evaluation round writes its first episode to <workdir>/videos/ (0: never).
+  video_every: int = 5
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = (
@@ -56,6 +58,7 @@ class RunConfig:
     "checkpoint_every",
     "log_every",
     "num_sgd_steps_per_step",
+    "video_every",
   )
   DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
 
@@ -72,8 +75,9 @@ class RunConfig:
     ):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-    if self.num_evaluators < 0:
-      raise ValueError(f"num_evaluators must be >= 0, got {self.num_evaluators}.")
+    for name in ("num_evaluators", "video_every"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
     # The agent registry rejects an unknown agent or config field, listing the valid ones.
     agents.make_builder(self.agent, **self.overrides)
 
@@ -201,6 +205,7 @@ def make_run_config(
   config_overrides: Sequence[str],
   normalize_observations: bool = True,
   num_sgd_steps_per_step: int = 0,
+  video_every: int = 5,
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
@@ -229,6 +234,7 @@ def make_run_config(
     overrides=overrides,
     normalize_observations=normalize_observations,
     num_sgd_steps_per_step=num_sgd_steps_per_step,
+    video_every=video_every,
   )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.

@@ -33,6 +33,7 @@ from launchpad.nodes.python import local_multi_processing
 from launch import checkpointing
 from launch import failures
 from launch import program as program_lib
+from launch import terminal as terminal_lib
 from launch.run_config import RunConfig
 
 RESTARTABLE_GROUPS = ("learner", "evaluator")
@@ -89,6 +90,14 @@ def _die_with_parent():
   _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _log_tail(node: _Node, lines: int = 15) -> str:
+  """The last lines of a node's log (the terminal hides library output), to show with its death."""
+  node.pump.join(timeout=5.0)  # Its last words, once the pipe is drained.
+  with open(node.log_path, errors="replace") as f:
+    tail = f.read().splitlines()[-lines:]
+  return f"\nThe last lines of {node.log_path}:\n  " + "\n  ".join(tail) if tail else ""
+
+
 def describe_exit(returncode: int) -> str:
   if returncode < 0:
     name = signal.Signals(-returncode).name
@@ -100,7 +109,7 @@ def describe_exit(returncode: int) -> str:
 class Supervisor:
   """Starts, watches, restarts and stops the nodes of one run (`run()` blocks until the run ends)."""
 
-  def __init__(self, config: RunConfig, max_restarts: int = 0, poll_s: float = 0.2):
+  def __init__(self, config: RunConfig, max_restarts: int = 0, poll_s: float = 0.2, verbose: bool = False):
     if max_restarts < 0:
       raise ValueError(f"max_restarts must be >= 0, got {max_restarts}.")
     self._config = config
@@ -108,7 +117,9 @@ class Supervisor:
     self._poll_s = poll_s
     self._stop_reason: Optional[str] = None  # "interrupt" (SIGINT) or "sigterm" (a node's lp.stop(), or a user).
     self._print_lock = threading.Lock()
+    self._terminal = terminal_lib.Terminal(verbose)
     self._nodes: List[_Node] = []
+    self._dead: Optional[_Node] = None  # The node whose death stopped the run.
 
   def _on_signal(self, signum, frame):
     del frame
@@ -139,8 +150,9 @@ class Supervisor:
           log.write(line)
           log.flush()
           with self._print_lock:
-            sys.stdout.write(f"[{node.title}] {line}")
-            sys.stdout.flush()
+            shown = self._terminal.render(node.title, line)
+            if shown is not None:
+              print(shown, flush=True)
 
     node.pump = threading.Thread(target=pump, daemon=True)
     node.pump.start()
@@ -190,6 +202,7 @@ class Supervisor:
           continue
         death = f"{node.title} {describe_exit(returncode)}"
         if node.group not in RESTARTABLE_GROUPS or node.restarts >= self._max_restarts:
+          self._dead = node
           return death
         node.restarts += 1
         self._print(
@@ -242,7 +255,11 @@ class Supervisor:
     resume = f"Rerun the same command to resume from step {step}."
     if death is not None:
       recorded = failures.read_failures(config.workdir)
-      details = f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}" if recorded else ""
+      details = (
+        f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}"
+        if recorded
+        else _log_tail(self._dead)
+      )
       return Outcome(
         1,
         f"{death}, so the run stopped at its last checkpoint, learner step {step} of "
@@ -258,4 +275,4 @@ class Supervisor:
         f"Run finished{note}: {config.num_steps} learner steps. Logs: {config.workdir}/logs, "
         f"TensorBoard: {config.workdir}/tb, checkpoints: {config.workdir}/checkpoints",
       )
-    return Outcome(143, f"Stopped by SIGTERM at learner step {step} of {config.num_steps} (checkpointed). " f"{resume}")
+    return Outcome(143, f"Stopped by SIGTERM at learner step {step} of {config.num_steps} (checkpointed). {resume}")

@@ -187,7 +187,7 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
     # The learner prints its average rate since it started; its own clock, unlike the arrival time of lines that
     # pass through Launchpad's output pipes in bursts. Elapsed time at step s = s / rate.
     for line in proc.stdout:
-      match = re.search(r"\[learner\] step (\d+)/\d+ \(([\d.]+) steps/s\)", line)
+      match = re.search(r"\[learner\] step (\d+)/\d+ \(([\d.]+) steps/s", line)
       if match:
         step = int(match.group(1))
         lines.append((step, step / float(match.group(2))))

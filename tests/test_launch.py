@@ -115,6 +115,13 @@ def test_local_launch_trains_evaluates_checkpoints_and_exits(agent, dataset_dir,
   assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
   assert os.listdir(workdir / "tb" / "learner")
   assert json.loads((workdir / "run_config.json").read_text())["agent"] == agent
+  # What a person watching sees: progress with an ETA and no library noise on the terminal (the full node logs
+  # are in files), a video of the first evaluation round and the curves.
+  output = proc.stdout + proc.stderr
+  assert "ETA" in output and "deprecated" not in output and not re.search(r"^I\d{4} ", output, re.M)
+  assert sorted(os.listdir(workdir / "logs" / "nodes"))[:2] == ["counter_0.log", "dataset_loader_0.log"]
+  assert os.listdir(workdir / "videos") == ["evaluator_0_step00000000.gif"]
+  assert (workdir / "curves.png").stat().st_size > 1000
   assert_no_node_left(workdir)
 
 
