@@ -67,6 +67,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
   "video_every", 5, "Every N-th evaluation round writes one episode as a GIF to <workdir>/videos/ (0: never)."
 )
+flags.DEFINE_string("wandb_project", None, "Also log metrics to this Weights & Biases project (pip install wandb).")
 flags.DEFINE_bool(
   "verbose", False, "Show every line the nodes print, library logs included (always kept in <workdir>/logs/nodes/)."
 )
@@ -106,6 +107,7 @@ def main(argv):
       normalize_observations=FLAGS.normalize_observations,
       num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
       video_every=FLAGS.video_every,
+      wandb_project=FLAGS.wandb_project,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -7,7 +7,6 @@
   success rate (the task holds at any step, the authors' metric) and the final-step success rate.
 """
 
-import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -17,46 +16,19 @@ import launchpad as lp
 import numpy as np
 from acme import core
 from acme.utils import counting
-from acme.utils import loggers as acme_loggers
-from acme.utils.loggers import tf_summary
 
-import agents
 import environments
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
 from launch import checkpointing
 from launch import failures
+from launch import loggers
 from launch import rollout
 from launch import run_config as run_config_lib
 from launch import terminal
 from launch import variable_client
 from launch import video
-
-
-def make_logger(workdir: str, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
-  """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`) and a terminal line."""
-  return acme_loggers.Dispatcher(
-    [
-      acme_loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
-      tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
-      acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
-    ]
-  )
-
-
-class EveryNSteps(acme_loggers.Logger):
-  """Passes on the writes whose `steps_key` count is a multiple of `every`."""
-
-  def __init__(self, to: acme_loggers.Logger, steps_key: str, every: int):
-    self._to, self._steps_key, self._every = to, steps_key, every
-
-  def write(self, data):
-    if int(data[self._steps_key]) % self._every == 0:
-      self._to.write(data)
-
-  def close(self):
-    self._to.close()
 
 
 def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
@@ -112,8 +84,8 @@ class LearnerWorker(core.VariableSource):
       seed=config.seed + self._start_step,
     )
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
-    logger = EveryNSteps(
-      make_logger(config.workdir, "learner", steps_key="learner_steps"), "learner_steps", config.log_every
+    logger = loggers.EveryNSteps(
+      loggers.make_logger(config, "learner", steps_key="learner_steps"), "learner_steps", config.log_every
     )
     self._learner = builder.make_learner(
       networks,
@@ -199,7 +171,7 @@ class Evaluator:
     self._video_every = config.video_every
     self._rounds = 0
     self._key = jax.random.PRNGKey(seed)
-    self._logger = make_logger(config.workdir, label, steps_key="learner_steps", print_every_s=0.0)
+    self._logger = loggers.make_logger(config, label, steps_key="learner_steps", print_every_s=0.0)
 
   def _learner_steps(self) -> int:
     return int(self._counter.get_counts().get("learner_steps", 0))

@@ -7,6 +7,7 @@ another, reads it back with `load_run_config`.
 
 import ast
 import dataclasses
+import importlib.util
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -48,6 +49,8 @@ class RunConfig:
   observation_stats: Optional[Dict[str, List[float]]] = None
   # Every video_every-th evaluation round writes its first episode to <workdir>/videos/ (0: never).
   video_every: int = 5
+  # Weights & Biases project to log every node's metrics to (None: no W&B; wandb is not installed by default).
+  wandb_project: Optional[str] = None
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = (
@@ -59,6 +62,7 @@ class RunConfig:
     "log_every",
     "num_sgd_steps_per_step",
     "video_every",
+    "wandb_project",
   )
   DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
 
@@ -78,6 +82,11 @@ class RunConfig:
     for name in ("num_evaluators", "video_every"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+    if self.wandb_project and importlib.util.find_spec("wandb") is None:
+      raise ValueError(
+        "--wandb_project needs Weights & Biases, which the default install leaves out: "
+        "`.venv/bin/pip install wandb`."
+      )
     # The agent registry rejects an unknown agent or config field, listing the valid ones.
     agents.make_builder(self.agent, **self.overrides)
 
@@ -206,6 +215,7 @@ def make_run_config(
   normalize_observations: bool = True,
   num_sgd_steps_per_step: int = 0,
   video_every: int = 5,
+  wandb_project: Optional[str] = None,
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
@@ -235,6 +245,7 @@ def make_run_config(
     normalize_observations=normalize_observations,
     num_sgd_steps_per_step=num_sgd_steps_per_step,
     video_every=video_every,
+    wandb_project=wandb_project,
   )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.

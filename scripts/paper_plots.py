@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from launch import plot  # noqa: E402
+
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
 TITLES = {
@@ -59,7 +61,7 @@ def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
     path = os.path.join(root, row["workdir"], "logs", "evaluator_0", "logs.csv")
     if not os.path.exists(path):
       continue
-    points = sorted((int(float(r["learner_steps"])), float(r["success_rate"])) for r in _rows(path))
+    points = list(zip(*plot.read_column(path, "success_rate")))
     # The run ends at num_steps before its evaluator sees them: the final checkpoint's evaluation closes the curve.
     points = [p for p in points if p[0] < int(row["num_steps"])]
     points.append((int(row["num_steps"]), float(row["success_any_step"])))

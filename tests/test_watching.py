@@ -97,3 +97,38 @@ def test_plot_draws_success_and_losses_of_several_runs(tmp_path):
   assert image.shape[1] > image.shape[0] > 100 and image.std() > 5.0  # Two panels side by side, drawn on.
   with pytest.raises(FileNotFoundError, match="not the workdir of a run"):
     plot.plot_runs([str(tmp_path / "missing")])
+
+
+def test_wandb_logger_logs_each_write_under_a_stable_id(tmp_path, monkeypatch):
+  import sys
+  import types
+
+  from launch import loggers
+  from launch import run_config
+
+  calls = []
+  run = types.SimpleNamespace(log=lambda data, step: calls.append((data, step)), finish=lambda: calls.append("finish"))
+  fake = types.SimpleNamespace(init=lambda **kwargs: calls.append(kwargs) or run)
+  monkeypatch.setitem(sys.modules, "wandb", fake)
+  config = run_config.RunConfig(
+    agent="bc", env="fetch_reach", dataset_dir="d", workdir=str(tmp_path / "myrun"), num_steps=10, wandb_project="p"
+  )
+  logger = loggers.WandbLogger(config, "evaluator_0", "learner_steps")
+  logger.write({"learner_steps": 300, "success_rate": np.float32(0.5)})
+  logger.close()
+  init = calls[0]
+  assert (init["project"], init["group"], init["id"], init["resume"]) == ("p", "myrun", "myrun-evaluator_0", "allow")
+  assert calls[1:] == [({"success_rate": 0.5}, 300), "finish"]
+
+
+def test_wandb_project_without_wandb_installed_is_refused_clearly(monkeypatch):
+  import importlib.util
+
+  from launch import run_config
+
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+  config = run_config.RunConfig(
+    agent="bc", env="fetch_reach", dataset_dir="d", workdir="w", num_steps=10, wandb_project="p"
+  )
+  with pytest.raises(ValueError, match="pip install wandb"):
+    config.validate()
