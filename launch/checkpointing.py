@@ -48,6 +48,13 @@ class Checkpointer:
     found = self._steps_and_paths()
     return found[-1][0] if found else 0
 
+  def load(self, step: int) -> Dict[str, Any]:
+    found = dict(self._steps_and_paths())
+    if step not in found:
+      raise FileNotFoundError(f"No checkpoint of step {step} in {self._directory}; it holds steps {sorted(found)}.")
+    with open(found[step], "rb") as f:
+      return pickle.load(f)
+
   def latest(self) -> Optional[Dict[str, Any]]:
     found = self._steps_and_paths()
     if not found:

@@ -18,9 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from launch import checkpointing  # noqa: E402
 from launch import nodes  # noqa: E402
-from launch import run_config as run_config_lib  # noqa: E402
+from launch.policy import load_policy  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a run (holds run_config.json and checkpoints/).")
@@ -29,25 +28,10 @@ flags.DEFINE_integer("seed", 12345, "Seed of the evaluation environment and poli
 flags.DEFINE_bool("video", False, "Also write the first episode as a GIF to <workdir>/videos/.")
 
 
-class CheckpointVariables:
-  """Serves a checkpoint's parameters as a learner serves its own (`get_variables(["policy"])`)."""
-
-  def __init__(self, learner_state):
-    self._state = learner_state
-
-  def get_variables(self, names):
-    return [self._state.policy_params if name == "policy" else getattr(self._state, name) for name in names]
-
-
 def evaluate_latest_checkpoint(workdir: str, episodes: int, seed: int, video: bool = False) -> dict:
-  config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
-  latest = checkpointing.for_run(workdir).latest()
-  if latest is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
-  counter = nodes.make_counter({"learner_steps": latest["step"]})
-  evaluator = nodes.Evaluator(
-    config, CheckpointVariables(latest["learner"]), counter, "checkpoint_eval", seed, episodes_per_eval=episodes
-  )
+  policy = load_policy(workdir)  # Serves the checkpoint's parameters to the evaluator, as a learner would.
+  counter = nodes.make_counter({"learner_steps": policy.step})
+  evaluator = nodes.Evaluator(policy.config, policy, counter, "checkpoint_eval", seed, episodes_per_eval=episodes)
   return evaluator.evaluate_round(record_video=video)
 
 

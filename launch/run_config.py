@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import agents
 import environments
-from data_pipeline import generate
-from data_pipeline import rlds_io
-from data_pipeline import success_examples as success_lib
+
+# data_pipeline (TensorFlow) is imported inside the two functions that read datasets: a policy loaded on its own
+# (launch/policy.py) reads run configs without TensorFlow.
 
 # Updates per jitted learner call when the user names none: a scan of 10 small state updates saves ~15% of
 # dispatch time; a scan of conv updates ran several times slower on XLA's CPU backend
@@ -174,6 +174,9 @@ def save_run_config(config: RunConfig) -> None:
 
 def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
   """A dataset recorded in another environment (or with other shapes) is refused before anything starts."""
+  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
+  from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
+
   metadata = rlds_io.read_metadata(dataset_dir)
   if metadata.get("env_name") != env:
     raise ValueError(f"{dataset_dir} was generated for env {metadata.get('env_name')!r}, not {env!r}.")
@@ -223,6 +226,9 @@ def make_run_config(
   mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics it started with.
   num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of observation.
   """
+  from data_pipeline import generate  # pylint: disable=g-import-not-at-top
+  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
+
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
   generated = dataset_dir is None
   if generated:

@@ -17,6 +17,7 @@ import pytest
 
 from data_pipeline import generate
 from launch import evaluate
+from launch import policy as policy_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -157,6 +158,23 @@ def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   assert result["learner_steps"] == 200 and 0.0 <= result["success_rate"] <= 1.0
   rows = read_csv(workdir / "logs" / "checkpoint_eval" / "logs.csv")
   assert [(int(float(r["learner_steps"])), int(r["episodes"])) for r in rows] == [(200, 2)]
+
+  # The policy in two lines, in a process that never imports TensorFlow, Reverb or Launchpad.
+  code = (
+    "import sys; import numpy as np; from launch.policy import load_policy; "
+    "policy = load_policy(sys.argv[1]); action = policy(np.zeros(10, np.float32)); "
+    "batch = load_policy(sys.argv[1], step=100)(np.zeros((3, 10), np.float32)); "
+    "print(policy.step, action.shape, batch.shape, bool(np.all(np.abs(action) <= 1.0)), "
+    "[m for m in ('tensorflow', 'reverb', 'launchpad') if m in sys.modules])"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code, str(workdir)], capture_output=True, text=True, cwd=ROOT, timeout=300
+  )
+  assert proc.stdout.strip().splitlines()[-1] == "200 (4,) (3, 4) True []", proc.stderr[-3000:]
+  with pytest.raises(FileNotFoundError, match="holds steps \\[100, 200\\]"):
+    policy_lib.load_policy(str(workdir), step=150)
+  with pytest.raises(ValueError, match="takes \\(10,\\)"):
+    policy_lib.load_policy(str(workdir))(np.zeros(7, np.float32))
 
 
 def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):

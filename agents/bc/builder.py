@@ -1,6 +1,6 @@
 """BC builder."""
 
-from acme import specs
+from dm_env import specs
 
 from agents.bc import learning
 from agents.bc import networks as bc_networks

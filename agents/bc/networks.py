@@ -3,7 +3,7 @@
 import dataclasses
 
 import haiku as hk
-from acme import specs
+from dm_env import specs
 
 from agents.bc.config import BcConfig
 from agents.common import networks as common_networks

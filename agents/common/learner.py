@@ -1,4 +1,4 @@
-"""One generic Acme learner parameterised by pure init / update functions.
+"""One generic learner (acme.core.Learner's interface) parameterised by pure init / update functions.
 
 Every agent's `<Name>Learner` is a thin subclass that supplies
   * `init_fn(key) -> TrainingState`  (a pytree NamedTuple),
@@ -10,14 +10,11 @@ as many batches): the same updates on the same batches as separate calls, minus
 the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 """
 
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from acme import core
-from acme.utils import counting
-from acme.utils import loggers
 
 FUTURE_KEYS = ("observation", "action", "future_observation")
 TRANSITION_KEYS = ("observation", "action", "next_observation", "discount")
@@ -36,7 +33,7 @@ def select_batch(batch, keys: Sequence[str]):
   return {k: batch[k] for k in keys}
 
 
-class GenericLearner(core.Learner):
+class GenericLearner:
   """Pulls a batch, runs the jitted update, counts and logs."""
 
   def __init__(
@@ -47,16 +44,26 @@ class GenericLearner(core.Learner):
     iterator: Iterator,
     success_examples,
     random_key,
-    counter: Optional[counting.Counter] = None,
-    logger: Optional[loggers.Logger] = None,
+    counter=None,
+    logger=None,
     policy_field: str = "policy_params",
     label: str = "learner",
   ):
     self._iterator = iterator
     self._batch_keys = tuple(batch_keys)
     self._success = None if success_examples is None else jnp.asarray(success_examples)
-    self._counter = counter or counting.Counter()
-    self._logger = logger or loggers.make_default_logger(label, save_data=False, asynchronous=False)
+    if counter is None:
+      from acme.utils import counting  # pylint: disable=g-import-not-at-top  (see the logger below)
+
+      counter = counting.Counter()
+    self._counter = counter
+    if logger is None:
+      # Imported only here: acme pulls in Launchpad, which a policy loaded on its own (launch/policy.py) does
+      # not need.
+      from acme.utils import loggers  # pylint: disable=g-import-not-at-top
+
+      logger = loggers.make_default_logger(label, save_data=False, asynchronous=False)
+    self._logger = logger
     self._policy_field = policy_field
     self._update_fn = update_fn
     self._update = jax.jit(update_fn)

@@ -6,7 +6,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-from acme import specs
+from dm_env import specs
 
 from agents.common import config_utils
 from agents.common import distributions

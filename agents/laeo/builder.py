@@ -1,6 +1,6 @@
 """LAEO builder."""
 
-from acme import specs
+from dm_env import specs
 
 from agents.common import builder as common_builder
 from agents.common import networks as common_networks

@@ -11,7 +11,7 @@ from typing import Callable
 
 import haiku as hk
 import jax.numpy as jnp
-from acme import specs
+from dm_env import specs
 
 from agents.common import networks as common_networks
 from agents.laeo.config import LaeoConfig

@@ -1,6 +1,6 @@
 """Builder of TD3+BC on a learned reward: ORIL and PURL (agents.make_builder('oril' | 'purl'))."""
 
-from acme import specs
+from dm_env import specs
 
 from agents.common import builder as common_builder
 from agents.td3bc_reward import learning

@@ -11,7 +11,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-from acme import specs
+from dm_env import specs
 
 from agents.common import networks as common_networks
 from agents.td3bc_reward.config import RewardTD3BCConfig
