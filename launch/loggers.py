@@ -1,7 +1,7 @@
 """Where a node's metrics go: CSV, TensorBoard and the terminal; Weights & Biases when the run asks for it."""
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from acme.utils import loggers as acme_loggers
 from acme.utils.loggers import tf_summary
@@ -9,15 +9,18 @@ from acme.utils.loggers import tf_summary
 from launch.run_config import RunConfig
 
 
-def make_logger(config: RunConfig, label: str, steps_key: str, print_every_s: float = 10.0) -> acme_loggers.Logger:
-  """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`), a terminal line, and W&B
-  (one W&B run per node, grouped by the workdir's name) when `config.wandb_project` is set."""
+def make_logger(
+  config: RunConfig, label: str, steps_key: str, print_every_s: Optional[float] = 10.0
+) -> acme_loggers.Logger:
+  """CSV (`<workdir>/logs/<label>/logs.csv`), TensorBoard (`<workdir>/tb/<label>`), a terminal line (unless
+  `print_every_s` is None) and, when `config.wandb_project` is set, W&B (one run per node, grouped by workdir)."""
   workdir = config.workdir
   to = [
     acme_loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
     tf_summary.TFSummaryLogger(os.path.join(workdir, "tb", label), label=label, steps_key=steps_key),
-    acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print),
   ]
+  if print_every_s is not None:
+    to.append(acme_loggers.TerminalLogger(label=label, time_delta=print_every_s, print_fn=print))
   if config.wandb_project:
     to.append(WandbLogger(config, label, steps_key))
   return acme_loggers.Dispatcher(to)

@@ -85,7 +85,10 @@ class LearnerWorker(core.VariableSource):
     )
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
     logger = loggers.EveryNSteps(
-      loggers.make_logger(config, "learner", steps_key="learner_steps"), "learner_steps", config.log_every
+      # No terminal line: the progress line says where the learner is; its metrics are in CSV and TensorBoard.
+      loggers.make_logger(config, "learner", steps_key="learner_steps", print_every_s=None),
+      "learner_steps",
+      config.log_every,
     )
     self._learner = builder.make_learner(
       networks,
