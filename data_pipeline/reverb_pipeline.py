@@ -1,17 +1,18 @@
 """Streams whole RLDS episodes through a Reverb table and turns them into learner batches.
 
-The table holds every episode of a fixed offline dataset as one item. Its rate limiter only asks for the
+The table holds every episode of a fixed offline dataset as one item, padded to the dataset's longest episode
+(by repeating its last step) and carrying its true `length`, so episodes of any length share one signature. Its rate limiter only asks for the
 whole dataset to be present (`MinSize(num_episodes)`): learners block until loading is done, then sample
 uniformly at will, and nothing is ever evicted, so a fixed dataset neither stalls nor spins.
 
 Batches are cut from sampled episodes inside tf.data (seeded, prefetched):
 - 'future' (LAEO): (s_t, a_t, s_{t+k}) with k >= 1 drawn with P(k) proportional to discount**k, truncated at
-  the episode's last state;
+  the episode's last state (t is uniform over the episode's transitions, never in its padding);
 - 'transition' (ORIL, PURL, BC): (s_t, a_t, s_{t+1}, discount).
 The same cutting function serves the in-memory dataset used by tests and benchmarks.
 """
 
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import reverb
@@ -22,31 +23,60 @@ from data_pipeline import rlds_io
 EPISODE_TABLE = "episodes"
 BATCH_KINDS = ("future", "transition")
 _EPISODE_KEYS = ("observation", "action", "is_terminal")
+LENGTH_KEY = "length"  # Steps of the episode before padding.
 
 
-def episode_signature(episodes: Sequence[Dict[str, np.ndarray]]) -> Dict[str, tf.TensorSpec]:
-  """The per-item signature shared by every episode; all episodes must have the same length."""
+def episode_signature(
+  episodes: Sequence[Dict[str, np.ndarray]], max_length: Optional[int] = None
+) -> Dict[str, tf.TensorSpec]:
+  """The per-item signature shared by every episode: its fields padded to `max_length` (default: the longest
+  episode's length) steps, and its true length."""
   if not episodes:
     raise ValueError("The dataset has no episodes.")
   first = episodes[0]
   for i, episode in enumerate(episodes):
     for key in _EPISODE_KEYS:
-      if episode[key].shape != first[key].shape:
+      if episode[key].shape[1:] != first[key].shape[1:] or episode[key].dtype != first[key].dtype:
         raise ValueError(
-          f"Episode {i} has {key} of shape {episode[key].shape}, episode 0 has {first[key].shape}: "
-          "the Reverb episode table needs fixed-length episodes."
+          f"Episode {i} has {key} of shape {episode[key].shape[1:]} and dtype {episode[key].dtype} per step, "
+          f"episode 0 has {first[key].shape[1:]} and {first[key].dtype}."
         )
-  if first["observation"].shape[0] < 2:
-    raise ValueError("Episodes need at least two steps to form a transition.")
-  return {key: tf.TensorSpec(first[key].shape, tf.as_dtype(first[key].dtype)) for key in _EPISODE_KEYS}
+    if len(episode["observation"]) < 2:
+      raise ValueError(f"Episode {i} has {len(episode['observation'])} step(s); a transition needs two.")
+  longest = max(len(e["observation"]) for e in episodes)
+  max_length = longest if max_length is None else max_length
+  if longest > max_length:
+    raise ValueError(f"An episode has {longest} steps, more than the table's {max_length}.")
+  signature = {
+    key: tf.TensorSpec((max_length, *first[key].shape[1:]), tf.as_dtype(first[key].dtype)) for key in _EPISODE_KEYS
+  }
+  signature[LENGTH_KEY] = tf.TensorSpec((), tf.int32)
+  return signature
+
+
+def pad_episode(episode: Dict[str, np.ndarray], signature: Dict[str, tf.TensorSpec]) -> Dict[str, np.ndarray]:
+  """The episode's fields padded to the signature's length by repeating its last step, and its true length."""
+  length = len(episode["observation"])
+  max_length = signature["observation"].shape[0]
+  if length > max_length:
+    raise ValueError(f"An episode has {length} steps, more than the table's {max_length}.")
+  padded = {
+    key: np.concatenate([episode[key], np.repeat(episode[key][-1:], max_length - length, axis=0)])
+    for key in _EPISODE_KEYS
+  }
+  padded[LENGTH_KEY] = np.int32(length)
+  return padded
 
 
 def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
-  """(number of episodes, episode signature) of an RLDS dataset, read from its metadata and first episode."""
-  num_episodes = int(rlds_io.read_metadata(dataset_dir)["num_episodes"])
+  """(number of episodes, episode signature) of an RLDS dataset, read from its metadata and first episode.
+
+  The table's length is the metadata's `max_episode_length` when it names one, else the first episode's.
+  """
+  metadata = rlds_io.read_metadata(dataset_dir)
   first = rlds_io.as_tf_dataset(dataset_dir).take(1).flat_map(lambda e: e["steps"].batch(1 << 30))
   episode = {k: np.asarray(v) for k, v in next(first.as_numpy_iterator()).items()}
-  return num_episodes, episode_signature([episode])
+  return int(metadata["num_episodes"]), episode_signature([episode], metadata.get("max_episode_length"))
 
 
 def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -> reverb.Table:
@@ -60,11 +90,13 @@ def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -
   )
 
 
-def insert_episodes(server_address: str, episodes: Sequence[Dict[str, np.ndarray]]) -> int:
+def insert_episodes(
+  server_address: str, episodes: Sequence[Dict[str, np.ndarray]], signature: Dict[str, tf.TensorSpec]
+) -> int:
   client = reverb.Client(server_address)
   with client.writer(max_sequence_length=1) as writer:
     for episode in episodes:
-      writer.append({key: episode[key] for key in _EPISODE_KEYS})
+      writer.append(pad_episode(episode, signature))
       writer.create_item(EPISODE_TABLE, num_timesteps=1, priority=1.0)
   return len(episodes)
 
@@ -83,9 +115,10 @@ def cut_batch(
 ) -> Dict[str, tf.Tensor]:
   """Cuts `samples_per_episode` examples out of each of a batch of episodes ([E, T, ...] tensors)."""
   num_episodes = tf.shape(episodes["action"])[0]
-  length = tf.shape(episodes["action"])[1]
   episode = tf.repeat(tf.range(num_episodes), samples_per_episode)
-  t = tf.random.stateless_uniform(tf.shape(episode), seed=seeds[0], minval=0, maxval=length - 1, dtype=tf.int32)
+  length = tf.repeat(episodes[LENGTH_KEY], samples_per_episode)  # Each sample's episode's true length.
+  u = tf.random.stateless_uniform(tf.shape(episode), seed=seeds[0], dtype=tf.float32)
+  t = tf.minimum(tf.cast(u * tf.cast(length - 1, tf.float32), tf.int32), length - 2)  # Uniform in [0, length - 2].
   if batch_kind == "future":
     other = t + _truncated_geometric(seeds[1], length - 1 - t, discount)
   else:
@@ -153,8 +186,9 @@ def make_in_memory_iterator(
   samples_per_episode: int = 1,
 ) -> Iterator[Dict[str, np.ndarray]]:
   """The same batches drawn from episodes held in memory (seeded end to end)."""
-  episode_signature(episodes)
-  stacked = {key: np.stack([e[key] for e in episodes]) for key in _EPISODE_KEYS}
+  signature = episode_signature(episodes)
+  padded = [pad_episode(e, signature) for e in episodes]
+  stacked = {key: np.stack([e[key] for e in padded]) for key in signature}
   episode_ds = (
     tf.data.Dataset.from_tensor_slices(stacked)
     .shuffle(len(episodes), seed=seed, reshuffle_each_iteration=True)

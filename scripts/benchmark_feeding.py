@@ -29,7 +29,9 @@ def _serve(dataset_dir, port_queue, stop_event):
 
   num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
   server = reverb.Server([reverb_pipeline.make_episode_table(num_episodes, signature)])
-  reverb_pipeline.insert_episodes(f"localhost:{server.port}", rlds_io.load_episodes(dataset_dir, include_success=False))
+  reverb_pipeline.insert_episodes(
+    f"localhost:{server.port}", rlds_io.load_episodes(dataset_dir, include_success=False), signature
+  )
   port_queue.put(server.port)
   stop_event.wait()
   server.stop()

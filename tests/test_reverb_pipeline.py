@@ -78,7 +78,7 @@ def test_reverb_table_serves_every_episode_without_blocking_after_loading():
   server = reverb.Server([rp.make_episode_table(len(episodes), signature)])
   try:
     address = f"localhost:{server.port}"
-    assert rp.insert_episodes(address, episodes) == 7
+    assert rp.insert_episodes(address, episodes, signature) == 7
     assert reverb.Client(address).server_info()[rp.EPISODE_TABLE].current_size == 7
     iterator = rp.make_reverb_iterator(address, signature, "future", 32, 0.9, seed=0, samples_per_episode=2)
     seen = set()
@@ -97,13 +97,71 @@ def test_reverb_table_serves_every_episode_without_blocking_after_loading():
 def test_bad_input_gives_clear_errors():
   with pytest.raises(ValueError, match="no episodes"):
     rp.episode_signature([])
-  uneven = _episodes(2)
-  uneven[1] = {k: v[:-1] for k, v in uneven[1].items()}
-  with pytest.raises(ValueError, match="fixed-length"):
-    rp.episode_signature(uneven)
+  mismatched = _episodes(2)
+  mismatched[1]["observation"] = mismatched[1]["observation"][:, :2]
+  with pytest.raises(ValueError, match="per step"):
+    rp.episode_signature(mismatched)
+  with pytest.raises(ValueError, match="a transition needs two"):
+    rp.episode_signature([{k: v[:1] for k, v in _episodes(1)[0].items()}])
+  with pytest.raises(ValueError, match="more than the table's 4"):
+    rp.episode_signature(_episodes(1), max_length=4)
   with pytest.raises(ValueError, match="batch kind"):
     rp.make_in_memory_iterator(_episodes(), "pairs", 8, 0.9, seed=0)
   with pytest.raises(ValueError, match="multiple of samples_per_episode"):
     rp.make_in_memory_iterator(_episodes(), "future", 10, 0.9, seed=0, samples_per_episode=4)
   with pytest.raises(ValueError, match="discount"):
     rp.make_in_memory_iterator(_episodes(), "future", 8, 1.0, seed=0)
+
+
+def _variable_length_episodes(lengths, terminal):
+  episodes = []
+  for i, (length, ends) in enumerate(zip(lengths, terminal)):
+    obs = (100.0 * i + np.arange(length, dtype=np.float32))[:, None] * np.ones((1, 3), np.float32)
+    is_terminal = np.zeros(length, bool)
+    is_terminal[-1] = ends
+    episodes.append({"observation": obs, "action": np.full((length, 2), i, np.float32), "is_terminal": is_terminal})
+  return episodes
+
+
+def test_variable_length_episodes_are_sampled_within_their_own_length():
+  lengths, terminal = [3, 5, 9, 2], [True, False, True, False]
+  episodes = _variable_length_episodes(lengths, terminal)
+  signature = rp.episode_signature(episodes)
+  assert signature["observation"].shape == (9, 3) and signature[rp.LENGTH_KEY].shape == ()
+  padded = rp.pad_episode(episodes[0], signature)
+  assert padded[rp.LENGTH_KEY] == 3 and padded["observation"].shape == (9, 3)
+  np.testing.assert_array_equal(padded["observation"][3:, 0], 2.0)  # The last step, repeated.
+  seen = set()
+  for kind in ("future", "transition"):
+    iterator = rp.make_in_memory_iterator(episodes, kind, 256, discount=0.8, seed=2, samples_per_episode=4)
+    for _ in range(10):
+      batch = next(iterator)
+      ep, t = _decode(batch["observation"][:, 0])
+      later_ep, later_t = _decode(batch["future_observation" if kind == "future" else "next_observation"][:, 0])
+      length = np.asarray(lengths)[ep]
+      np.testing.assert_array_equal(ep, later_ep)
+      assert np.all(t <= length - 2) and np.all(later_t > t) and np.all(later_t <= length - 1)
+      np.testing.assert_array_equal(batch["action"][:, 0], ep)
+      if kind == "transition":
+        np.testing.assert_array_equal(later_t, t + 1)
+        ends = np.asarray(terminal)[ep] & (later_t == length - 1)  # Only a real terminal step cuts the return.
+        np.testing.assert_array_equal(batch["discount"], np.where(ends, 0.0, 1.0))
+      seen.update(zip(ep.tolist(), t.tolist()))
+  # Every transition of every episode is drawn, the 2-step episode's single one included.
+  assert seen == {(i, t) for i, length in enumerate(lengths) for t in range(length - 1)}
+
+
+def test_variable_length_episodes_go_through_the_reverb_table():
+  episodes = _variable_length_episodes([4, 7, 2], [False, True, False])
+  signature = rp.episode_signature(episodes)
+  server = reverb.Server([rp.make_episode_table(len(episodes), signature)])
+  try:
+    address = f"localhost:{server.port}"
+    rp.insert_episodes(address, episodes, signature)
+    batch = next(rp.make_reverb_iterator(address, signature, "future", 64, 0.9, seed=0, samples_per_episode=2))
+    ep, t = _decode(batch["observation"][:, 0])
+    _, future_t = _decode(batch["future_observation"][:, 0])
+    length = np.asarray([4, 7, 2])[ep]
+    assert np.all(future_t <= length - 1) and np.all(t <= length - 2) and np.all(future_t > t)
+  finally:
+    server.stop()
