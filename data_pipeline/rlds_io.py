@@ -45,7 +45,7 @@ import os
 import shutil
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 
@@ -428,6 +428,22 @@ def as_tf_dataset(dataset_dir: str):
   return builder.as_dataset(split=SPLIT, shuffle_files=False)
 
 
+def iter_episodes(dataset_dir: str, include_success: bool = True) -> Iterator[Dict[str, np.ndarray]]:
+  """Yields the episodes one at a time, in the order they were written (see `load_episodes`)."""
+  ds = as_tf_dataset(dataset_dir)
+  # One batch per episode (episodes are far shorter than this).
+  ds = ds.flat_map(lambda episode: episode["steps"].batch(1 << 30))
+  tf, tfds = _tf_and_tfds()
+  try:
+    for steps in tfds.as_numpy(ds):
+      episode = {k: np.asarray(v) for k, v in steps.items()}
+      if not include_success:
+        episode.pop("success")
+      yield episode
+  except tf.errors.OpError as e:
+    raise ValueError(f"{damaged_shard_message(dataset_dir)} ({e.message})") from e
+
+
 def load_episodes(dataset_dir: str, include_success: bool = True) -> List[Dict[str, np.ndarray]]:
   """Loads all episodes into numpy, in the order they were written.
 
@@ -446,20 +462,7 @@ def load_episodes(dataset_dir: str, include_success: bool = True) -> List[Dict[s
     FileNotFoundError: `dataset_dir` does not exist.
     ValueError: `dataset_dir` is not a complete dataset.
   """
-  ds = as_tf_dataset(dataset_dir)
-  # One batch per episode (episodes are far shorter than this).
-  ds = ds.flat_map(lambda episode: episode["steps"].batch(1 << 30))
-  tf, tfds = _tf_and_tfds()
-  episodes = []
-  try:
-    for steps in tfds.as_numpy(ds):
-      episode = {k: np.asarray(v) for k, v in steps.items()}
-      if not include_success:
-        episode.pop("success")
-      episodes.append(episode)
-  except tf.errors.OpError as e:
-    raise ValueError(f"{damaged_shard_message(dataset_dir)} ({e.message})") from e
-  return episodes
+  return list(iter_episodes(dataset_dir, include_success))
 
 
 def damaged_shard_message(dataset_dir: str) -> str:

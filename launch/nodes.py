@@ -41,7 +41,7 @@ def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
 
 def load_dataset_into_reverb(dataset_dir: str, reverb_client: Any) -> None:
   """Inserts every episode of the dataset into the Reverb episode table (without success flags)."""
-  episodes = rlds_io.load_episodes(dataset_dir, include_success=False)
+  episodes = rlds_io.iter_episodes(dataset_dir, include_success=False)  # Streamed: one episode in memory at once.
   _, signature = reverb_pipeline.dataset_signature(dataset_dir)
   count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, signature)
   print(f"[dataset_loader] inserted {count} episodes from {dataset_dir} into Reverb", flush=True)

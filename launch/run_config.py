@@ -199,6 +199,24 @@ def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
     )
 
 
+def check_dataset_fits_in_memory(dataset_dir: str, available_bytes: Optional[int] = None) -> None:
+  """Refuses, before anything is loaded, a dataset whose Reverb table would not fit in this machine's memory."""
+  import psutil  # pylint: disable=g-import-not-at-top
+
+  from data_pipeline import reverb_pipeline  # pylint: disable=g-import-not-at-top
+
+  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
+  need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
+  available = psutil.virtual_memory().available if available_bytes is None else available_bytes
+  budget = int(0.7 * available)  # The rest for the learner, the evaluators and the system.
+  if need > budget:
+    raise ValueError(
+      f"{dataset_dir}: its {num_episodes} episodes would take about {need / 2**30:.1f} GiB in the Reverb server, "
+      f"more than the {budget / 2**30:.1f} GiB (70% of the {available / 2**30:.1f} GiB available) this machine "
+      "can give it. Use a smaller dataset or a machine with more memory (README: Scale)."
+    )
+
+
 def make_run_config(
   agent: str,
   env: str,
@@ -260,6 +278,7 @@ def make_run_config(
     summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
     print(generate.summary_line(summary))
   check_dataset_matches_env(config.dataset_dir, env)  # Also fails clearly on a missing dataset.
+  check_dataset_fits_in_memory(config.dataset_dir)
   previous = stored_run_config(config.workdir)
   if previous is not None:
     config.observation_stats = previous.observation_stats

@@ -405,3 +405,35 @@ def test_max_restarts_restarts_a_killed_learner_from_its_checkpoint(dataset_dir,
   evaluated = [int(float(r["learner_steps"])) for r in read_csv(workdir / "logs" / "evaluator_0" / "logs.csv")]
   assert evaluated and max(evaluated) <= 600
   assert_no_node_left(workdir)
+
+
+def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(dataset_dir, tmp_path, monkeypatch):
+  import psutil
+
+  from data_pipeline import reverb_pipeline
+  from launch import run_config
+
+  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
+  need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
+  assert need > num_episodes * reverb_pipeline.padded_episode_bytes(signature)  # State data: more than raw.
+  run_config.check_dataset_fits_in_memory(dataset_dir, available_bytes=2 * need)
+  monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": need})())
+  with pytest.raises(ValueError, match="would take about .* GiB in the Reverb server"):
+    run_config.make_run_config(
+      agent="bc",
+      env="fetch_reach",
+      dataset_dir=dataset_dir,
+      quality="medium",
+      dataset_episodes=12,
+      num_evaluators=1,
+      num_steps=10,
+      seed=0,
+      workdir=str(tmp_path / "run"),
+      episodes_per_eval=1,
+      eval_every=5,
+      checkpoint_every=5,
+      log_every=5,
+      preset="laptop",
+      config_overrides=[],
+    )
+  assert not (tmp_path / "run").exists()
