@@ -1,8 +1,8 @@
 """Shared test set-up: offscreen MuJoCo rendering, a quiet TensorFlow, and no silent skips.
 
-A skipped test fails the session unless LAEO_ALLOW_SKIPS=1 is set: CI (.ci/run, as root with iproute2)
-meets every skip condition, so a skip there means a test silently stopped testing anything. Set the
-variable where a condition cannot be met (tests/test_distributed.py needs root for network namespaces).
+A skipped test fails the session unless LAEO_ALLOW_SKIPS=1 is set: no test here skips for a condition that
+CI cannot meet (the multi-host test falls back to the loopback without root), so a skip means a test silently
+stopped testing anything. Set the variable only to accept a skip knowingly.
 """
 
 import os

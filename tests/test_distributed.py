@@ -1,7 +1,8 @@
 """Multi-host launch: replay, learner and evaluator roles on three network namespaces ("hosts").
 
 Each namespace has only its own loopback and one veth link to a bridge; the roles reach each other at
-private addresses that exist inside these namespaces only. Needs root and iproute2 (as in CI here).
+private addresses that exist inside these namespaces only. That needs root and iproute2 (as in CI here);
+without them the roles run as three processes on this host's loopback rather than being skipped.
 """
 
 import csv
@@ -20,9 +21,7 @@ from launch import run_config as run_config_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBNET = "10.231.77"
 
-pytestmark = pytest.mark.skipif(
-  os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root and iproute2"
-)
+NAMESPACES = os.geteuid() == 0 and shutil.which("ip") is not None
 
 
 def _ip(*args):
@@ -31,7 +30,13 @@ def _ip(*args):
 
 @pytest.fixture
 def hosts():
-  """Three namespaces on one bridge (itself in a fourth namespace); yields [(name, address)]."""
+  """Three namespaces on one bridge (itself in a fourth namespace); yields [(name, address)].
+
+  Without root or iproute2: three processes of this host, [(None, "127.0.0.1")] * 3.
+  """
+  if not NAMESPACES:
+    yield [(None, "127.0.0.1")] * 3
+    return
   tag = uuid.uuid4().hex[:6]
   switch = f"laeo-sw-{tag}"
   names = [f"laeo-h{i}-{tag}" for i in range(3)]
@@ -96,10 +101,7 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
     for role, (ns, flags) in roles.items():
       procs[role] = subprocess.Popen(
         [
-          "ip",
-          "netns",
-          "exec",
-          ns,
+          *(["ip", "netns", "exec", ns] if ns else []),
           sys.executable,
           os.path.join(ROOT, "launch", "distributed.py"),
           f"--role={role}",
