@@ -257,7 +257,7 @@ class Supervisor:
       details = (
         f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}"
         if recorded
-        else _log_tail(self._dead)
+        else (_log_tail(self._dead) if self._dead else "")
       )
       return Outcome(
         1,
