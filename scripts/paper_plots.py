@@ -82,10 +82,11 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
   rows = _rows(table)
   out = os.path.join(out_dir, f"fig{figure}.png")
   if figure == 4:
-    tasks = {r["task"] for r in rows}
-    task = "fetch_push_image" if "fetch_push_image" in tasks else "fetch_push"
-    fig, ax = plt.subplots(figsize=(6, 4))
-    _curves(ax, rows, root, task)
+    present = {r["task"] for r in rows}
+    tasks = [t for t in ("fetch_push", "fetch_push_image") if t in present] or ["fetch_push"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+      _curves(ax, rows, root, task)
   else:
     metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
