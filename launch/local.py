@@ -67,6 +67,16 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
   "video_every", 5, "Every N-th evaluation round writes one episode as a GIF to <workdir>/videos/ (0: never)."
 )
+flags.DEFINE_string(
+  "success_examples", None, "A .npy of success-example observations to use instead of the dataset's own."
+)
+flags.DEFINE_string(
+  "success_key",
+  None,
+  "Take the success examples from the observations of the steps whose step field of this name "
+  "is true (a seeded sample of --num_success_examples), instead of the dataset's own file.",
+)
+flags.DEFINE_integer("num_success_examples", 200, "Success examples sampled with --success_key.")
 flags.DEFINE_string("wandb_project", None, "Also log metrics to this Weights & Biases project (pip install wandb).")
 flags.DEFINE_bool(
   "verbose", False, "Show every line the nodes print, library logs included (always kept in <workdir>/logs/nodes/)."
@@ -108,6 +118,9 @@ def main(argv):
       num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
       video_every=FLAGS.video_every,
       wandb_project=FLAGS.wandb_project,
+      success_examples=FLAGS.success_examples,
+      success_key=FLAGS.success_key,
+      num_success_examples=FLAGS.num_success_examples,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -94,7 +94,7 @@ class LearnerWorker(core.VariableSource):
     self._learner = builder.make_learner(
       networks,
       iterator,
-      success_lib.load_success_examples(config.dataset_dir),
+      success_lib.load_success_examples(config.success_examples or config.dataset_dir),
       jax.random.PRNGKey(config.seed),
       counter=make_counter({"learner_steps": self._start_step}),
       logger=logger,

@@ -51,6 +51,11 @@ class RunConfig:
   video_every: int = 5
   # Weights & Biases project to log every node's metrics to (None: no W&B; wandb is not installed by default).
   wandb_project: Optional[str] = None
+  # The success examples: a .npy of observations (None: the dataset's own success_examples.npy). With
+  # success_key, a seeded sample of the observations of the steps whose step field success_key is true,
+  # written to <workdir>/success_examples.npy when the run is created.
+  success_examples: Optional[str] = None
+  success_key: Optional[str] = None
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = (
@@ -172,8 +177,11 @@ def save_run_config(config: RunConfig) -> None:
     json.dump(_as_stored(config), f, indent=2, sort_keys=True)
 
 
-def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
-  """A dataset recorded in another environment (or with other shapes) is refused before anything starts."""
+def check_dataset_matches_env(
+  dataset_dir: str, env: str, success_examples: Optional[str] = None, check_success: bool = True
+) -> None:
+  """A dataset recorded in another environment (or with other shapes), or success examples shaped unlike its
+  observations (`success_examples`, default: the dataset's own), are refused before anything starts."""
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
   from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
 
@@ -191,12 +199,37 @@ def check_dataset_matches_env(dataset_dir: str, env: str) -> None:
       f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
       f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}."
     )
-  examples = success_lib.load_success_examples(dataset_dir)
+  if not check_success:
+    return
+  if success_examples and not os.path.isfile(success_examples):
+    raise FileNotFoundError(f"No success examples file at {success_examples}.")
+  source = success_examples or dataset_dir
+  examples = success_lib.load_success_examples(source)
   if examples.ndim < 1 or len(examples) < 1 or tuple(examples.shape[1:]) != observation_shape:
     raise ValueError(
-      f"The success examples of {dataset_dir} have shape {examples.shape}; expected "
+      f"The success examples of {source} have shape {examples.shape}; expected "
       f"(N >= 1, {', '.join(map(str, observation_shape))}) for {env}."
     )
+
+
+def success_examples_from_flag(dataset_dir: str, success_key: str, num_examples: int, seed: int):
+  """A seeded sample of the observations of the steps whose field `success_key` is true (the user names the
+  flag: laeo's own datasets keep theirs out of the agents' reach)."""
+  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
+  from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
+
+  def flagged():
+    for episode in rlds_io.iter_episodes(dataset_dir, include_success=True):
+      if success_key not in episode:
+        raise ValueError(f"No step field {success_key!r} in {dataset_dir}; its step fields: {sorted(episode)}.")
+      yield {"observation": episode["observation"], "success": episode[success_key]}
+
+  try:
+    return success_lib.extract_success_examples(flagged(), num_examples, seed)
+  except ValueError as e:
+    if "No successful step" in str(e):
+      raise ValueError(f"{success_key!r} is never true in {dataset_dir}: there is no success example to take.") from e
+    raise
 
 
 def check_dataset_fits_in_memory(dataset_dir: str, available_bytes: Optional[int] = None) -> None:
@@ -237,6 +270,9 @@ def make_run_config(
   num_sgd_steps_per_step: int = 0,
   video_every: int = 5,
   wandb_project: Optional[str] = None,
+  success_examples: Optional[str] = None,
+  success_key: Optional[str] = None,
+  num_success_examples: int = 200,
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
@@ -247,6 +283,8 @@ def make_run_config(
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
 
+  if success_examples and success_key:
+    raise ValueError("Give at most one of --success_examples and --success_key.")
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
   generated = dataset_dir is None
   if generated:
@@ -270,6 +308,12 @@ def make_run_config(
     num_sgd_steps_per_step=num_sgd_steps_per_step,
     video_every=video_every,
     wandb_project=wandb_project,
+    success_examples=(
+      os.path.join(os.path.abspath(workdir), "success_examples.npy")
+      if success_key
+      else (os.path.abspath(success_examples) if success_examples else None)
+    ),
+    success_key=success_key,
   )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
@@ -277,7 +321,12 @@ def make_run_config(
     print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dataset_dir}")
     summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
     print(generate.summary_line(summary))
-  check_dataset_matches_env(config.dataset_dir, env)  # Also fails clearly on a missing dataset.
+  sampled = None
+  if success_key and not os.path.exists(config.success_examples):
+    sampled = success_examples_from_flag(config.dataset_dir, success_key, num_success_examples, seed)
+  # Also fails clearly on a missing dataset or success examples file. Sampled examples are the dataset's own
+  # observations, whose shape this checks against the environment.
+  check_dataset_matches_env(config.dataset_dir, env, config.success_examples, check_success=sampled is None)
   check_dataset_fits_in_memory(config.dataset_dir)
   previous = stored_run_config(config.workdir)
   if previous is not None:
@@ -285,4 +334,8 @@ def make_run_config(
   elif normalize_observations:
     config.observation_stats = rlds_io.dataset_observation_stats(config.dataset_dir)
   save_run_config(config)
+  if sampled is not None:
+    from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
+
+    success_lib.save_success_examples(config.success_examples, sampled)
   return config

@@ -374,7 +374,9 @@ def test_a_killed_node_stops_the_run_which_the_same_command_resumes(victim, data
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_the_step_reached_and_exits_130(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
-  proc = start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps=1_000_000)
+  # The learner also loads success examples sampled from the steps' flags into the workdir.
+  proc = start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps=1_000_000, extra=["--success_key=success"])
+  assert np.load(workdir / "success_examples.npy").shape == (200, 10)
   proc.send_signal(signal.SIGINT)
   stdout, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 130, stderr[-3000:]
@@ -437,3 +439,52 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
       config_overrides=[],
     )
   assert not (tmp_path / "run").exists()
+
+
+def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path):
+  from data_pipeline import rlds_io
+  from launch import run_config
+
+  def make(workdir, **kwargs):
+    return run_config.make_run_config(
+      agent="bc",
+      env="fetch_reach",
+      dataset_dir=dataset_dir,
+      quality="medium",
+      dataset_episodes=12,
+      num_evaluators=1,
+      num_steps=10,
+      seed=0,
+      workdir=str(workdir),
+      episodes_per_eval=1,
+      eval_every=5,
+      checkpoint_every=5,
+      log_every=5,
+      preset="laptop",
+      config_overrides=[],
+      **kwargs,
+    )
+
+  # --success_key: a seeded sample of the flagged steps' observations, kept in the workdir.
+  config = make(tmp_path / "flag", success_key="success", num_success_examples=7)
+  assert config.success_examples == str(tmp_path / "flag" / "success_examples.npy") and config.success_key == "success"
+  examples = np.load(config.success_examples)
+  flagged = np.concatenate([e["observation"][e["success"]] for e in rlds_io.load_episodes(dataset_dir)])
+  assert examples.shape == (7, 10) and all((flagged == x).all(axis=1).any() for x in examples)
+  # --success_examples: a user's file, checked against the environment's observations.
+  good = tmp_path / "good.npy"
+  np.save(good, examples[:3])
+  assert make(tmp_path / "file", success_examples=str(good)).success_examples == str(good)
+  bad = tmp_path / "bad.npy"
+  np.save(bad, np.zeros((5, 3), np.float32))
+  refusals = [
+    ({"success_examples": str(bad)}, ValueError, r"\(5, 3\)"),
+    ({"success_examples": str(tmp_path / "missing.npy")}, FileNotFoundError, "No success examples file"),
+    ({"success_key": "nope"}, ValueError, "No step field 'nope'.*'success'"),
+    ({"success_key": "is_terminal"}, ValueError, "never true"),
+    ({"success_key": "success", "success_examples": str(good)}, ValueError, "at most one"),
+  ]
+  for i, (kwargs, error, message) in enumerate(refusals):
+    with pytest.raises(error, match=message):
+      make(tmp_path / f"refused{i}", **kwargs)
+    assert not (tmp_path / f"refused{i}").exists()  # Nothing written for a refused run.
