@@ -169,14 +169,16 @@ def test_image_envs(name):
   spec = env.observation_spec()
   assert spec.shape == (64, 64, 3) and spec.dtype == np.uint8
   assert env.horizon == state_env.horizon == 50
-  ts, state_ts = env.reset(), state_env.reset()
+  ts = env.reset()
+  state_env.reset()
   spec.validate(ts.observation)
   assert ts.observation.std() > 5.0  # not a constant image
   policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
   state_policy = scripted.make_checkpoint_policy(state_env, 1.0, np.random.default_rng(0))
   frames = [ts.observation]
   for _ in range(12):
-    ts, state_ts = env.step(policy()), state_env.step(state_policy())
+    ts = env.step(policy())
+    state_env.step(state_policy())
     spec.validate(ts.observation)
     frames.append(ts.observation)
   # The image variant simulates exactly the same task as its state variant.
