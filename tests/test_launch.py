@@ -78,6 +78,32 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
+def make_tiny_run_config(dataset_dir, workdir, **kwargs):
+  """run_config.make_run_config for a 10-step BC run on the tiny dataset; kwargs add or override arguments."""
+  from launch import run_config
+
+  return run_config.make_run_config(
+    **{
+      "agent": "bc",
+      "env": "fetch_reach",
+      "dataset_dir": dataset_dir,
+      "quality": "medium",
+      "dataset_episodes": 12,
+      "num_evaluators": 1,
+      "num_steps": 10,
+      "seed": 0,
+      "workdir": str(workdir),
+      "episodes_per_eval": 1,
+      "eval_every": 5,
+      "checkpoint_every": 5,
+      "log_every": 5,
+      "preset": "laptop",
+      "config_overrides": [],
+      **kwargs,
+    }
+  )
+
+
 def tagged_processes(workdir):
   """{pid: LAEO_NODE title, or None for the launcher} of the live processes started for this run."""
   tag = f"LAEO_TEST_TAG={workdir}".encode()
@@ -267,27 +293,9 @@ def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
 
 def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_them(dataset_dir, tmp_path):
   from data_pipeline import rlds_io
-  from launch import run_config
 
   def make(workdir, normalize=True):
-    return run_config.make_run_config(
-      agent="bc",
-      env="fetch_reach",
-      dataset_dir=dataset_dir,
-      quality="medium",
-      dataset_episodes=12,
-      num_evaluators=1,
-      num_steps=10,
-      seed=0,
-      workdir=str(workdir),
-      episodes_per_eval=1,
-      eval_every=5,
-      checkpoint_every=5,
-      log_every=5,
-      preset="laptop",
-      config_overrides=[],
-      normalize_observations=normalize,
-    )
+    return make_tiny_run_config(dataset_dir, workdir, normalize_observations=normalize)
 
   observations = np.concatenate([e["observation"] for e in rlds_io.load_episodes(dataset_dir)])
   stats = make(tmp_path / "a").observation_stats
@@ -421,49 +429,15 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
   run_config.check_dataset_fits_in_memory(dataset_dir, available_bytes=2 * need)
   monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": need})())
   with pytest.raises(ValueError, match="would take about .* GiB in the Reverb server"):
-    run_config.make_run_config(
-      agent="bc",
-      env="fetch_reach",
-      dataset_dir=dataset_dir,
-      quality="medium",
-      dataset_episodes=12,
-      num_evaluators=1,
-      num_steps=10,
-      seed=0,
-      workdir=str(tmp_path / "run"),
-      episodes_per_eval=1,
-      eval_every=5,
-      checkpoint_every=5,
-      log_every=5,
-      preset="laptop",
-      config_overrides=[],
-    )
+    make_tiny_run_config(dataset_dir, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
 def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path):
   from data_pipeline import rlds_io
-  from launch import run_config
 
   def make(workdir, **kwargs):
-    return run_config.make_run_config(
-      agent="bc",
-      env="fetch_reach",
-      dataset_dir=dataset_dir,
-      quality="medium",
-      dataset_episodes=12,
-      num_evaluators=1,
-      num_steps=10,
-      seed=0,
-      workdir=str(workdir),
-      episodes_per_eval=1,
-      eval_every=5,
-      checkpoint_every=5,
-      log_every=5,
-      preset="laptop",
-      config_overrides=[],
-      **kwargs,
-    )
+    return make_tiny_run_config(dataset_dir, workdir, **kwargs)
 
   # --success_key: a seeded sample of the flagged steps' observations, kept in the workdir.
   config = make(tmp_path / "flag", success_key="success", num_success_examples=7)
