@@ -105,7 +105,7 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
   num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
   server = reverb.Server([reverb_pipeline.make_episode_table(num_episodes, signature)], port=FLAGS.reverb_port)
   try:
-    nodes.load_dataset_into_reverb(config.dataset_dir, reverb.Client(f"localhost:{FLAGS.reverb_port}"))
+    nodes.load_dataset_into_reverb(config.dataset_dir, signature, reverb.Client(f"localhost:{FLAGS.reverb_port}"))
     _wait_until_done(counter, config.num_steps)
     time.sleep(FLAGS.linger_s)  # The evaluators read the final count before the counter goes away.
     print("[replay] learner finished; shutting down", flush=True)

@@ -39,11 +39,10 @@ def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
   return counter
 
 
-def load_dataset_into_reverb(dataset_dir: str, reverb_client: Any) -> None:
-  """Inserts every episode of the dataset into the Reverb episode table (without success flags)."""
+def load_dataset_into_reverb(dataset_dir: str, episode_signature: Dict[str, Any], reverb_client: Any) -> None:
+  """Inserts every episode of the dataset, padded to the table's signature, into Reverb (without success flags)."""
   episodes = rlds_io.iter_episodes(dataset_dir, include_success=False)  # Streamed: one episode in memory at once.
-  _, signature = reverb_pipeline.dataset_signature(dataset_dir)
-  count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, signature)
+  count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, episode_signature)
   print(f"[dataset_loader] inserted {count} episodes from {dataset_dir} into Reverb", flush=True)
 
 

@@ -29,7 +29,9 @@ def make_program(config: RunConfig) -> lp.Program:
   with program.group("reverb"):
     replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
   with program.group("dataset_loader"):
-    program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, replay))
+    program.add_node(
+      lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, signature, replay)
+    )
   with program.group("learner"):
     learner = program.add_node(
       lp.CourierNode(guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
