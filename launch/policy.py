@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 import environments
+from agents.common import learner as learner_lib
 from launch import checkpointing
 from launch import run_config as run_config_lib
 
@@ -51,7 +52,7 @@ class Policy:
 
   def get_variables(self, names: Sequence[str]) -> List:
     """The checkpoint's parameters by name, as a learner serves them ("policy": the policy's)."""
-    return [self._state.policy_params if name == "policy" else getattr(self._state, name) for name in names]
+    return learner_lib.state_variables(self._state, names)
 
 
 def load_policy(workdir: str, step: Optional[int] = None, deterministic: bool = True, seed: int = 0) -> Policy:

@@ -33,6 +33,19 @@ def select_batch(batch, keys: Sequence[str]):
   return {k: batch[k] for k in keys}
 
 
+def state_variables(state, names: Sequence[str], policy_field: str = "policy_params") -> List:
+  """Fields of a training-state NamedTuple by name; "policy" names the policy's parameters."""
+  out = []
+  for name in names:
+    if name == "policy":
+      out.append(getattr(state, policy_field))
+    elif name in state._fields:
+      out.append(getattr(state, name))
+    else:
+      raise ValueError(f'Unknown variable name {name!r}; use "policy" or one of {state._fields}.')
+  return out
+
+
 class GenericLearner:
   """Pulls a batch, runs the jitted update, counts and logs."""
 
@@ -101,15 +114,7 @@ class GenericLearner:
     self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
 
   def get_variables(self, names: Sequence[str]) -> List:
-    out = []
-    for name in names:
-      if name == "policy":
-        out.append(getattr(self._state, self._policy_field))
-      elif name in self._state._fields:
-        out.append(getattr(self._state, name))
-      else:
-        raise ValueError(f'Unknown variable name {name!r}; use "policy" or one ' f"of {self._state._fields}.")
-    return out
+    return state_variables(self._state, names, self._policy_field)
 
   def save(self):
     return jax.device_get(self._state)
