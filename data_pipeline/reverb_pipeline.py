@@ -18,7 +18,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from data_pipeline import rlds_io
+from data_pipeline import rlds_source
 
 EPISODE_TABLE = "episodes"
 BATCH_KINDS = ("future", "transition")
@@ -68,15 +68,21 @@ def pad_episode(episode: Dict[str, np.ndarray], signature: Dict[str, tf.TensorSp
   return padded
 
 
-def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
-  """(number of episodes, episode signature) of an RLDS dataset, read from its metadata and first episode.
+def spec_signature(spec: rlds_source.DatasetSpec) -> Dict[str, tf.TensorSpec]:
+  """The table's item signature for a dataset of this spec: fields padded to its longest episode, and the length."""
+  observation = tf.TensorSpec((spec.max_episode_length, *spec.observation_shape), tf.as_dtype(spec.observation_dtype))
+  return {
+    "observation": observation,
+    "action": tf.TensorSpec((spec.max_episode_length, *spec.action_shape), tf.float32),
+    "is_terminal": tf.TensorSpec((spec.max_episode_length,), tf.bool),
+    LENGTH_KEY: tf.TensorSpec((), tf.int32),
+  }
 
-  The table's length is the metadata's `max_episode_length` when it names one, else the first episode's.
-  """
-  metadata = rlds_io.read_metadata(dataset_dir)
-  first = rlds_io.as_tf_dataset(dataset_dir).take(1).flat_map(lambda e: e["steps"].batch(1 << 30))
-  episode = {k: np.asarray(v) for k, v in next(first.as_numpy_iterator()).items()}
-  return int(metadata["num_episodes"]), episode_signature([episode], metadata.get("max_episode_length"))
+
+def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
+  """(number of episodes, episode signature) of an RLDS dataset's observations at 'observation'."""
+  spec = rlds_source.describe([dataset_dir])
+  return spec.num_episodes, spec_signature(spec)
 
 
 # Resident memory of a Reverb server per raw byte of the padded episodes it holds, by kind of observation

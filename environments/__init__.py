@@ -3,8 +3,9 @@
 ``make(name, seed)`` builds one of ``ENV_NAMES``; every environment is an
 :class:`environments.base.ExampleControlEnv` (a reward-free, fixed-horizon
 ``dm_env.Environment``; an episode succeeds iff ``env.success()`` holds at its
-final step). Simulator modules are imported lazily, so importing this package
-is cheap.
+final step). ``make("package.module:factory", seed)`` builds a user's own
+simulator instead (``environments.user``). Simulator modules are imported
+lazily, so importing this package is cheap.
 """
 
 from __future__ import annotations
@@ -38,11 +39,29 @@ def base_task(name: str) -> str:
 
 def _check(name: str) -> None:
   if name not in ENV_NAMES:
-    raise UnknownEnvironmentError(f"Unknown environment {name!r}; valid names are: {', '.join(ENV_NAMES)}")
+    raise UnknownEnvironmentError(
+      f"Unknown environment {name!r}; valid names are: {', '.join(ENV_NAMES)}, or your own simulator as "
+      "package.module:factory"
+    )
 
 
-def make(name: str, seed: int = 0) -> ExampleControlEnv:
-  """Builds environment ``name``; the same ``seed`` gives reproducible rollouts."""
+def check_name(name: str) -> None:
+  """Refuses a name that is neither in ``ENV_NAMES`` nor an importable ``package.module:factory``."""
+  if ":" in name:
+    from environments import user  # pylint: disable=import-outside-toplevel
+
+    user.check_target(name)
+  else:
+    _check(name)
+
+
+def make(name: str, seed: int = 0):
+  """Builds environment ``name`` (or a user's ``package.module:factory``); the same ``seed`` gives reproducible
+  rollouts."""
+  if ":" in name:
+    from environments import user  # pylint: disable=import-outside-toplevel
+
+    return user.make(name, seed)
   _check(name)
   if name.startswith("fetch_"):
     from environments import fetch  # pylint: disable=import-outside-toplevel
@@ -59,4 +78,4 @@ def make(name: str, seed: int = 0) -> ExampleControlEnv:
   return metaworld_envs.SawyerEnv(name, seed=seed)
 
 
-__all__ = ["ENV_NAMES", "ExampleControlEnv", "UnknownEnvironmentError", "base_task", "make"]
+__all__ = ["ENV_NAMES", "ExampleControlEnv", "UnknownEnvironmentError", "base_task", "check_name", "make"]

@@ -102,10 +102,11 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
   counter = nodes.make_counter(latest["counts"] if latest else {})
   counter_server = courier_utils.make_courier_server(counter, port=FLAGS.counter_port)
   counter_server.Start()
-  num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
-  server = reverb.Server([reverb_pipeline.make_episode_table(num_episodes, signature)], port=FLAGS.reverb_port)
+  spec = config.spec()
+  signature = reverb_pipeline.spec_signature(spec)
+  server = reverb.Server([reverb_pipeline.make_episode_table(spec.num_episodes, signature)], port=FLAGS.reverb_port)
   try:
-    nodes.load_dataset_into_reverb(config.dataset_dir, signature, reverb.Client(f"localhost:{FLAGS.reverb_port}"))
+    nodes.load_dataset_into_reverb(config, signature, reverb.Client(f"localhost:{FLAGS.reverb_port}"))
     _wait_until_done(counter, config.num_steps)
     time.sleep(FLAGS.linger_s)  # The evaluators read the final count before the counter goes away.
     print("[replay] learner finished; shutting down", flush=True)
@@ -116,7 +117,7 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
 
 def run_learner(config: run_config_lib.RunConfig) -> None:
   _require(counter_address=FLAGS.counter_address, reverb_address=FLAGS.reverb_address)
-  _, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
+  signature = reverb_pipeline.spec_signature(config.spec())
   threading.Thread(target=_watch_reverb, args=(FLAGS.reverb_address, FLAGS.peer_timeout_s), daemon=True).start()
   learner = nodes.LearnerWorker(config, signature, reverb.Client(FLAGS.reverb_address), _client(FLAGS.counter_address))
   server = courier_utils.make_courier_server(learner, port=FLAGS.learner_port)

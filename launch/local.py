@@ -31,8 +31,33 @@ from launch import supervisor  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "laeo", f"One of {agents.AGENT_NAMES}.")
-flags.DEFINE_string("env", "fetch_reach", f"One of {environments.ENV_NAMES}.")
-flags.DEFINE_string("dataset_dir", None, "RLDS (TFDS) dataset directory; generated if not given.")
+flags.DEFINE_string(
+  "env",
+  None,
+  f"Evaluation environment: one of {environments.ENV_NAMES}, or your own as package.module:factory (a dm_env "
+  "with success(), or a gymnasium env). Default: the one a laeo-generated dataset was recorded in; fetch_reach "
+  "when the dataset is generated; none for anyone else's data (then --num_evaluators=0).",
+)
+flags.DEFINE_string(
+  "dataset_dir",
+  None,
+  "RLDS dataset: any directory tfds.builder_from_directory opens (several, comma-separated, are shards of "
+  "one dataset); generated if neither this nor --tfds_name is given.",
+)
+flags.DEFINE_string("tfds_name", None, "A prepared TFDS dataset NAME[/CONFIG][:VERSION] under --tfds_data_dir.")
+flags.DEFINE_string("tfds_data_dir", None, "Where --tfds_name is prepared (default ~/tensorflow_datasets).")
+flags.DEFINE_string(
+  "observation_key",
+  "observation",
+  "The step field the agents observe, a '/'-separated path into nested observations (e.g. observation/state).",
+)
+flags.DEFINE_string(
+  "action_bounds",
+  "auto",
+  "How dataset actions map to the policy's [-1, 1]: 'auto' (as they are when they lie in [-1, 1], else the "
+  "data's per-dimension min and max), 'data', or your bounds 'LOW,HIGH' or '[l1, ...],[h1, ...]'. The "
+  "policy maps its actions back; actions are never clipped.",
+)
 flags.DEFINE_string(
   "quality", "medium", "Quality of the generated dataset when --dataset_dir is not given: " "medium, low or expert."
 )
@@ -40,7 +65,9 @@ flags.DEFINE_integer("dataset_episodes", 2000, "Episodes of the generated datase
 flags.DEFINE_integer("num_evaluators", 1, "Evaluator processes.")
 flags.DEFINE_integer("num_steps", 10000, "Total learner steps (a resumed run continues up to this count).")
 flags.DEFINE_integer("seed", 0, "Seed for data generation, networks, batch sampling and evaluation.")
-flags.DEFINE_string("workdir", None, "Logs, checkpoints and run config; default runs/<agent>_<env>_seed<seed>.")
+flags.DEFINE_string(
+  "workdir", None, "Logs, checkpoints and run config; default runs/<agent>_<env or dataset name>_seed<seed>."
+)
 flags.DEFINE_integer("episodes_per_eval", 10, "Episodes per evaluation round.")
 flags.DEFINE_integer("eval_every", 1000, "Learner steps between the starts of evaluation rounds.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner steps between checkpoints.")
@@ -68,13 +95,13 @@ flags.DEFINE_integer(
   "video_every", 5, "Every N-th evaluation round writes one episode as a GIF to <workdir>/videos/ (0: never)."
 )
 flags.DEFINE_string(
-  "success_examples", None, "A .npy of success-example observations to use instead of the dataset's own."
+  "success_examples", None, "A .npy of success-example observations (shaped like the dataset's) instead of its own."
 )
 flags.DEFINE_string(
   "success_key",
   None,
-  "Take the success examples from the observations of the steps whose step field of this name "
-  "is true (a seeded sample of --num_success_examples), instead of the dataset's own file.",
+  "Take the success examples from the observations of the steps whose step field at this '/'-separated path "
+  "is true or nonzero (a seeded sample of --num_success_examples), instead of the dataset's own file.",
 )
 flags.DEFINE_integer("num_success_examples", 200, "Success examples sampled with --success_key.")
 flags.DEFINE_string("wandb_project", None, "Also log metrics to this Weights & Biases project (pip install wandb).")
@@ -107,7 +134,7 @@ def main(argv):
       num_evaluators=FLAGS.num_evaluators,
       num_steps=FLAGS.num_steps,
       seed=FLAGS.seed,
-      workdir=FLAGS.workdir or os.path.join("runs", f"{FLAGS.agent}_{FLAGS.env}_seed{FLAGS.seed}"),
+      workdir=FLAGS.workdir,
       episodes_per_eval=FLAGS.episodes_per_eval,
       eval_every=FLAGS.eval_every,
       checkpoint_every=FLAGS.checkpoint_every,
@@ -121,6 +148,10 @@ def main(argv):
       success_examples=FLAGS.success_examples,
       success_key=FLAGS.success_key,
       num_success_examples=FLAGS.num_success_examples,
+      tfds_name=FLAGS.tfds_name,
+      tfds_data_dir=FLAGS.tfds_data_dir,
+      observation_key=FLAGS.observation_key,
+      action_bounds=FLAGS.action_bounds,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

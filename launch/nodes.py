@@ -17,10 +17,8 @@ import numpy as np
 from acme import core
 from acme.utils import counting
 
-import environments
 from data_pipeline import reverb_pipeline
-from data_pipeline import rlds_io
-from data_pipeline import success_examples as success_lib
+from data_pipeline import rlds_source
 from launch import checkpointing
 from launch import failures
 from launch import loggers
@@ -39,19 +37,14 @@ def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
   return counter
 
 
-def load_dataset_into_reverb(dataset_dir: str, episode_signature: Dict[str, Any], reverb_client: Any) -> None:
-  """Inserts every episode of the dataset, padded to the table's signature, into Reverb (without success flags)."""
-  episodes = rlds_io.iter_episodes(dataset_dir, include_success=False)  # Streamed: one episode in memory at once.
+def load_dataset_into_reverb(
+  config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any
+) -> None:
+  """Inserts every episode of the run's dataset, as the learners read it (rlds_source) and padded to the table's
+  signature, into Reverb. Streamed: one episode in memory at once."""
+  episodes = rlds_source.iter_episodes(config.dataset_dirs, config.observation_key, config.scaling())
   count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, episode_signature)
-  print(f"[dataset_loader] inserted {count} episodes from {dataset_dir} into Reverb", flush=True)
-
-
-def _specs(env_name: str):
-  env = environments.make(env_name, seed=0)
-  try:
-    return env.observation_spec(), env.action_spec()
-  finally:
-    env.close()
+  print(f"[dataset_loader] inserted {count} episodes from {config.dataset_dir} into Reverb", flush=True)
 
 
 class LearnerWorker(core.VariableSource):
@@ -72,8 +65,7 @@ class LearnerWorker(core.VariableSource):
       counter.increment(learner_steps=self._start_step - counted)
 
     builder = config.make_builder()
-    observation_spec, action_spec = _specs(config.env)
-    networks = builder.make_networks(observation_spec, action_spec, config.observation_stats)
+    networks = builder.make_networks(*config.specs(), config.observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
     iterator = reverb_pipeline.make_reverb_iterator(
       reverb_client.server_address,
@@ -93,7 +85,7 @@ class LearnerWorker(core.VariableSource):
     self._learner = builder.make_learner(
       networks,
       iterator,
-      success_lib.load_success_examples(config.success_examples or config.dataset_dir),
+      config.load_success_examples(),
       jax.random.PRNGKey(config.seed),
       counter=make_counter({"learner_steps": self._start_step}),
       logger=logger,
@@ -159,13 +151,13 @@ class Evaluator:
     seed: int,
     episodes_per_eval: Optional[int] = None,
   ):
-    self._env_name = config.env
+    self._config = config
     self._env_seed = seed
     self._env = None  # Made on the thread that renders: an OpenGL context belongs to one thread.
     self._workdir = config.workdir
     self._label = label
     builder = config.make_builder()
-    networks = builder.make_networks(*_specs(config.env), config.observation_stats)
+    networks = builder.make_networks(*config.specs(), config.observation_stats)
     self._policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
     self._variables = variable_client.VariableClient(learner, "policy")
     self._counter = counter
@@ -179,10 +171,13 @@ class Evaluator:
   def _learner_steps(self) -> int:
     return int(self._counter.get_counts().get("learner_steps", 0))
 
+  def _make_env(self) -> None:
+    if self._env is None:
+      self._env = rollout.make_evaluation_env(self._config, self._env_seed)
+
   def run_episode(self, params, frames: Optional[List[np.ndarray]] = None) -> Tuple[bool, bool]:
     """One deterministic-policy episode; returns (success at any step, success at the final step)."""
-    if self._env is None:
-      self._env = environments.make(self._env_name, seed=self._env_seed)
+    self._make_env()
     any_step, final, self._key = rollout.run_episode(self._env, self._policy, params, self._key, frames)
     return any_step, final
 
@@ -195,8 +190,10 @@ class Evaluator:
     `record_video`).
     """
     learner_steps = self._learner_steps()
+    self._make_env()
     if record_video is None:
       record_video = self._video_every > 0 and self._rounds % self._video_every == 0
+    record_video = record_video and self._env.can_render
     self._rounds += 1
     self._variables.update_and_wait()
     outcomes = []

@@ -4,19 +4,21 @@
   policy = load_policy("runs/laeo_fetch_reach_seed0")   # the latest checkpoint; or step=N
   action = policy(observation)                            # numpy in, numpy out, in [-1, 1]
 
-It needs neither TensorFlow, Reverb nor Launchpad: only JAX and Haiku, and the environment registry for the
-observation and action specs. The policy is deterministic (the tanh of the Gaussian's mean, or the TD3 actor)
-unless `deterministic=False`, which samples with the given seed.
+It needs neither TensorFlow, Reverb nor Launchpad, nor the run's environment: only JAX, Haiku and the run's
+config, which holds the dataset's observation and action shapes. The observation is what the dataset held at
+the run's --observation_key (a dict of nested observations is picked the same way); actions come back in the
+dataset's units (mapped back from [-1, 1] when the run rescaled them). The policy is deterministic (the tanh of
+the Gaussian's mean, or the TD3 actor) unless `deterministic=False`, which samples with the given seed.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 
-import environments
 from agents.common import learner as learner_lib
 from launch import checkpointing
+from launch import rollout
 from launch import run_config as run_config_lib
 
 
@@ -31,11 +33,9 @@ class Policy:
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: the run has not saved one yet.")
     self.step = int(checkpoint["step"])
     self._state = checkpoint["learner"]
-    env = environments.make(self.config.env, seed=0)
-    try:
-      self.observation_spec, self.action_spec = env.observation_spec(), env.action_spec()
-    finally:
-      env.close()
+    self.observation_spec, self.action_spec = self.config.specs()
+    self._scaling = self.config.scaling()
+    self._pick = rollout.observation_path(self.config.observation_key)
     builder = self.config.make_builder()
     networks = builder.make_networks(self.observation_spec, self.action_spec, self.config.observation_stats)
     self._act = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
@@ -44,11 +44,14 @@ class Policy:
 
   def __call__(self, observation: np.ndarray) -> np.ndarray:
     """One action for one observation (or a batch of actions for a batch of observations)."""
+    for part in self._pick if isinstance(observation, Mapping) else ():
+      observation = observation[part]
     observation = np.asarray(observation, dtype=self.observation_spec.dtype)
     if observation.shape[-len(self.observation_spec.shape) :] != self.observation_spec.shape:
       raise ValueError(f"Observation of shape {observation.shape}; this policy takes {self.observation_spec.shape}.")
     self._key, key = jax.random.split(self._key)
-    return np.asarray(self._act(self._state.policy_params, key, observation, evaluation=self._deterministic))
+    action = np.asarray(self._act(self._state.policy_params, key, observation, evaluation=self._deterministic))
+    return action if self._scaling is None else self._scaling.unnormalise(action)
 
   def get_variables(self, names: Sequence[str]) -> List:
     """The checkpoint's parameters by name, as a learner serves them ("policy": the policy's)."""

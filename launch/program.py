@@ -1,6 +1,7 @@
 """The Launchpad program of a run: counter, Reverb, dataset loader, learner, evaluators, steps limiter."""
 
 import functools
+import os
 
 import launchpad as lp
 from acme.utils import lp_utils
@@ -18,20 +19,19 @@ def _episode_tables(num_episodes: int, signature):
 
 def make_program(config: RunConfig) -> lp.Program:
   """The program of a run whose config was validated (`run_config.make_run_config`, `load_run_config`)."""
-  num_episodes, signature = reverb_pipeline.dataset_signature(config.dataset_dir)
+  spec = config.spec()
+  num_episodes, signature = spec.num_episodes, reverb_pipeline.spec_signature(spec)
   latest = checkpointing.for_run(config.workdir).latest()
   counts = latest["counts"] if latest else {}
   guarded = functools.partial(failures.guarded, config.workdir)  # A failing node stops the program.
 
-  program = lp.Program(f"{config.agent}_{config.env}")
+  program = lp.Program(os.path.basename(config.workdir))
   with program.group("counter"):
     counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
   with program.group("reverb"):
     replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
   with program.group("dataset_loader"):
-    program.add_node(
-      lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config.dataset_dir, signature, replay)
-    )
+    program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config, signature, replay))
   with program.group("learner"):
     learner = program.add_node(
       lp.CourierNode(guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)

@@ -12,11 +12,17 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from dm_env import specs as dm_specs
+import numpy as np
+
 import agents
+from data_pipeline import action_scaling as scaling_lib
+from data_pipeline import rlds_source
+from data_pipeline import success_examples as success_lib
 import environments
 
-# data_pipeline (TensorFlow) is imported inside the two functions that read datasets: a policy loaded on its own
-# (launch/policy.py) reads run configs without TensorFlow.
+# rlds_source, action_scaling and success_examples import no TensorFlow until they read a dataset: a policy loaded
+# on its own (launch/policy.py) reads run configs without TensorFlow.
 
 # Updates per jitted learner call when the user names none: a scan of 10 small state updates saves ~15% of
 # dispatch time; a scan of conv updates ran several times slower on XLA's CPU backend
@@ -29,7 +35,9 @@ class RunConfig:
   """Everything that defines a run; stored in `<workdir>/run_config.json` so a restart can resume it."""
 
   agent: str
-  env: str
+  # An environment of environments.ENV_NAMES, a user's 'package.module:factory', or None (no evaluators).
+  env: Optional[str]
+  # One TFDS directory, or several (shards of one dataset) joined by commas.
   dataset_dir: str
   workdir: str
   num_steps: int
@@ -56,6 +64,14 @@ class RunConfig:
   # written to <workdir>/success_examples.npy when the run is created.
   success_examples: Optional[str] = None
   success_key: Optional[str] = None
+  # The step field that holds the observation: a '/'-separated path into nested observations.
+  observation_key: str = rlds_source.DEFAULT_OBSERVATION_KEY
+  # How actions map to the policy's [-1, 1]: 'auto', 'data' or explicit bounds (data_pipeline.action_scaling).
+  action_bounds: str = scaling_lib.AUTO
+  # Measured from the dataset when the run is created: its rlds_source.DatasetSpec, and the ActionScaling of
+  # action_bounds (None: actions already lie in [-1, 1]).
+  dataset_spec: Optional[Dict[str, Any]] = None
+  action_scaling: Optional[Dict[str, List[float]]] = None
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = (
@@ -69,11 +85,19 @@ class RunConfig:
     "video_every",
     "wandb_project",
   )
-  DERIVED = ("observation_stats",)  # Functions of the other fields: a resumed run keeps the stored ones.
+  # Functions of the other fields and of the data: a resumed run keeps the stored ones.
+  DERIVED = ("observation_stats", "dataset_spec", "action_scaling")
 
   def validate(self):
-    if self.env not in environments.ENV_NAMES:
-      raise ValueError(f"Unknown environment {self.env!r}; valid environments: {', '.join(environments.ENV_NAMES)}.")
+    if self.env is None:
+      if self.num_evaluators > 0:
+        raise ValueError(
+          "No environment to evaluate in: give --env (one of "
+          f"{', '.join(environments.ENV_NAMES)}, or your own as package.module:factory), or --num_evaluators=0 "
+          "to train without evaluation."
+        )
+    else:
+      environments.check_name(self.env)
     for name in (
       "num_steps",
       "checkpoint_every",
@@ -97,6 +121,42 @@ class RunConfig:
 
   def make_builder(self):
     return agents.make_builder(self.agent, **self.overrides)
+
+  @property
+  def dataset_dirs(self) -> List[str]:
+    return self.dataset_dir.split(",")
+
+  def spec(self) -> rlds_source.DatasetSpec:
+    if self.dataset_spec is None:
+      raise ValueError(f"The run config of {self.workdir} holds no dataset spec (make it with make_run_config).")
+    return rlds_source.DatasetSpec.from_dict(self.dataset_spec)
+
+  def specs(self):
+    """(observation spec, action spec) the networks are built for: the dataset's observations, and actions in
+    [-1, 1]. Runs created before the dataset spec was recorded take their environment's."""
+    if self.dataset_spec is None:
+      instance = environments.make(self.env, seed=0)
+      try:
+        return instance.observation_spec(), instance.action_spec()
+      finally:
+        instance.close()
+    spec = self.spec()
+    return (
+      dm_specs.Array(spec.observation_shape, np.dtype(spec.observation_dtype), "observation"),
+      dm_specs.BoundedArray(spec.action_shape, np.float32, -1.0, 1.0, "action"),
+    )
+
+  def scaling(self) -> Optional[scaling_lib.ActionScaling]:
+    return scaling_lib.ActionScaling.from_dict(self.action_scaling)
+
+  def success_examples_path(self) -> str:
+    """The configured success examples, or the first dataset directory's own."""
+    return self.success_examples or os.path.join(self.dataset_dirs[0], success_lib.SUCCESS_EXAMPLES_FILENAME)
+
+  def load_success_examples(self) -> np.ndarray:
+    """The success examples, as the networks take observations (float32 vectors, uint8 images)."""
+    examples = success_lib.load_success_examples(self.success_examples_path())
+    return examples if examples.dtype == np.uint8 else examples.astype(np.float32)
 
   def evaluator_seed(self, index: int) -> int:
     """Seed of evaluator `index`: apart from the learner's seed and from every other evaluator's."""
@@ -177,89 +237,133 @@ def save_run_config(config: RunConfig) -> None:
     json.dump(_as_stored(config), f, indent=2, sort_keys=True)
 
 
-def check_dataset_matches_env(
-  dataset_dir: str, env: str, success_examples: Optional[str] = None, check_success: bool = True
-) -> None:
-  """A dataset recorded in another environment (or with other shapes), or success examples shaped unlike its
-  observations (`success_examples`, default: the dataset's own), are refused before anything starts."""
-  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
-  from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
+def check_env_matches_dataset(config: RunConfig) -> None:
+  """The run's environment gives observations shaped like its dataset's and takes actions of the same shape; a
+  dataset laeo generated was recorded in the environment named."""
+  from launch import rollout  # pylint: disable=g-import-not-at-top
 
-  metadata = rlds_io.read_metadata(dataset_dir)
-  if metadata.get("env_name") != env:
-    raise ValueError(f"{dataset_dir} was generated for env {metadata.get('env_name')!r}, not {env!r}.")
-  instance = environments.make(env, seed=0)
+  spec = config.spec()
+  for d in config.dataset_dirs:
+    env_name = read_generated_env_name(d)
+    if env_name is not None and config.env in environments.ENV_NAMES and env_name != config.env:
+      raise ValueError(f"{d} was generated for env {env_name!r}, not {config.env!r}.")
+  env = rollout.make_evaluation_env(config, seed=0)
   try:
-    observation_shape = tuple(instance.observation_spec().shape)
-    action_shape = tuple(instance.action_spec().shape)
+    observation = env.reset().observation
+    action_shape = tuple(env.action_shape)
   finally:
-    instance.close()
-  if (tuple(metadata["observation_shape"]), tuple(metadata["action_shape"])) != (observation_shape, action_shape):
+    env.close()
+  if (tuple(observation.shape), action_shape) != (spec.observation_shape, spec.action_shape):
     raise ValueError(
-      f"{dataset_dir} has observations {tuple(metadata['observation_shape'])} and actions "
-      f"{tuple(metadata['action_shape'])}, but {env} has {observation_shape} and {action_shape}."
-    )
-  if not check_success:
-    return
-  if success_examples and not os.path.isfile(success_examples):
-    raise FileNotFoundError(f"No success examples file at {success_examples}.")
-  source = success_examples or dataset_dir
-  examples = success_lib.load_success_examples(source)
-  if examples.ndim < 1 or len(examples) < 1 or tuple(examples.shape[1:]) != observation_shape:
-    raise ValueError(
-      f"The success examples of {source} have shape {examples.shape}; expected "
-      f"(N >= 1, {', '.join(map(str, observation_shape))}) for {env}."
+      f"{config.dataset_dir} has observations {spec.observation_shape} (at {config.observation_key!r}) and actions "
+      f"{spec.action_shape}, but {config.env} gives observations {tuple(observation.shape)} and takes actions "
+      f"{action_shape}."
     )
 
 
-def success_examples_from_flag(dataset_dir: str, success_key: str, num_examples: int, seed: int):
-  """A seeded sample of the observations of the steps whose field `success_key` is true (the user names the
-  flag: laeo's own datasets keep theirs out of the agents' reach)."""
-  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
-  from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
+def read_generated_env_name(dataset_dir: str) -> Optional[str]:
+  """The environment a dataset laeo generated was recorded in (None for anyone else's dataset)."""
+  path = os.path.join(dataset_dir, "laeo_metadata.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("env_name")
+
+
+def check_success_examples(config: RunConfig) -> None:
+  """The success examples exist and are shaped like the dataset's observations."""
+  spec = config.spec()
+  path = config.success_examples_path()
+  if config.success_examples and not os.path.isfile(path):
+    raise FileNotFoundError(f"No success examples file at {path}.")
+  if not os.path.isfile(path):
+    raise ValueError(
+      f"No success examples: {config.dataset_dirs[0]} has no {success_lib.SUCCESS_EXAMPLES_FILENAME} (only "
+      "datasets laeo generated carry one). Give --success_examples=FILE.npy (observations shaped "
+      f"{spec.observation_shape}) or --success_key=FIELD (a step field that flags successful steps)."
+    )
+  examples = success_lib.load_success_examples(path)
+  if examples.ndim < 1 or len(examples) < 1 or tuple(examples.shape[1:]) != spec.observation_shape:
+    raise ValueError(
+      f"The success examples of {path} have shape {examples.shape}; expected "
+      f"(N >= 1, {', '.join(map(str, spec.observation_shape))}), the dataset's observations."
+    )
+  if spec.is_image and examples.dtype != np.uint8:
+    raise ValueError(f"The success examples of {path} are {examples.dtype}; image observations are uint8.")
+
+
+def success_examples_from_flag(config: RunConfig, num_examples: int) -> np.ndarray:
+  """A seeded sample of the observations of the steps whose field `config.success_key` is true (the user names
+  the flag: laeo's own datasets keep theirs out of the agents' reach)."""
 
   def flagged():
-    for episode in rlds_io.iter_episodes(dataset_dir, include_success=True):
-      if success_key not in episode:
-        raise ValueError(f"No step field {success_key!r} in {dataset_dir}; its step fields: {sorted(episode)}.")
-      yield {"observation": episode["observation"], "success": episode[success_key]}
+    for episode in rlds_source.iter_episodes(config.dataset_dirs, config.observation_key, flag_key=config.success_key):
+      yield {"observation": episode["observation"], "success": episode["flag"]}
 
   try:
-    return success_lib.extract_success_examples(flagged(), num_examples, seed)
+    return success_lib.extract_success_examples(flagged(), num_examples, config.seed)
   except ValueError as e:
     if "No successful step" in str(e):
-      raise ValueError(f"{success_key!r} is never true in {dataset_dir}: there is no success example to take.") from e
+      raise ValueError(
+        f"{config.success_key!r} is never true in {config.dataset_dir}: there is no success example to take."
+      ) from e
     raise
 
 
-def check_dataset_fits_in_memory(dataset_dir: str, available_bytes: Optional[int] = None) -> None:
+def check_dataset_fits_in_memory(config: RunConfig, available_bytes: Optional[int] = None) -> None:
   """Refuses, before anything is loaded, a dataset whose Reverb table would not fit in this machine's memory."""
   import psutil  # pylint: disable=g-import-not-at-top
 
   from data_pipeline import reverb_pipeline  # pylint: disable=g-import-not-at-top
 
-  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
-  need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
+  spec = config.spec()
+  need = reverb_pipeline.estimated_table_bytes(spec.num_episodes, reverb_pipeline.spec_signature(spec))
   available = psutil.virtual_memory().available if available_bytes is None else available_bytes
   budget = int(0.7 * available)  # The rest for the learner, the evaluators and the system.
   if need > budget:
     raise ValueError(
-      f"{dataset_dir}: its {num_episodes} episodes would take about {need / 2**30:.1f} GiB in the Reverb server, "
-      f"more than the {budget / 2**30:.1f} GiB (70% of the {available / 2**30:.1f} GiB available) this machine "
-      "can give it. Use a smaller dataset or a machine with more memory (README: Scale)."
+      f"{config.dataset_dir}: its {spec.num_episodes} episodes would take about {need / 2**30:.1f} GiB in the "
+      f"Reverb server, more than the {budget / 2**30:.1f} GiB (70% of the {available / 2**30:.1f} GiB available) "
+      "this machine can give it. Use a smaller dataset or a machine with more memory (README: Scale)."
     )
+
+
+def resolve_dataset_dirs(dataset_dir: Optional[str], tfds_name: Optional[str], tfds_data_dir: Optional[str]):
+  """The dataset's directories (None: none given, generate one) from --dataset_dir or --tfds_name."""
+  if tfds_name:
+    if dataset_dir:
+      raise ValueError("Give at most one of --dataset_dir and --tfds_name.")
+    return [rlds_source.tfds_name_dir(tfds_name, tfds_data_dir or os.path.join("~", "tensorflow_datasets"))]
+  if tfds_data_dir:
+    raise ValueError("--tfds_data_dir needs --tfds_name.")
+  if not dataset_dir:
+    return None
+  dirs = rlds_source.split_dirs(dataset_dir)
+  for d in dirs:
+    if not os.path.exists(d):
+      raise FileNotFoundError(f"Dataset directory {d} does not exist.")
+  return dirs
+
+
+def default_workdir(agent: str, env: Optional[str], dataset_dirs: Optional[Sequence[str]], seed: int) -> str:
+  """runs/<agent>_<env or dataset name>_seed<seed>."""
+  name = env
+  if dataset_dirs and (name is None or ":" in name):
+    parts = os.path.normpath(dataset_dirs[0]).split(os.sep)
+    name = parts[-2] if rlds_source._VERSION.match(parts[-1]) else parts[-1]  # <name>/<version> for TFDS dirs.
+  return os.path.join("runs", f"{agent}_{name.replace(':', '_').replace('.', '_')}_seed{seed}")
 
 
 def make_run_config(
   agent: str,
-  env: str,
+  env: Optional[str],
   dataset_dir: Optional[str],
   quality: str,
   dataset_episodes: int,
   num_evaluators: int,
   num_steps: int,
   seed: int,
-  workdir: str,
+  workdir: Optional[str],
   episodes_per_eval: int,
   eval_every: int,
   checkpoint_every: int,
@@ -273,12 +377,20 @@ def make_run_config(
   success_examples: Optional[str] = None,
   success_key: Optional[str] = None,
   num_success_examples: int = 200,
+  tfds_name: Optional[str] = None,
+  tfds_data_dir: Optional[str] = None,
+  observation_key: str = rlds_source.DEFAULT_OBSERVATION_KEY,
+  action_bounds: str = scaling_lib.AUTO,
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
+  The dataset is `dataset_dir` (comma-separated directories are shards of one dataset) or the prepared TFDS
+  dataset `tfds_name` under `tfds_data_dir`; without either, one is generated for `env` (default fetch_reach).
+  `env` None means the dataset's own when laeo generated it, else none (then num_evaluators must be 0).
   With normalize_observations, the networks standardise vector observations with the dataset's per-dimension
-  mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics it started with.
-  num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of observation.
+  mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics, the dataset spec and
+  the action scaling it started with. num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of
+  observation. Every refusal comes before anything is written.
   """
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
@@ -286,16 +398,19 @@ def make_run_config(
   if success_examples and success_key:
     raise ValueError("Give at most one of --success_examples and --success_key.")
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
-  generated = dataset_dir is None
+  dirs = resolve_dataset_dirs(dataset_dir, tfds_name, tfds_data_dir)
+  generated = dirs is None
   if generated:
-    dataset_dir = default_dataset_dir(env, quality, dataset_episodes, seed)
-  if num_sgd_steps_per_step == 0:
-    num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if "_image" in env else "vector"]
+    env = env or "fetch_reach"
+    dirs = [os.path.abspath(default_dataset_dir(env, quality, dataset_episodes, seed))]
+  elif env is None:
+    env = read_generated_env_name(dirs[0])
+  workdir = os.path.abspath(workdir or default_workdir(agent, env, dirs, seed))
   config = RunConfig(
     agent=agent,
     env=env,
-    dataset_dir=os.path.abspath(dataset_dir),
-    workdir=os.path.abspath(workdir),
+    dataset_dir=",".join(dirs),
+    workdir=workdir,
     num_steps=num_steps,
     seed=seed,
     num_evaluators=num_evaluators,
@@ -305,37 +420,49 @@ def make_run_config(
     log_every=log_every,
     overrides=overrides,
     normalize_observations=normalize_observations,
-    num_sgd_steps_per_step=num_sgd_steps_per_step,
+    num_sgd_steps_per_step=max(num_sgd_steps_per_step, 1),  # 0 (auto) is resolved once the data is known.
     video_every=video_every,
     wandb_project=wandb_project,
     success_examples=(
-      os.path.join(os.path.abspath(workdir), "success_examples.npy")
+      os.path.join(workdir, "success_examples.npy")
       if success_key
       else (os.path.abspath(success_examples) if success_examples else None)
     ),
     success_key=success_key,
+    observation_key=observation_key,
+    action_bounds=action_bounds,
   )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
-  if generated and not rlds_io.is_dataset_dir(dataset_dir):
-    print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dataset_dir}")
-    summary = generate.generate_dataset(env, quality, dataset_episodes, dataset_dir, seed)
+  if generated and not rlds_io.is_dataset_dir(dirs[0]):
+    print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dirs[0]}")
+    summary = generate.generate_dataset(env, quality, dataset_episodes, dirs[0], seed)
     print(generate.summary_line(summary))
+  previous = stored_run_config(config.workdir)
+  if previous is not None and previous.dataset_spec is not None:
+    for name in RunConfig.DERIVED:
+      setattr(config, name, getattr(previous, name))
+  else:
+    spec = rlds_source.describe(dirs, observation_key)  # Also fails clearly on a missing or damaged dataset.
+    if spec.num_skipped_episodes:
+      print(f"Skipping {spec.num_skipped_episodes} episodes of fewer than two steps (no transition in them).")
+    scaling = scaling_lib.resolve(action_bounds, spec.action_min, spec.action_max)
+    config.dataset_spec = spec.to_dict()
+    config.action_scaling = scaling.to_dict() if scaling else None
+    if normalize_observations and not spec.is_image:
+      config.observation_stats = rlds_source.observation_stats(dirs, observation_key)
+  spec = config.spec()
+  if num_sgd_steps_per_step == 0:
+    config.num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if spec.is_image else "vector"]
   sampled = None
   if success_key and not os.path.exists(config.success_examples):
-    sampled = success_examples_from_flag(config.dataset_dir, success_key, num_success_examples, seed)
-  # Also fails clearly on a missing dataset or success examples file. Sampled examples are the dataset's own
-  # observations, whose shape this checks against the environment.
-  check_dataset_matches_env(config.dataset_dir, env, config.success_examples, check_success=sampled is None)
-  check_dataset_fits_in_memory(config.dataset_dir)
-  previous = stored_run_config(config.workdir)
-  if previous is not None:
-    config.observation_stats = previous.observation_stats
-  elif normalize_observations:
-    config.observation_stats = rlds_io.dataset_observation_stats(config.dataset_dir)
+    sampled = success_examples_from_flag(config, num_success_examples)  # The dataset's own observations.
+  else:
+    check_success_examples(config)
+  if env is not None:
+    check_env_matches_dataset(config)
+  check_dataset_fits_in_memory(config)
   save_run_config(config)
   if sampled is not None:
-    from data_pipeline import success_examples as success_lib  # pylint: disable=g-import-not-at-top
-
     success_lib.save_success_examples(config.success_examples, sampled)
   return config

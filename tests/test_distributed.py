@@ -16,6 +16,7 @@ import pytest
 
 from data_pipeline import generate
 from data_pipeline import rlds_io
+from data_pipeline import rlds_source
 from launch import run_config as run_config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +80,7 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
     overrides={"policy_hidden_sizes": (16,), "batch_size": 16},
     num_sgd_steps_per_step=5,
     observation_stats=rlds_io.dataset_observation_stats(dataset_dir),
+    dataset_spec=rlds_source.describe([dataset_dir]).to_dict(),
   )
   run_config_lib.save_run_config(config)
   run_config = os.path.join(config.workdir, "run_config.json")

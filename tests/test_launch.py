@@ -426,7 +426,8 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
   num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
   need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
   assert need > num_episodes * reverb_pipeline.padded_episode_bytes(signature)  # State data: more than raw.
-  run_config.check_dataset_fits_in_memory(dataset_dir, available_bytes=2 * need)
+  config = make_tiny_run_config(dataset_dir, tmp_path / "fits")
+  run_config.check_dataset_fits_in_memory(config, available_bytes=2 * need)
   monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": need})())
   with pytest.raises(ValueError, match="would take about .* GiB in the Reverb server"):
     make_tiny_run_config(dataset_dir, tmp_path / "run")
