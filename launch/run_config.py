@@ -251,6 +251,8 @@ def check_env_matches_dataset(config: RunConfig) -> None:
   try:
     observation = env.reset().observation
     action_shape = tuple(env.action_shape)
+  except ValueError as e:
+    raise ValueError(f"{config.env} cannot evaluate a policy of {config.dataset_dir}: {e}") from e
   finally:
     env.close()
   if (tuple(observation.shape), action_shape) != (spec.observation_shape, spec.action_shape):
