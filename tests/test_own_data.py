@@ -11,6 +11,7 @@ import pytest
 from data_pipeline import action_scaling
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_source
+from launch import evaluate
 from tests.programs import foreign_robot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +142,7 @@ def test_bad_keys_missing_success_examples_and_mismatched_shapes_are_refused_lea
   refusals = [
     ({"observation_key": "observation/gripper"}, ValueError, r"No step field 'observation/gripper'.*'observation/state'"),
     ({"observation_key": "observation"}, ValueError, r"is a dict; name one of its fields: \['camera', 'state'\]"),
+    ({"observation_key": "observation/camera"}, ValueError, r"\(8, 8, 3\) images; the conv torso .* at least 36x36"),
     ({"success_key": None}, ValueError, "No success examples: .* --success_examples=FILE.npy .* or --success_key=FIELD"),
     ({"success_key": "is_collision"}, ValueError, "'is_collision' is never true"),
     ({"success_key": "is_grasped"}, ValueError, "No step field 'is_grasped'"),
@@ -211,6 +213,8 @@ def test_a_tfds_builder_dataset_trains_without_an_environment_and_its_policy_act
   assert acted["heavy"] == [] and acted["step"] == 40
   flat = np.array(acted["flat"])
   assert flat.shape == (64, 2) and np.all(np.abs(flat) <= 1.0) and np.array(acted["nested"]).shape == (2,)
+  with pytest.raises(ValueError, match="trained without an environment: name one to evaluate in with --env"):
+    evaluate.evaluate_latest_checkpoint(str(workdir), episodes=1, seed=0)
 
 
 @pytest.mark.slow
@@ -241,3 +245,4 @@ def test_rescaled_actions_train_by_name_and_evaluate_in_a_users_gymnasium_env(da
   assert len(rows) >= 2 and "success_rate" in rows[0]  # The env refuses actions outside its space: none came.
   flat = np.array(act_in_fresh_process(workdir)["flat"])
   assert flat.shape == (64, 2) and np.all(flat >= low - 1e-6) and np.all(flat <= high + 1e-6)
+  assert evaluate.evaluate_latest_checkpoint(str(workdir), episodes=3, seed=1)["episodes"] == 3
