@@ -489,11 +489,3 @@ def observation_stats(observations: np.ndarray) -> Dict[str, List[float]]:
   if observations.ndim != 2 or len(observations) == 0:
     raise ValueError(f"observation_stats needs observations of shape [N >= 1, d]; got {observations.shape}.")
   return {"mean": observations.mean(axis=0).tolist(), "std": (observations.std(axis=0) + OBSERVATION_STD_EPS).tolist()}
-
-
-def dataset_observation_stats(dataset_dir: str) -> Optional[Dict[str, List[float]]]:
-  """observation_stats over every step of a dataset of vector observations; None for images."""
-  if len(read_metadata(dataset_dir)["observation_shape"]) != 1:
-    return None
-  episodes = load_episodes(dataset_dir, include_success=False)
-  return observation_stats(np.concatenate([e["observation"] for e in episodes]))

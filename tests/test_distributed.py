@@ -15,7 +15,6 @@ import uuid
 import pytest
 
 from data_pipeline import generate
-from data_pipeline import rlds_io
 from data_pipeline import rlds_source
 from launch import run_config as run_config_lib
 
@@ -79,7 +78,7 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
     log_every=50,
     overrides={"policy_hidden_sizes": (16,), "batch_size": 16},
     num_sgd_steps_per_step=5,
-    observation_stats=rlds_io.dataset_observation_stats(dataset_dir),
+    observation_stats=rlds_source.observation_stats([dataset_dir]),
     dataset_spec=rlds_source.describe([dataset_dir]).to_dict(),
   )
   run_config_lib.save_run_config(config)

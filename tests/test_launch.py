@@ -247,11 +247,14 @@ def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path):
 def test_a_failing_node_stops_the_whole_program_with_an_error(dataset_dir, tmp_path):
   broken = tmp_path / "data"
   shutil.copytree(dataset_dir, broken)
-  shard = next(p for p in broken.iterdir() if ".tfrecord" in p.name)
-  shard.write_bytes(shard.read_bytes()[:-200])  # The first episode still reads; the loader fails later.
   workdir = tmp_path / "run"
-  # Raw observations: the launcher reads only the first episode, so the loader node meets the damage.
-  proc = launch("bc", str(broken), workdir, num_steps=200, extra=["--nonormalize_observations"])
+  # The run is created on the intact data (creating it reads every episode); the damage comes after, so the
+  # loader node meets it.
+  prepared = launch("bc", str(broken), workdir, num_steps=200, extra=["--prepare_only"])
+  assert prepared.returncode == 0, prepared.stderr[-2000:]
+  shard = next(p for p in broken.iterdir() if ".tfrecord" in p.name)
+  shard.write_bytes(shard.read_bytes()[:-200])
+  proc = launch("bc", str(broken), workdir, num_steps=200)
   assert proc.returncode != 0
   assert "[dataset_loader]" in proc.stderr and "node_failures.txt" in proc.stderr
   assert f"shard {shard.name} is truncated or corrupt" in proc.stderr
