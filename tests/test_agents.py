@@ -470,3 +470,33 @@ def test_several_updates_in_one_call_equal_as_many_single_calls(name):
     np.testing.assert_allclose(last_single[key], last_fused[key], rtol=1e-4, atol=1e-5)
   with pytest.raises(ValueError, match="num_updates"):
     fused.learner.step(0)
+
+
+def test_laeo_q_over_a_subset_of_the_success_examples():
+  rng = np.random.default_rng(0)
+  success = jnp.asarray(_obs(rng, "state", 7))
+  config = agents.make_config("laeo", **TINY["laeo"])
+  key = jax.random.PRNGKey(3)
+  # 0 (the default) and M >= N: every example; M < N: M distinct examples of the set, a fresh draw per key.
+  for m in (0, 7, 9):
+    np.testing.assert_array_equal(
+      laeo_learning.q_success_subset(dataclasses.replace(config, num_q_success_examples=m), success, key), success
+    )
+  sub_config = dataclasses.replace(config, num_q_success_examples=3)
+  draws = [np.asarray(laeo_learning.q_success_subset(sub_config, success, jax.random.PRNGKey(k))) for k in range(5)]
+  rows = {tuple(r) for r in np.asarray(success)}
+  for d in draws:
+    assert d.shape == (3, OBS_DIM) and len({tuple(r) for r in d}) == 3 and {tuple(r) for r in d} <= rows
+  assert len({d.tobytes() for d in draws}) > 1
+  # The Q-term is the log-mean-exp over the drawn examples.
+  nets = agents.make_builder("laeo", **TINY["laeo"]).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  params = laeo_learning.make_initial_state(nets, config, key).critic_params
+  obs = _obs(rng, "state", BATCH)
+  action = rng.uniform(-1, 1, (BATCH, ACT_DIM)).astype(np.float32)
+  features = nets.encode(params, obs)
+  q = laeo_learning.q_values(nets, sub_config, params, features, action, success, key)
+  subset = laeo_learning.q_success_subset(sub_config, success, key)
+  full_over_subset = laeo_learning.q_values(nets, config, params, features, action, subset, key)
+  np.testing.assert_allclose(q, full_over_subset, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="num_q_success_examples"):
+    agents.make_config("laeo", num_q_success_examples=-1)

@@ -60,13 +60,24 @@ def critic_loss_fn(networks: LaeoNetworks, critic_params, batch):
   return loss, (metrics, obs_features)
 
 
+def q_success_subset(config: LaeoConfig, success_examples, key):
+  """The success examples the log-mean-exp of this update runs over: all of them, or
+  `num_q_success_examples` drawn uniformly without replacement."""
+  n, m = success_examples.shape[0], config.num_q_success_examples
+  if config.q_estimator != "logmeanexp" or m == 0 or m >= n:
+    return success_examples
+  return success_examples[jax.random.choice(key, n, (m,), replace=False)]
+
+
 def q_values(networks: LaeoNetworks, config: LaeoConfig, critic_params, obs_features, action, success_examples, key):
   """Per-twin Q(s, a) [2, B] from the success examples (see LaeoConfig)."""
   phi = networks.phi_head(critic_params, obs_features, action)  # [2, B, R]
-  psi_star = networks.psi(critic_params, success_examples)  # [2, N, R]
   if config.q_estimator == "logmeanexp":
+    # Only the subset is encoded (for images the conv torso's cost).
+    psi_star = networks.psi(critic_params, q_success_subset(config, success_examples, key))  # [2, M, R]
     logits = jnp.einsum("kbr,knr->kbn", phi, psi_star)
     return losses.log_mean_exp(logits, axis=-1)
+  psi_star = networks.psi(critic_params, success_examples)  # [2, N, R]
   # 'single_example': one success example per batch element.
   idx = jax.random.randint(key, (phi.shape[1],), 0, psi_star.shape[1])
   return jnp.sum(phi * psi_star[:, idx], axis=-1)
