@@ -10,6 +10,16 @@ Batches are cut from sampled episodes inside tf.data (seeded, prefetched):
   the episode's last state (t is uniform over the episode's transitions, never in its padding);
 - 'transition' (ORIL, PURL, BC): (s_t, a_t, s_{t+1}, discount).
 The same cutting function serves the in-memory dataset used by tests and benchmarks.
+
+`episode_reuse` R > 1 cuts R consecutive batches out of each draw of episodes, with fresh t and k for each: every
+batch is distributed exactly as with R = 1 (its examples come from distinct draws of episodes; each t uniform over
+its episode's transitions, each future truncated-geometric), but R consecutive batches share their episodes, and
+the Reverb path moves 1/R of the bytes per batch (pulling whole episodes out of Reverb costs more CPU than a LAEO
+laptop-preset update: results/throughput.md).
+
+The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads without autotuning, and Reverb
+streams with as many workers (BC, bound by its input, ran at 41 steps/s in the full launch with one thread and one
+worker, 45 with Reverb's automatic choice, 56 with two of each).
 """
 
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -164,8 +174,20 @@ def cut_batch(
   return batch
 
 
+# Threads of the learner's input pipeline (a private tf.data pool, and Reverb's streaming workers).
+INPUT_THREADS = 2
+PREFETCH_BATCHES = 16  # Enough for a few fused learner calls.
+
+
 def _batches(
-  episode_ds: tf.data.Dataset, batch_kind: str, batch_size: int, discount: float, seed: int, samples_per_episode: int
+  episode_ds: tf.data.Dataset,
+  batch_kind: str,
+  batch_size: int,
+  discount: float,
+  seed: int,
+  samples_per_episode: int,
+  episode_reuse: int = 1,
+  threads: int = INPUT_THREADS,
 ) -> tf.data.Dataset:
   if batch_kind not in BATCH_KINDS:
     raise ValueError(f"Unknown batch kind {batch_kind!r}; expected one of {BATCH_KINDS}.")
@@ -173,14 +195,23 @@ def _batches(
     raise ValueError(f"batch_size={batch_size} must be a multiple of samples_per_episode={samples_per_episode}.")
   if batch_kind == "future" and not 0.0 < discount < 1.0:
     raise ValueError(f"discount must lie in (0, 1) for future sampling, got {discount}.")
+  if episode_reuse < 1:
+    raise ValueError(f"episode_reuse must be >= 1, got {episode_reuse}.")
   seeds = tf.data.Dataset.random(seed).batch(4).map(lambda s: tf.reshape(s, [2, 2]))
-  ds = tf.data.Dataset.zip((episode_ds.batch(batch_size // samples_per_episode, drop_remainder=True), seeds))
+  episodes = episode_ds.batch(batch_size // samples_per_episode, drop_remainder=True)
+  if episode_reuse > 1:
+    episodes = episodes.flat_map(lambda eps: tf.data.Dataset.from_tensors(eps).repeat(episode_reuse))
+  ds = tf.data.Dataset.zip((episodes, seeds))
   ds = ds.map(
     lambda eps, s: cut_batch(eps, s, batch_kind, discount, samples_per_episode),
-    num_parallel_calls=tf.data.AUTOTUNE,
+    num_parallel_calls=threads,
     deterministic=True,
   )
-  return ds.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  options.autotune.enabled = False
+  return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def make_reverb_iterator(
@@ -191,6 +222,7 @@ def make_reverb_iterator(
   discount: float,
   seed: int,
   samples_per_episode: int = 1,
+  episode_reuse: int = 1,
 ) -> Iterator[Dict[str, np.ndarray]]:
   """Endless numpy batches sampled from the Reverb episode table (Reverb's sampling order is not seeded)."""
   episode_ds = reverb.TimestepDataset(
@@ -199,9 +231,12 @@ def make_reverb_iterator(
     dtypes={k: s.dtype for k, s in signature.items()},
     shapes={k: s.shape for k, s in signature.items()},
     max_in_flight_samples_per_worker=2 * max(1, batch_size // samples_per_episode),
+    num_workers_per_iterator=INPUT_THREADS,
   )
   episode_ds = episode_ds.map(lambda sample: sample.data)
-  return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()
+  return _batches(
+    episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode, episode_reuse
+  ).as_numpy_iterator()
 
 
 def make_in_memory_iterator(
@@ -211,6 +246,7 @@ def make_in_memory_iterator(
   discount: float,
   seed: int,
   samples_per_episode: int = 1,
+  episode_reuse: int = 1,
 ) -> Iterator[Dict[str, np.ndarray]]:
   """The same batches drawn from episodes held in memory (seeded end to end)."""
   signature = episode_signature(episodes)
@@ -221,4 +257,6 @@ def make_in_memory_iterator(
     .shuffle(len(episodes), seed=seed, reshuffle_each_iteration=True)
     .repeat()
   )
-  return _batches(episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode).as_numpy_iterator()
+  return _batches(
+    episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode, episode_reuse
+  ).as_numpy_iterator()

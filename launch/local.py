@@ -86,6 +86,13 @@ flags.DEFINE_integer(
   "same batches; fewer Python round trips); 0: 10 for state tasks, 1 for image tasks.",
 )
 flags.DEFINE_integer(
+  "episode_reuse",
+  1,
+  "Consecutive learner batches cut from each draw of episodes out of Reverb (fresh steps and futures for each; "
+  "every batch distributed as with 1, but that many batches share their episodes): 1/N of the input pipeline's "
+  "cost per batch.",
+)
+flags.DEFINE_integer(
   "max_restarts",
   0,
   "Times a learner or evaluator that dies is restarted (from the last "
@@ -143,6 +150,7 @@ def main(argv):
       config_overrides=FLAGS.config,
       normalize_observations=FLAGS.normalize_observations,
       num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
+      episode_reuse=FLAGS.episode_reuse,
       video_every=FLAGS.video_every,
       wandb_project=FLAGS.wandb_project,
       success_examples=FLAGS.success_examples,

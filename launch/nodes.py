@@ -74,6 +74,7 @@ class LearnerWorker(core.VariableSource):
       builder.config.batch_size,
       builder.config.discount,
       seed=config.seed + self._start_step,
+      episode_reuse=config.episode_reuse,
     )
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
     logger = loggers.EveryNSteps(

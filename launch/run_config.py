@@ -55,6 +55,9 @@ class RunConfig:
   normalize_observations: bool = True
   # Learner updates per jitted call (Acme's num_sgd_steps_per_step): the same updates, less dispatch overhead.
   num_sgd_steps_per_step: int = 1
+  # Consecutive batches cut from each draw of episodes out of Reverb (fresh t and future for each; every batch
+  # distributed as with 1, but that many batches share their episodes): 1/episode_reuse of the input bytes.
+  episode_reuse: int = 1
   observation_stats: Optional[Dict[str, List[float]]] = None
   # Every video_every-th evaluation round writes its first episode to <workdir>/videos/ (0: never).
   video_every: int = 5
@@ -83,6 +86,7 @@ class RunConfig:
     "checkpoint_every",
     "log_every",
     "num_sgd_steps_per_step",
+    "episode_reuse",
     "video_every",
     "wandb_project",
   )
@@ -106,6 +110,7 @@ class RunConfig:
       "episodes_per_eval",
       "eval_every",
       "num_sgd_steps_per_step",
+      "episode_reuse",
     ):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -375,6 +380,7 @@ def make_run_config(
   config_overrides: Sequence[str],
   normalize_observations: bool = True,
   num_sgd_steps_per_step: int = 0,
+  episode_reuse: int = 1,
   video_every: int = 5,
   wandb_project: Optional[str] = None,
   success_examples: Optional[str] = None,
@@ -424,6 +430,7 @@ def make_run_config(
     overrides=overrides,
     normalize_observations=normalize_observations,
     num_sgd_steps_per_step=max(num_sgd_steps_per_step, 1),  # 0 (auto) is resolved once the data is known.
+    episode_reuse=episode_reuse,
     video_every=video_every,
     wandb_project=wandb_project,
     success_examples=(

@@ -36,6 +36,11 @@ from launch import terminal as terminal_lib
 from launch.run_config import RunConfig
 
 RESTARTABLE_GROUPS = ("learner", "evaluator")
+# CPU budgets: on a machine the learner shares with them, the evaluators run at a lower priority (their rounds
+# are asynchronous; the learner's steps are the run's critical path) with one XLA thread each (a batch-1 policy
+# gains nothing from more, and idle Eigen threads spin on the learner's cores).
+GROUP_NICENESS = {"evaluator": 10}
+GROUP_ENV = {"evaluator": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}}
 # Seconds a node has to stop after SIGTERM before it is killed (Launchpad's nodes give themselves 10).
 STOP_GRACE_S = 20.0
 _PR_SET_PDEATHSIG = 1
@@ -89,6 +94,15 @@ def _die_with_parent():
   _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _node_preexec(niceness: int):
+  def preexec():
+    _die_with_parent()
+    if niceness:
+      os.nice(niceness)
+
+  return preexec
+
+
 def _log_tail(node: _Node, lines: int = 15) -> str:
   """The last lines of a node's log (the terminal hides library output), to show with its death."""
   node.pump.join(timeout=5.0)  # Its last words, once the pipe is drained.
@@ -139,7 +153,7 @@ class Supervisor:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_node_preexec(GROUP_NICENESS.get(node.group, 0)),
       )
 
     def pump(process=node.process):
@@ -230,6 +244,8 @@ class Supervisor:
         "PYTHONUNBUFFERED": "1",
         "LAEO_NODE": command.title,
       }
+      for key, flags in GROUP_ENV.get(command.title.split("/")[0], {}).items():
+        env[key] = f"{env.get(key, '')} {flags}".strip()  # After the user's own flags: these win.
       self._nodes.append(
         _Node(
           command.title, command.command_as_list, env, os.path.join(log_dir, command.title.replace("/", "_") + ".log")

@@ -1,7 +1,9 @@
 """Learner throughput against this machine's limit (a benchmark, not a test).
 
-  python scripts/benchmark_throughput.py                     # everything: ~15 minutes on 2 cores
-  python scripts/benchmark_throughput.py --skip_launch       # the update alone: ~3 minutes
+  python scripts/benchmark_throughput.py                     # everything: ~20 minutes on 2 cores
+  python scripts/benchmark_throughput.py --skip_launch       # the update alone: ~4 minutes
+  python scripts/benchmark_throughput.py --rss=fetch_push:1000 --rss=fetch_push_image:1000 ...   # + peak RSS per
+      # process for these datasets (a short launch each; the datasets are generated first when missing)
 
 Measures, in one run, on a quiet machine (the load average is recorded: anything else running skews it):
   * the limit: a 2048x2048 fp32 matmul under jax (GFLOP/s);
@@ -9,7 +11,9 @@ Measures, in one run, on a quiet machine (the load average is recorded: anything
     cost analysis of the unoptimised HLO), steps/s of the update alone (a batch already in memory; 1 and K updates per jitted call)
     and the fraction of the matmul peak that reaches;
   * the full local launch (Reverb + tf.data + learner + 1 evaluator) on generated datasets: the learner's
-    steady steps/s, its ratio to the update alone, its fraction of peak, and each process's peak RSS.
+    steady steps/s, its ratio to the update alone (its ceiling), its fraction of peak, and each process's peak RSS;
+    AGENT:ENV:EPISODES[:K[:R]] with K updates per call and R = --episode_reuse.
+Every fraction of peak is against the matmul peak measured at the start of the same run.
 Writes results/throughput.json and results/throughput.md.
 """
 
@@ -87,8 +91,8 @@ def _batch(rng, batch_kind: str, obs: str, size: int):
   return batch
 
 
-def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides=None) -> dict:
-  """FLOPs of one update and steps/s with 1 and `fused` updates per call, on a batch held in memory."""
+def update_benchmark(agent: str, obs: str, per_call_counts, seconds: float, overrides=None) -> dict:
+  """FLOPs of one update and steps/s with each of `per_call_counts` updates per call, on a batch held in memory."""
   overrides = {**run_config_lib.preset_overrides(agent, "laptop"), **(overrides or {})}
   builder = agents.make_builder(agent, **overrides)
   shape, dtype = SHAPES[obs]
@@ -115,7 +119,7 @@ def update_benchmark(agent: str, obs: str, fused: int, seconds: float, overrides
     "gflop_per_update": round(flops / 1e9, 3),
     **{k: v for k, v in (overrides or {}).items() if k in ("batch_size", "torso_channels")},
   }
-  for per_call in sorted({1, fused}):
+  for per_call in sorted(set(per_call_counts)):
     for _ in range(2):
       learner.step(per_call)  # compile, warm up
     jax.block_until_ready(learner.save())
@@ -151,7 +155,20 @@ def _node_rss(tag: str) -> dict:
   return out
 
 
-def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fused: int) -> dict:
+def _mib(peak: dict) -> dict:
+  return {k: round(v / 2**20) for k, v in sorted(peak.items())}
+
+
+def launch_benchmark(
+  agent: str,
+  env: str,
+  dataset_dir: str,
+  num_steps: int,
+  fused: int,
+  episode_reuse: int = 1,
+  config=(),
+  rate_needed: bool = True,
+) -> dict:
   """The full local launch: the learner's steady steps/s (from its progress lines) and peak RSS per process."""
   workdir = tempfile.mkdtemp(prefix="laeo_bench_")
   tag = f"LAEO_BENCH_TAG={workdir}"
@@ -164,14 +181,14 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
     f"--workdir={workdir}",
     f"--num_steps={num_steps}",
     f"--num_sgd_steps_per_step={fused}",
+    f"--episode_reuse={episode_reuse}",
     "--log_every=100",
     "--checkpoint_every=1000000",
     "--eval_every=1000",
     "--episodes_per_eval=10",
     "--num_evaluators=1",
   ]
-  if env.endswith("_image"):
-    command.append("--config=batch_size=64")
+  command += [f"--config={c}" for c in config]
   peak = {}
   lines = []
   proc = subprocess.Popen(
@@ -199,8 +216,10 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
       peak[node] = max(peak.get(node, 0), rss)
     time.sleep(0.5)
   reader.join(timeout=10)
-  if proc.returncode != 0 or len(lines) < 4:
-    raise RuntimeError(f"launch failed (exit {proc.returncode}); workdir {workdir}")
+  if proc.returncode != 0 or (rate_needed and len(lines) < 4):
+    raise RuntimeError(f"launch failed (exit {proc.returncode}, {len(lines)} progress lines); workdir {workdir}")
+  if not rate_needed:
+    return {"env": env, "dataset": os.path.basename(dataset_dir), "num_steps": num_steps, "peak_rss_mib": _mib(peak)}
   # Steady rate: from the first progress line after a quarter of the run (compilation, loading done) to the last.
   first = next(p for p in lines if p[0] >= num_steps // 4)
   last = lines[-1]
@@ -211,8 +230,10 @@ def launch_benchmark(agent: str, env: str, dataset_dir: str, num_steps: int, fus
     "dataset": os.path.basename(dataset_dir),
     "num_steps": num_steps,
     "num_sgd_steps_per_step": fused,
+    "episode_reuse": episode_reuse,
+    "config": list(config),
     "launch_steps_per_s": round(rate, 2),
-    "peak_rss_mib": {k: round(v / 2**20) for k, v in sorted(peak.items())},
+    "peak_rss_mib": _mib(peak),
   }
 
 
@@ -225,91 +246,151 @@ def ensure_dataset(env: str, episodes: int) -> str:
   return path
 
 
+def _pct(gflop: float, rate: float, peak: float) -> float:
+  return round(100 * gflop * rate / peak, 1)
+
+
 def markdown(result: dict) -> str:
   peak = result["matmul_peak_gflops"]
   lines = [
-    f"Machine: {result['machine']}; matmul peak {peak:.0f} GFLOP/s; load average at start "
-    f"{result['load_average']:.2f}.",
+    f"Machine: {result['machine']}; matmul peak {peak:.0f} GFLOP/s (the best of "
+    f"{', '.join(f'{p:.0f}' for p in result['matmul_peaks_gflops'])}, measured at the start and the end of this run);"
+    f" load average at the start {result['load_average']:.2f}, at the end {result['load_average_end']:.2f}.",
     "",
-    "| agent | obs | batch | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
-    "|---|---|---|---|---|---|---|",
+    "The update alone (a batch already in memory):",
+    "",
+    "| agent | obs | batch | config | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for r in result["update"]:
-    k = max(int(key.split("x")[-1]) for key in r if key.startswith("steps_per_s_x"))
-    best = max(r[f"steps_per_s_x{k}"], r["steps_per_s_x1"])
+    ks = sorted(int(key.split("x")[-1]) for key in r if key.startswith("steps_per_s_x"))
+    best = max(r[f"steps_per_s_x{k}"] for k in ks)
+    fused = f"{r[f'steps_per_s_x{ks[-1]}']} (K={ks[-1]})" if ks[-1] > 1 else "-"
     lines.append(
-      f"| {r['agent']} | {r['observation']} | {r['batch_size']} | {r['gflop_per_update']} | "
-      f"{r['steps_per_s_x1']} | {r[f'steps_per_s_x{k}']} (K={k}) | "
-      f"{100 * r['gflop_per_update'] * best / peak:.0f}% |"
+      f"| {r['agent']} | {r['observation']} | {r['batch_size']} | {', '.join(r.get('config', [])) or '-'} | "
+      f"{r['gflop_per_update']} | {r['steps_per_s_x1']} | {fused} | {_pct(r['gflop_per_update'], best, peak)}% |"
     )
   if result.get("launch"):
     lines += [
       "",
-      "| agent | dataset | K | launch steps/s | / update alone | % of peak | peak RSS MiB per process |",
-      "|---|---|---|---|---|---|---|",
+      "The full local launch (Reverb, tf.data, learner, 1 evaluator); K updates per call, R = --episode_reuse:",
+      "",
+      "| agent | dataset | config | K | R | launch steps/s | update alone (same K) | launch / alone | % of peak "
+      "| update alone % of peak | peak RSS MiB per process |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["launch"]:
       lines.append(
-        f"| {r['agent']} | {r['dataset']} | {r['num_sgd_steps_per_step']} | {r['launch_steps_per_s']} | "
-        f"{r.get('ratio_to_update', float('nan')):.2f} | {r.get('percent_of_peak', float('nan')):.0f}% | "
-        f"{', '.join(f'{k} {v}' for k, v in r['peak_rss_mib'].items())} |"
+        f"| {r['agent']} | {r['dataset']} | {', '.join(r['config']) or '-'} | {r['num_sgd_steps_per_step']} | "
+        f"{r['episode_reuse']} | {r['launch_steps_per_s']} | {r.get('update_steps_per_s', 'n/a')} | "
+        f"{r.get('ratio_to_update', 'n/a')} | {r.get('percent_of_peak', 'n/a')}% | "
+        f"{r.get('update_percent_of_peak', 'n/a')}% | {', '.join(f'{k} {v}' for k, v in r['peak_rss_mib'].items())} |"
+      )
+  if result.get("rss"):
+    lines += [
+      "",
+      "Peak RSS per process (MiB), short LAEO launches:",
+      "",
+      "| dataset | steps | peak RSS MiB per process |",
+      "|---|---|---|",
+    ]
+    for r in result["rss"]:
+      lines.append(
+        f"| {r['dataset']} | {r['num_steps']} | {', '.join(f'{k} {v}' for k, v in r['peak_rss_mib'].items())} |"
       )
   return "\n".join(lines) + "\n"
+
+
+IMAGE_BATCH = ("batch_size=64",)  # The image launches' batch (the cpu budget's, scripts/reproduce.py).
+
+
+def _config_overrides(config) -> dict:
+  from launch import run_config  # pylint: disable=g-import-not-at-top
+
+  return run_config.parse_overrides(config)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--agents", nargs="+", default=["laeo", "oril", "bc"])
-  parser.add_argument("--fused", type=int, default=10, help="K: updates per jitted call.")
+  parser.add_argument("--fused", type=int, default=10, help="K: updates per jitted call (state tasks).")
   parser.add_argument("--seconds", type=float, default=8.0, help="Timing window per update measurement.")
   parser.add_argument("--skip_launch", action="store_true")
   parser.add_argument("--launch_steps", type=int, default=3000)
   parser.add_argument(
     "--launch",
     nargs="+",
-    default=["laeo:fetch_push:2000", "bc:fetch_push:2000", "laeo:fetch_push_image:1000"],
-    help="AGENT:ENV:EPISODES full launches.",
+    default=[
+      "laeo:fetch_push:2000:10:1",
+      "laeo:fetch_push:2000:10:4",
+      "bc:fetch_push:2000:10:1",
+      "bc:fetch_push:2000:10:4",
+      "laeo:fetch_push_image:1000:1:1",
+    ],
+    help="AGENT:ENV:EPISODES:K:R full launches (image launches use batch 64, a third of the steps).",
   )
+  parser.add_argument("--rss", action="append", default=[], help="ENV:EPISODES: peak RSS of a short LAEO launch.")
+  parser.add_argument("--rss_steps", type=int, default=300)
   args = parser.parse_args()
   result = {
     "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " f"{jax.default_backend()}",
     "load_average": os.getloadavg()[0],
-    "matmul_peak_gflops": round(matmul_peak(), 1),
+    "matmul_peaks_gflops": [round(matmul_peak(), 1)],
     "update": [],
     "launch": [],
+    "rss": [],
   }
-  peak = result["matmul_peak_gflops"]
-  print(f"matmul peak {peak} GFLOP/s", flush=True)
-  for agent in args.agents:
-    for obs in ("state", "image"):
-      row = update_benchmark(agent, obs, args.fused, args.seconds)
-      result["update"].append(row)
-      print(row, flush=True)
-  result["update"].append(update_benchmark("laeo", "image", args.fused, args.seconds, {"batch_size": 64}))
-  print(result["update"][-1], flush=True)
+  print(f"matmul peak {result['matmul_peaks_gflops'][0]} GFLOP/s", flush=True)
+  plan = [(agent, "state", (), [1, args.fused]) for agent in args.agents]
+  plan += [(agent, "image", (), [1]) for agent in args.agents]
+  plan += [("laeo", "image", IMAGE_BATCH, [1]), ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1])]
+  for agent, obs, config, fused in plan:
+    row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config))
+    row["config"] = list(config)
+    result["update"].append(row)
+    print(row, flush=True)
   if not args.skip_launch:
     for spec in args.launch:
-      agent, env, episodes = spec.split(":")
+      agent, env, episodes, fused, reuse = spec.split(":")
+      fused, reuse = int(fused), int(reuse)
       obs = "image" if "_image" in env else "state"
-      # Image runs: one update per call (a scan of conv updates is slower) and a third of the steps.
-      for fused in sorted({1, args.fused}) if obs == "state" else [1]:
-        steps = args.launch_steps if obs == "state" else args.launch_steps // 3
-        row = launch_benchmark(agent, env, ensure_dataset(env, int(episodes)), steps, fused)
-        alone = next(
-          (
-            r
-            for r in result["update"]
-            if r["agent"] == agent
-            and r["observation"] == obs
-            and r["batch_size"] == (64 if obs == "image" else r["batch_size"])
-          ),
-          None,
-        )
-        if alone:
-          row["ratio_to_update"] = round(row["launch_steps_per_s"] / alone[f"steps_per_s_x{fused}"], 3)
-          row["percent_of_peak"] = round(100 * alone["gflop_per_update"] * row["launch_steps_per_s"] / peak, 1)
-        result["launch"].append(row)
-        print(row, flush=True)
+      config = IMAGE_BATCH if obs == "image" else ()
+      steps = args.launch_steps if obs == "state" else args.launch_steps // 3
+      row = launch_benchmark(agent, env, ensure_dataset(env, int(episodes)), steps, fused, reuse, config)
+      alone = next(
+        (
+          r
+          for r in result["update"]
+          if r["agent"] == agent
+          and r["observation"] == obs
+          and r["config"] == list(config)
+          and f"steps_per_s_x{fused}" in r
+        ),
+        None,
+      )
+      if alone:
+        rate = alone[f"steps_per_s_x{fused}"]
+        row["update_steps_per_s"] = rate
+        row["gflop_per_update"] = alone["gflop_per_update"]
+        row["ratio_to_update"] = round(row["launch_steps_per_s"] / rate, 3)
+      result["launch"].append(row)
+      print(row, flush=True)
+  for spec in args.rss:
+    env, episodes = spec.split(":")
+    steps = args.rss_steps if "_image" not in env else args.rss_steps // 3
+    config = IMAGE_BATCH if "_image" in env else ()
+    result["rss"].append(launch_benchmark("laeo", env, ensure_dataset(env, int(episodes)), steps, 1, 1, config, False))
+    print(result["rss"][-1], flush=True)
+  result["matmul_peaks_gflops"].append(round(matmul_peak(), 1))
+  result["load_average_end"] = os.getloadavg()[0]
+  peak = result["matmul_peak_gflops"] = max(result["matmul_peaks_gflops"])
+  for r in result["launch"]:
+    if "gflop_per_update" in r:
+      r["percent_of_peak"] = _pct(r["gflop_per_update"], r["launch_steps_per_s"], peak)
+      r["update_percent_of_peak"] = _pct(r["gflop_per_update"], r["update_steps_per_s"], peak)
+  for r in result["update"]:
+    ks = [k for k in r if k.startswith("steps_per_s_x")]
+    r["percent_of_peak"] = _pct(r["gflop_per_update"], max(r[k] for k in ks), peak)
   os.makedirs(os.path.dirname(OUT), exist_ok=True)
   with open(OUT + ".json", "w") as f:
     json.dump(result, f, indent=2)

@@ -470,3 +470,86 @@ def test_several_updates_in_one_call_equal_as_many_single_calls(name):
     np.testing.assert_allclose(last_single[key], last_fused[key], rtol=1e-4, atol=1e-5)
   with pytest.raises(ValueError, match="num_updates"):
     fused.learner.step(0)
+
+
+def test_laeo_q_over_a_subset_of_the_success_examples():
+  rng = np.random.default_rng(0)
+  success = jnp.asarray(_obs(rng, "state", 7))
+  config = agents.make_config("laeo", **TINY["laeo"])
+  key = jax.random.PRNGKey(3)
+  # 0 (the default) and M >= N: every example; M < N: M distinct examples of the set, a fresh draw per key.
+  for m in (0, 7, 9):
+    np.testing.assert_array_equal(
+      laeo_learning.q_success_subset(dataclasses.replace(config, num_q_success_examples=m), success, key), success
+    )
+  sub_config = dataclasses.replace(config, num_q_success_examples=3)
+  draws = [np.asarray(laeo_learning.q_success_subset(sub_config, success, jax.random.PRNGKey(k))) for k in range(5)]
+  rows = {tuple(r) for r in np.asarray(success)}
+  for d in draws:
+    assert d.shape == (3, OBS_DIM) and len({tuple(r) for r in d}) == 3 and {tuple(r) for r in d} <= rows
+  assert len({d.tobytes() for d in draws}) > 1
+  # The Q-term is the log-mean-exp over the drawn examples.
+  nets = agents.make_builder("laeo", **TINY["laeo"]).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  params = laeo_learning.make_initial_state(nets, config, key).critic_params
+  obs = _obs(rng, "state", BATCH)
+  action = rng.uniform(-1, 1, (BATCH, ACT_DIM)).astype(np.float32)
+  features = nets.encode(params, obs)
+  q = laeo_learning.q_values(nets, sub_config, params, features, action, success, key)
+  subset = laeo_learning.q_success_subset(sub_config, success, key)
+  full_over_subset = laeo_learning.q_values(nets, config, params, features, action, subset, key)
+  np.testing.assert_allclose(q, full_over_subset, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="num_q_success_examples"):
+    agents.make_config("laeo", num_q_success_examples=-1)
+
+
+def _reference_laeo_update(nets, config):
+  """The update as two separate gradients: critic_loss_fn's, then policy_loss_fn's at the same parameters."""
+  opt = laeo_learning.make_optimizer(config)
+
+  def update(state, batch, success):
+    key, policy_key = jax.random.split(state.key)
+    (_, (critic_metrics, features)), critic_grads = jax.value_and_grad(
+      laeo_learning.critic_loss_fn, argnums=1, has_aux=True
+    )(nets, state.critic_params, batch)
+    (_, policy_metrics), policy_grads = jax.value_and_grad(laeo_learning.policy_loss_fn, argnums=2, has_aux=True)(
+      nets, config, state.policy_params, state.critic_params, batch, success, policy_key, features
+    )
+    c_updates, critic_opt_state = opt.update(critic_grads, state.critic_opt_state)
+    p_updates, policy_opt_state = opt.update(policy_grads, state.policy_opt_state)
+    new_state = laeo_learning.LaeoTrainingState(
+      policy_params=laeo_learning.optax.apply_updates(state.policy_params, p_updates),
+      critic_params=laeo_learning.optax.apply_updates(state.critic_params, c_updates),
+      policy_opt_state=policy_opt_state,
+      critic_opt_state=critic_opt_state,
+      key=key,
+      steps=state.steps + 1,
+    )
+    return new_state, {**critic_metrics, **policy_metrics}
+
+  return jax.jit(update)
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [{}, {"q_estimator": "single_example"}, {"num_q_success_examples": 3}, {"hidden_sizes": (16, 12), "bc_coef": 0.0}],
+)
+def test_laeo_joint_update_equals_separate_critic_and_policy_gradients(overrides):
+  kw = {**TINY["laeo"], **overrides}
+  config = agents.make_config("laeo", **kw)
+  nets = agents.make_builder("laeo", **kw).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  rng = np.random.default_rng(0)
+  success = jnp.asarray(_obs(rng, "state", NUM_SUCCESS))
+  joint, reference = laeo_learning.make_update_fn(nets, config), _reference_laeo_update(nets, config)
+  a = b = laeo_learning.make_initial_state(nets, config, jax.random.PRNGKey(0))
+  for _ in range(3):
+    batch = make_batch(rng, "future", "state")
+    a, metrics_a = joint(a, batch, success)
+    b, metrics_b = reference(b, batch, success)
+    assert sorted(metrics_a) == sorted(metrics_b)
+    for key in metrics_a:
+      np.testing.assert_allclose(metrics_a[key], metrics_b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+  assert not _leaves_equal(
+    a.critic_params, laeo_learning.make_initial_state(nets, config, jax.random.PRNGKey(0)).critic_params
+  )

@@ -165,3 +165,36 @@ def test_variable_length_episodes_go_through_the_reverb_table():
     assert np.all(future_t <= length - 1) and np.all(t <= length - 2) and np.all(future_t > t)
   finally:
     server.stop()
+
+
+def test_episode_reuse_cuts_fresh_examples_from_the_same_draw_of_episodes():
+  episodes = _episodes(n=50)
+  reuse = 3
+  iterator = rp.make_in_memory_iterator(episodes, "future", 32, discount=0.6, seed=5, episode_reuse=reuse)
+  batches = [next(iterator) for _ in range(4 * reuse)]
+  offsets = {start: [] for start in range(LENGTH - 1)}
+  for group in range(4):
+    draws = [_decode(b["observation"][:, 0]) for b in batches[group * reuse : (group + 1) * reuse]]
+    # The same episodes, in the same order, for `reuse` consecutive batches; fresh steps for each.
+    for ep, _ in draws[1:]:
+      np.testing.assert_array_equal(ep, draws[0][0])
+    assert not all(np.array_equal(t, draws[0][1]) for _, t in draws[1:])
+  assert not np.array_equal(
+    _decode(batches[0]["observation"][:, 0])[0], _decode(batches[reuse]["observation"][:, 0])[0]
+  )
+  # Each batch is still cut as without reuse: futures of the same episode, truncated-geometric offsets.
+  iterator = rp.make_in_memory_iterator(episodes, "future", 500, discount=0.6, seed=1, episode_reuse=reuse)
+  for _ in range(40):
+    batch = next(iterator)
+    ep, t = _decode(batch["observation"][:, 0])
+    future_ep, future_t = _decode(batch["future_observation"][:, 0])
+    np.testing.assert_array_equal(ep, future_ep)
+    for start, end in zip(t, future_t):
+      offsets[start].append(end - start)
+  for start, ks in offsets.items():
+    expected = 0.6 ** np.arange(1, LENGTH - start)
+    np.testing.assert_allclose(
+      np.bincount(ks, minlength=LENGTH - start)[1:] / len(ks), expected / expected.sum(), atol=0.03
+    )
+  with pytest.raises(ValueError, match="episode_reuse"):
+    rp.make_in_memory_iterator(episodes, "future", 8, 0.9, seed=0, episode_reuse=0)

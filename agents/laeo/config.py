@@ -28,6 +28,11 @@ class LaeoConfig:
       success examples (paper Eq. 7); 'single_example' -> the authors'
       released variant, Q(s,a) = f(s, a, s*) with one success example drawn
       uniformly per batch element.
+    num_q_success_examples: 'logmeanexp' only: the log-mean-exp of each update runs over this many success
+      examples drawn without replacement (a fresh subset per update, shared by the batch) instead of all of them;
+      0 (default) = all. A subset's log-mean-exp underestimates the full one (Jensen); its bias is measured by
+      scripts/measure_q_subset_bias.py (results/q_subset_bias.md). It saves encoding every success example at
+      every step, most of the cost for images.
     log_std_min, log_std_max: clipping range of the policy log-std.
     action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
     torso_channels: channels of the three conv layers of every image encoder
@@ -42,6 +47,7 @@ class LaeoConfig:
   policy_hidden_sizes: Tuple[int, ...] = (1024, 1024)
   bc_coef: float = 0.5
   q_estimator: str = "logmeanexp"
+  num_q_success_examples: int = 0
   log_std_min: float = -5.0
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
@@ -52,6 +58,8 @@ class LaeoConfig:
       raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
     if self.q_estimator not in Q_ESTIMATORS:
       raise ValueError(f"q_estimator must be one of {Q_ESTIMATORS}, " f"got {self.q_estimator!r}.")
+    if self.num_q_success_examples < 0:
+      raise ValueError(f"num_q_success_examples must be >= 0 (0: all), got {self.num_q_success_examples}.")
     if not 0.0 <= self.bc_coef <= 1.0:
       raise ValueError(f"bc_coef must lie in [0, 1], got {self.bc_coef}.")
     if self.log_std_min > self.log_std_max:
