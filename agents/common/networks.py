@@ -1,6 +1,5 @@
 """Shared network pieces: observation encoder (standardised vector or Atari conv torso)."""
 
-import functools
 from typing import Mapping, Optional, Sequence
 
 import haiku as hk
@@ -86,46 +85,6 @@ class Encoder(hk.Module):
 def mlp(hidden_sizes: Sequence[int], output_size: int, name: str) -> hk.nets.MLP:
   """ReLU MLP with a linear output layer."""
   return hk.nets.MLP(tuple(hidden_sizes) + (output_size,), activation=jax.nn.relu, activate_final=False, name=name)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def partial_linear(x, w, b, num_weight_rows: int, num_input_rows: int):
-  """x @ w + b over all rows of x, whose gradient to (w, b) comes from the first `num_weight_rows` rows only and
-  whose gradient to x reaches the first `num_input_rows` rows only (the others get zeros).
-
-  Rows past `num_weight_rows` act as if w and b were stop_gradient'ed for them; rows past `num_input_rows` must have
-  no gradient downstream (e.g. stop_gradient'ed outputs). One matmul over every row instead of one per group of
-  rows: XLA's CPU backend runs a dot of 512 rows on two cores about as fast as one of 256 rows on one.
-  """
-  return x @ w + b
-
-
-def _partial_linear_fwd(x, w, b, num_weight_rows, num_input_rows):
-  return x @ w + b, (x, w)
-
-
-def _partial_linear_bwd(num_weight_rows, num_input_rows, residuals, g):
-  x, w = residuals
-  gw = g[:num_weight_rows]
-  dw = x[:num_weight_rows].T @ gw
-  db = jnp.sum(gw, axis=0)
-  dx = g[:num_input_rows] @ w.T
-  if num_input_rows < x.shape[0]:
-    dx = jnp.concatenate([dx, jnp.zeros((x.shape[0] - num_input_rows, x.shape[1]), dx.dtype)])
-  return dx, dw, db
-
-
-partial_linear.defvjp(_partial_linear_fwd, _partial_linear_bwd)
-
-
-def partial_mlp_apply(params, name: str, num_layers: int, x, num_weight_rows: int, num_input_rows: int):
-  """The `mlp` named `name` (its haiku parameters) on x [N, D], built of `partial_linear` layers."""
-  for j in range(num_layers):
-    layer = params[f"{name}/~/linear_{j}"]
-    x = partial_linear(x, layer["w"], layer["b"], num_weight_rows, num_input_rows)
-    if j < num_layers - 1:
-      x = jax.nn.relu(x)
-  return x
 
 
 def dummy_observation(observation_spec: specs.Array, batch: int = 1):

@@ -11,8 +11,6 @@ from agents.common import learner as common_learner
 from agents.common import losses
 from agents.common import networks as common_networks
 from agents.laeo.config import LaeoConfig
-from agents.laeo.networks import PHI_NAMES
-from agents.laeo.networks import PSI_NAMES
 from agents.laeo.networks import LaeoNetworks
 
 
@@ -115,80 +113,22 @@ def policy_loss_fn(
   )
 
 
-def joint_loss_fn(
-  networks: LaeoNetworks, config: LaeoConfig, critic_params, policy_params, batch, success_examples, key
-):
-  """critic_loss_fn + policy_loss_fn (with `key` as the policy's key) in one pass, with the same gradients.
-
-  Both heads run once over stacked rows: phi over the batch's (s, a_data) and (s, a ~ pi) rows, psi over the
-  futures and the success examples, as `partial_linear` layers whose weights learn only from the critic's rows
-  (the policy's rows see the critic as stop_gradient'ed, as in policy_loss_fn). Twice the rows per dot and half
-  the dots: XLA's CPU backend runs a 512-row dot about as fast as a 256-row one.
-  """
-  b = batch["observation"].shape[0]
-  num_layers = len(config.hidden_sizes) + 1
-  sample_key, q_key = jax.random.split(key)
-  obs = batch["observation"]
-  features = networks.encode(critic_params, obs)
-  mean, log_std = networks.policy.apply(policy_params, obs)
-  action, _ = distributions.tanh_gaussian_sample(sample_key, mean, log_std)
-  flat = lambda a: a.reshape(a.shape[0], -1).astype(jnp.float32)  # noqa: E731
-  phi_rows = jnp.concatenate(
-    [
-      jnp.concatenate([features, flat(batch["action"])], axis=-1),
-      jnp.concatenate([jax.lax.stop_gradient(features), flat(action)], axis=-1),
-    ]
-  )
-  phi = jnp.stack(
-    [common_networks.partial_mlp_apply(critic_params, name, num_layers, phi_rows, b, 2 * b) for name in PHI_NAMES]
-  )  # [2, 2B, R]
-  success = q_success_subset(config, success_examples, q_key)
-  goal_rows = jnp.concatenate(
-    [
-      networks.encode(critic_params, batch["future_observation"]),
-      jax.lax.stop_gradient(networks.encode(critic_params, success)),
-    ]
-  )
-  psi = jnp.stack(
-    [common_networks.partial_mlp_apply(critic_params, name, num_layers, goal_rows, b, b) for name in PSI_NAMES]
-  )  # [2, B + M, R]
-  # The critic: binary NCE on the data rows, summed over the twins.
-  logits = jnp.einsum("kbr,kcr->kbc", phi[:, :b], psi[:, :b])
-  per_twin_loss, per_twin_metrics = jax.vmap(losses.binary_nce_loss)(logits)
-  critic_loss = jnp.sum(per_twin_loss)
-  metrics = {k: jnp.mean(v) for k, v in per_twin_metrics.items()}
-  metrics["critic_loss"] = critic_loss
-  # The policy: Q of its own actions from the success examples' rows.
-  phi_policy, psi_star = phi[:, b:], jax.lax.stop_gradient(psi[:, b:])
-  if config.q_estimator == "logmeanexp":
-    q = losses.log_mean_exp(jnp.einsum("kbr,knr->kbn", phi_policy, psi_star), axis=-1)
-  else:
-    idx = jax.random.randint(q_key, (b,), 0, psi_star.shape[1])
-    q = jnp.sum(phi_policy * psi_star[:, idx], axis=-1)
-  q = jnp.min(q, axis=0)
-  q_loss = jnp.mean(-q)
-  log_prob = distributions.tanh_gaussian_log_prob(mean, log_std, batch["action"], eps=config.action_clip_eps)
-  bc_loss = jnp.mean(-log_prob)
-  policy_loss = (1.0 - config.bc_coef) * q_loss + config.bc_coef * bc_loss
-  metrics.update(
-    policy_loss=policy_loss, actor_q_loss=q_loss, q_value=jnp.mean(q), bc_loss=bc_loss, policy_log_std=jnp.mean(log_std)
-  )
-  return critic_loss + policy_loss, metrics
-
-
 def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
   """Returns jitted update(state, batch, success_examples) -> (state, metrics).
 
-  Critic and policy gradients are both taken at the pre-update parameters, in one pass (joint_loss_fn: the
-  gradients of critic_loss_fn and policy_loss_fn); the policy's Q reuses the critic's features of the batch's
-  observations (for images this saves one conv pass over the batch).
+  Critic and policy gradients are both taken at the pre-update parameters, so
+  the policy's Q reuses the critic's features of the batch's observations (for
+  images this saves one conv pass over the batch).
   """
   opt = make_optimizer(config)
 
   def update(state: LaeoTrainingState, batch, success_examples):
     key, policy_key = jax.random.split(state.key)
-    (_, metrics), (critic_grads, policy_grads) = jax.value_and_grad(joint_loss_fn, argnums=(2, 3), has_aux=True)(
-      networks, config, state.critic_params, state.policy_params, batch, success_examples, policy_key
+    (_, (critic_metrics, obs_features)), critic_grads = jax.value_and_grad(critic_loss_fn, argnums=1, has_aux=True)(
+      networks, state.critic_params, batch
+    )
+    (_, policy_metrics), policy_grads = jax.value_and_grad(policy_loss_fn, argnums=2, has_aux=True)(
+      networks, config, state.policy_params, state.critic_params, batch, success_examples, policy_key, obs_features
     )
     c_updates, critic_opt_state = opt.update(critic_grads, state.critic_opt_state)
     critic_params = optax.apply_updates(state.critic_params, c_updates)
@@ -202,7 +142,7 @@ def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
       key=key,
       steps=state.steps + 1,
     )
-    return new_state, metrics
+    return new_state, {**critic_metrics, **policy_metrics}
 
   return jax.jit(update)
 

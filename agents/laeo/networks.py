@@ -17,8 +17,6 @@ from agents.common import networks as common_networks
 from agents.laeo.config import LaeoConfig
 
 NUM_CRITICS = 2
-PHI_NAMES = tuple(f"phi_{k}" for k in range(NUM_CRITICS))  # The twins' haiku module names.
-PSI_NAMES = tuple(f"psi_{k}" for k in range(NUM_CRITICS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +62,8 @@ def make_networks(
     encoder = common_networks.Encoder(
       observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
     )
-    phi_nets = [common_networks.mlp(hidden, repr_dim, name=name) for name in PHI_NAMES]
-    psi_nets = [common_networks.mlp(hidden, repr_dim, name=name) for name in PSI_NAMES]
+    phi_nets = [common_networks.mlp(hidden, repr_dim, name=f"phi_{k}") for k in range(NUM_CRITICS)]
+    psi_nets = [common_networks.mlp(hidden, repr_dim, name=f"psi_{k}") for k in range(NUM_CRITICS)]
 
     def phi_head(features, action):
       x = jnp.concatenate([features, action.reshape(action.shape[0], -1).astype(jnp.float32)], axis=-1)
