@@ -12,6 +12,7 @@ from data_pipeline import action_scaling
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_source
 from launch import evaluate
+from tests.test_launch import make_tiny_run_config
 from tests.programs import foreign_robot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,29 +38,10 @@ def raw_episodes(wide=False):
 
 
 def make_config(dataset_dir, workdir, **kwargs):
-  from launch import run_config
-
-  args = {
-    "agent": "bc",
-    "env": None,
-    "dataset_dir": dataset_dir,
-    "quality": "medium",
-    "dataset_episodes": 0,
-    "num_evaluators": 0,
-    "num_steps": 10,
-    "seed": 0,
-    "workdir": str(workdir),
-    "episodes_per_eval": 1,
-    "eval_every": 5,
-    "checkpoint_every": 5,
-    "log_every": 5,
-    "preset": "laptop",
-    "config_overrides": [],
-    "observation_key": "observation/state",
-    "success_key": "is_success",
-  }
-  args.update(kwargs)
-  return run_config.make_run_config(**args)
+  """test_launch's tiny BC run config, on foreign_robot's state and success flag, with no environment."""
+  defaults = {"env": None, "dataset_episodes": 0, "num_evaluators": 0}
+  defaults.update(observation_key="observation/state", success_key="is_success")
+  return make_tiny_run_config(dataset_dir, workdir, **{**defaults, **kwargs})
 
 
 def test_describe_reads_shapes_from_the_features_and_lengths_and_action_range_from_the_episodes(data_dir):
