@@ -18,8 +18,8 @@ the Reverb path moves 1/R of the bytes per batch (pulling whole episodes out of 
 laptop-preset update: results/throughput.md).
 
 The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads without autotuning, and Reverb
-streams with as many workers (BC, bound by its input, ran at 41 steps/s in the full launch with one thread and one
-worker, 45 with Reverb's automatic choice, 56 with two of each).
+streams with as many workers (in hand-run launches BC, bound by its input, ran faster with two of each than with
+one; LAEO slightly slower: README, Throughput).
 """
 
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
