@@ -113,49 +113,78 @@ def policy_loss_fn(
   )
 
 
-def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
-  """Returns jitted update(state, batch, success_examples) -> (state, metrics).
+class CriticPart(NamedTuple):
+  critic_params: Any
+  critic_opt_state: Any
+  key: jnp.ndarray
+  steps: jnp.ndarray
 
-  Critic and policy gradients are both taken at the pre-update parameters, so
-  the policy's Q reuses the critic's features of the batch's observations (for
-  images this saves one conv pass over the batch).
+
+class PolicyPart(NamedTuple):
+  policy_params: Any
+  policy_opt_state: Any
+
+
+def make_stages(networks: LaeoNetworks, config: LaeoConfig) -> common_learner.TwoStageUpdate:
+  """LAEO's update as two stages: the critic's, then the policy's from what the critic hands it.
+
+  Critic and policy gradients are both taken at the pre-update parameters: the critic stage hands the policy
+  stage those critic parameters, its features of the batch's observations (for images this saves the policy
+  one conv pass over the batch) and the policy's random key. So the policy stage of update t can run beside
+  the critic stage of update t + 1 (PipelinedLearner).
   """
   opt = make_optimizer(config)
 
-  def update(state: LaeoTrainingState, batch, success_examples):
-    key, policy_key = jax.random.split(state.key)
-    (_, (critic_metrics, obs_features)), critic_grads = jax.value_and_grad(critic_loss_fn, argnums=1, has_aux=True)(
-      networks, state.critic_params, batch
+  def split(state: LaeoTrainingState):
+    return (
+      CriticPart(state.critic_params, state.critic_opt_state, state.key, state.steps),
+      PolicyPart(state.policy_params, state.policy_opt_state),
     )
-    (_, policy_metrics), policy_grads = jax.value_and_grad(policy_loss_fn, argnums=2, has_aux=True)(
-      networks, config, state.policy_params, state.critic_params, batch, success_examples, policy_key, obs_features
+
+  def merge(critic: CriticPart, policy: PolicyPart) -> LaeoTrainingState:
+    return LaeoTrainingState(
+      policy_params=policy.policy_params,
+      critic_params=critic.critic_params,
+      policy_opt_state=policy.policy_opt_state,
+      critic_opt_state=critic.critic_opt_state,
+      key=critic.key,
+      steps=critic.steps,
     )
-    c_updates, critic_opt_state = opt.update(critic_grads, state.critic_opt_state)
-    critic_params = optax.apply_updates(state.critic_params, c_updates)
-    p_updates, policy_opt_state = opt.update(policy_grads, state.policy_opt_state)
-    policy_params = optax.apply_updates(state.policy_params, p_updates)
-    new_state = LaeoTrainingState(
-      policy_params=policy_params,
-      critic_params=critic_params,
-      policy_opt_state=policy_opt_state,
-      critic_opt_state=critic_opt_state,
-      key=key,
-      steps=state.steps + 1,
+
+  def critic_stage(critic: CriticPart, batch):
+    key, policy_key = jax.random.split(critic.key)
+    (_, (metrics, obs_features)), grads = jax.value_and_grad(critic_loss_fn, argnums=1, has_aux=True)(
+      networks, critic.critic_params, batch
     )
-    return new_state, {**critic_metrics, **policy_metrics}
+    updates, opt_state = opt.update(grads, critic.critic_opt_state)
+    new = CriticPart(optax.apply_updates(critic.critic_params, updates), opt_state, key, critic.steps + 1)
+    return new, (critic.critic_params, obs_features, policy_key), metrics
 
-  return jax.jit(update)
+  def policy_stage(policy: PolicyPart, handoff, batch, success_examples):
+    critic_params, obs_features, key = handoff
+    (_, metrics), grads = jax.value_and_grad(policy_loss_fn, argnums=2, has_aux=True)(
+      networks, config, policy.policy_params, critic_params, batch, success_examples, key, obs_features
+    )
+    updates, opt_state = opt.update(grads, policy.policy_opt_state)
+    return PolicyPart(optax.apply_updates(policy.policy_params, updates), opt_state), metrics
+
+  return common_learner.TwoStageUpdate(split, merge, critic_stage, policy_stage)
 
 
-class LaeoLearner(common_learner.GenericLearner):
-  """Acme learner for LAEO ('future' batches)."""
+def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
+  """Returns jitted update(state, batch, success_examples) -> (state, metrics): both stages, one after the other."""
+  return jax.jit(make_stages(networks, config).update)
+
+
+class LaeoLearner(common_learner.PipelinedLearner):
+  """Acme learner for LAEO ('future' batches); its critic and policy stages overlap on two threads."""
 
   def __init__(
     self, networks: LaeoNetworks, config: LaeoConfig, iterator, success_examples, random_key, counter=None, logger=None
   ):
     super().__init__(
+      stages=make_stages(networks, config),
       init_fn=lambda key: make_initial_state(networks, config, key),
-      update_fn=make_update_fn(networks, config),
       batch_keys=common_learner.FUTURE_KEYS,
       iterator=iterator,
       success_examples=success_examples,

@@ -62,15 +62,14 @@ def make_networks(
     encoder = common_networks.Encoder(
       observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
     )
-    phi_nets = [common_networks.mlp(hidden, repr_dim, name=f"phi_{k}") for k in range(NUM_CRITICS)]
-    psi_nets = [common_networks.mlp(hidden, repr_dim, name=f"psi_{k}") for k in range(NUM_CRITICS)]
+    phi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="phi")
+    psi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="psi")
 
     def phi_head(features, action):
-      x = jnp.concatenate([features, action.reshape(action.shape[0], -1).astype(jnp.float32)], axis=-1)
-      return jnp.stack([net(x) for net in phi_nets])
+      return phi_net(jnp.concatenate([features, action.reshape(action.shape[0], -1).astype(jnp.float32)], axis=-1))
 
     def psi_head(features):
-      return jnp.stack([net(features) for net in psi_nets])
+      return psi_net(features)
 
     def init(obs, action, goal):
       return phi_head(encoder(obs), action), psi_head(encoder(goal))

@@ -53,8 +53,7 @@ def make_networks(
       observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
     )(obs)
     x = jnp.concatenate([x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
-    qs = [common_networks.mlp(config.critic_hidden_sizes, 1, name=f"q_{k}")(x)[..., 0] for k in range(NUM_CRITICS)]
-    return jnp.stack(qs)
+    return common_networks.StackedMLP(NUM_CRITICS, config.critic_hidden_sizes, 1, name="q")(x)[..., 0]
 
   def classifier(obs):
     x = common_networks.Encoder(
