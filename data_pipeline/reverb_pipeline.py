@@ -17,9 +17,9 @@ its episode's transitions, each future truncated-geometric), but R consecutive b
 the Reverb path moves 1/R of the bytes per batch (pulling whole episodes out of Reverb costs more CPU than a LAEO
 laptop-preset update: results/throughput.md).
 
-The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads without autotuning, and Reverb
-streams with as many workers (in hand-run launches BC, bound by its input, ran faster with two of each than with
-one; LAEO slightly slower: README, Throughput).
+The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads, autotuned (without autotuning
+a batch cut from fresh episodes costs ~1.6x the CPU time: scripts/benchmark_input_pipeline.py,
+results/input_pipeline.md), and Reverb streams with as many workers.
 """
 
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -210,7 +210,6 @@ def _batches(
   options = tf.data.Options()
   options.threading.private_threadpool_size = threads
   options.threading.max_intra_op_parallelism = 1
-  options.autotune.enabled = False
   return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
