@@ -234,9 +234,10 @@ class PipelinedLearner(GenericLearner):
     """Runs stage one of `num_updates` updates on fresh batches beside stage two of the previous call's."""
     if num_updates < 1:
       raise ValueError(f"num_updates must be >= 1, got {num_updates}.")
+    # Stage two of the previous call starts first: it needs no new batch, so it overlaps their fetching too.
+    behind = self._worker.submit(self._run_second, self._pending) if self._pending is not None else None
     batches = [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
     stacked = {k: np.stack([b[k] for b in batches]) for k in self._batch_keys}
-    behind = self._worker.submit(self._run_second, self._pending) if self._pending is not None else None
     first, handoffs, first_metrics = self._first_scan(num_updates)(self._first, stacked)
     jax.block_until_ready(first)
     if behind is not None:
