@@ -66,6 +66,23 @@ def check_restorable(current, restored) -> None:
     )
 
 
+def _last(tree):
+  return jax.tree_util.tree_map(lambda x: x[-1], tree)
+
+
+def scan_with_last_metrics(step: Callable, carry, xs):
+  """Runs step(carry, x) -> (carry, kept, metrics) over the leading axis of xs.
+
+  Returns (carry, every step's `kept` stacked, the last step's metrics). The other steps' metrics are never
+  returned, so XLA drops their computation (for LAEO the argmaxes and means over the logit matrices, ~10% of an
+  update); only the last update's metrics are logged anyway.
+  """
+  carry, kept = jax.lax.scan(lambda c, x: step(c, x)[:2], carry, jax.tree_util.tree_map(lambda x: x[:-1], xs))
+  carry, last_kept, metrics = step(carry, _last(xs))
+  kept = jax.tree_util.tree_map(lambda ks, k: jnp.concatenate([ks, k[None]]), kept, last_kept)
+  return carry, kept, metrics
+
+
 class GenericLearner:
   """Pulls a batch, runs the jitted update, counts and logs."""
 
@@ -113,34 +130,43 @@ class GenericLearner:
       update_fn = self._update_fn
 
       def fused(state, batches, success_examples):
-        # The first num_updates - 1 updates return no metrics, so XLA drops their computation (argmaxes and
-        # means over the logit matrices: ~10% of a LAEO update); only the last update's are logged anyway.
-        head = jax.tree_util.tree_map(lambda b: b[:-1], batches)
-        state, _ = jax.lax.scan(lambda s, b: (update_fn(s, b, success_examples)[0], None), state, head)
-        return update_fn(state, jax.tree_util.tree_map(lambda b: b[-1], batches), success_examples)
+        def one(s, b):
+          s, metrics = update_fn(s, b, success_examples)
+          return s, None, metrics
+
+        state, _, metrics = scan_with_last_metrics(one, state, batches)
+        return state, metrics
 
       self._fused[num_updates] = jax.jit(fused)
     return self._fused[num_updates]
 
-  def step(self, num_updates: int = 1):
-    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
+  def _next_batches(self, num_updates: int) -> List[Dict]:
     if num_updates < 1:
       raise ValueError(f"num_updates must be >= 1, got {num_updates}.")
-    batches = [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
-    if num_updates == 1:
-      self._state, metrics = self._update(self._state, batches[0], self._success)
-    else:
-      stacked = {k: np.stack([b[k] for b in batches]) for k in self._batch_keys}
-      self._state, metrics = self._fused_update(num_updates)(self._state, stacked, self._success)
+    return [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
+
+  def _stack(self, batches: List[Dict]) -> Dict:
+    return {k: np.stack([b[k] for b in batches]) for k in self._batch_keys}
+
+  def _count_and_log(self, num_updates: int, metrics) -> None:
     counts = self._counter.increment(learner_steps=num_updates)
     metrics = jax.device_get(metrics)
     self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
+
+  def step(self, num_updates: int = 1):
+    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
+    batches = self._next_batches(num_updates)
+    if num_updates == 1:
+      self._state, metrics = self._update(self._state, batches[0], self._success)
+    else:
+      self._state, metrics = self._fused_update(num_updates)(self._state, self._stack(batches), self._success)
+    self._count_and_log(num_updates, metrics)
 
   def get_variables(self, names: Sequence[str]) -> List:
     return state_variables(self._state, names, self._policy_field)
 
   def save(self):
-    return jax.device_get(self._state)
+    return jax.device_get(self.state)
 
   def restore(self, state):
     check_restorable(self._state, state)
@@ -168,10 +194,6 @@ class TwoStageUpdate(NamedTuple):
     return self.merge(first, second), {**first_metrics, **second_metrics}
 
 
-def _last(tree):
-  return jax.tree_util.tree_map(lambda x: x[-1], tree)
-
-
 class PipelinedLearner(GenericLearner):
   """GenericLearner for a TwoStageUpdate whose stages overlap across calls on two threads.
 
@@ -194,32 +216,18 @@ class PipelinedLearner(GenericLearner):
     self._pending = None  # (handoffs, batches) [K, ...] whose stage two has not run.
     self._second_metrics = None
     self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stage_two")
-    self._first_scans: Dict[int, Callable] = {}
 
     def second_scan(second, handoffs, batches, success_examples):
-      # As in GenericLearner: only the last update returns metrics, so XLA drops the others'.
-      head = jax.tree_util.tree_map(lambda x: x[:-1], (handoffs, batches))
-      second, _ = jax.lax.scan(
-        lambda s, hb: (stages.second_fn(s, hb[0], hb[1], success_examples)[0], None), second, head
-      )
-      return stages.second_fn(second, _last(handoffs), _last(batches), success_examples)
+      def one(s, handoff_and_batch):
+        s, metrics = stages.second_fn(s, *handoff_and_batch, success_examples)
+        return s, None, metrics
+
+      second, _, metrics = scan_with_last_metrics(one, second, (handoffs, batches))
+      return second, metrics
 
     self._second_scan = jax.jit(second_scan)
-
-  def _first_scan(self, num_updates: int) -> Callable:
-    """jit(stage one over stacked batches) -> (first, handoffs stacked [num_updates, ...], metrics of the last)."""
-    if num_updates not in self._first_scans:
-      first_fn = self._stages.first_fn
-
-      def first_scan(first, batches):
-        head = jax.tree_util.tree_map(lambda b: b[:-1], batches)
-        first, handoffs = jax.lax.scan(lambda f, b: first_fn(f, b)[:2], first, head)
-        first, handoff, metrics = first_fn(first, _last(batches))
-        handoffs = jax.tree_util.tree_map(lambda hs, h: jnp.concatenate([hs, h[None]]), handoffs, handoff)
-        return first, handoffs, metrics
-
-      self._first_scans[num_updates] = jax.jit(first_scan)
-    return self._first_scans[num_updates]
+    # -> (first, handoffs stacked [num_updates, ...], metrics of the last update).
+    self._first_scan = jax.jit(lambda first, batches: scan_with_last_metrics(stages.first_fn, first, batches))
 
   def _run_second(self, pending):
     second, metrics = self._second_scan(self._second, *pending, self._success)
@@ -232,22 +240,17 @@ class PipelinedLearner(GenericLearner):
 
   def step(self, num_updates: int = 1):
     """Runs stage one of `num_updates` updates on fresh batches beside stage two of the previous call's."""
-    if num_updates < 1:
-      raise ValueError(f"num_updates must be >= 1, got {num_updates}.")
     # Stage two of the previous call starts first: it needs no new batch, so it overlaps their fetching too.
     behind = self._worker.submit(self._run_second, self._pending) if self._pending is not None else None
-    batches = [select_batch(next(self._iterator), self._batch_keys) for _ in range(num_updates)]
-    stacked = {k: np.stack([b[k] for b in batches]) for k in self._batch_keys}
-    first, handoffs, first_metrics = self._first_scan(num_updates)(self._first, stacked)
+    stacked = self._stack(self._next_batches(num_updates))
+    first, handoffs, first_metrics = self._first_scan(self._first, stacked)
     jax.block_until_ready(first)
     if behind is not None:
       self._second, self._second_metrics = behind.result()
     self._first, self._pending = first, (handoffs, stacked)
     if self._second_metrics is None:
       self._flush()
-    counts = self._counter.increment(learner_steps=num_updates)
-    metrics = jax.device_get({**first_metrics, **self._second_metrics})
-    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
+    self._count_and_log(num_updates, {**first_metrics, **self._second_metrics})
 
   @property
   def state(self):
@@ -256,9 +259,6 @@ class PipelinedLearner(GenericLearner):
 
   def get_variables(self, names: Sequence[str]) -> List:
     return state_variables(self._stages.merge(self._first, self._second), names, self._policy_field)
-
-  def save(self):
-    return jax.device_get(self.state)
 
   def restore(self, state):
     check_restorable(self._stages.merge(self._first, self._second), state)
