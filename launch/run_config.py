@@ -28,7 +28,7 @@ import environments
 # dispatch time; a scan of conv updates ran several times slower on XLA's CPU backend
 # (results/throughput.md), so image runs make one update per call.
 AUTO_SGD_STEPS_PER_STEP = {"vector": 10, "image": 1}
-MIN_IMAGE_SIZE = 36  # The smallest image the Atari torso's three unpadded convolutions reduce to 1x1.
+MIN_IMAGE_SIZE = 36  # The smallest image the Atari torso's three unpadded ('VALID') convolutions reduce to 1x1.
 
 
 @dataclasses.dataclass
@@ -462,10 +462,11 @@ def make_run_config(
     if normalize_observations and not spec.is_image:
       config.observation_stats = rlds_source.observation_stats(dirs, observation_key)
   spec = config.spec()
-  if spec.is_image and min(spec.observation_shape[:2]) < MIN_IMAGE_SIZE:
+  padding = agents.make_config(config.agent, **config.overrides).torso_padding
+  if spec.is_image and padding == "VALID" and min(spec.observation_shape[:2]) < MIN_IMAGE_SIZE:
     raise ValueError(
       f"{config.observation_key!r} holds {spec.observation_shape} images; the conv torso (8x8, 4x4 and 3x3 "
-      f"unpadded convolutions) needs at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}."
+      f"unpadded convolutions) needs at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}; 'SAME' padding takes any size."
     )
   if num_sgd_steps_per_step == 0:
     config.num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if spec.is_image else "vector"]

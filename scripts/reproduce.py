@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 
 from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import scripted  # noqa: E402
 from launch import evaluate  # noqa: E402
 from scripts import paper_plots  # noqa: E402
 
@@ -51,6 +52,7 @@ COLUMNS = (
   "eval_episodes",
   "wall_s",
   "workdir",
+  "commit",
 )
 
 
@@ -146,7 +148,17 @@ def dataset_episodes(run: Run, budget: Budget) -> int:
 
 def dataset_dir(run: Run, budget: Budget) -> str:
   name = f"{run.task}_{run.quality}_{dataset_episodes(run, budget)}ep_{run.num_success_examples}ex_seed0"
-  return os.path.join(ROOT, "data", "paper", name)
+  version = scripted.controller_version(run.task)
+  # A new controller makes new data: its datasets (and so its rows' keys) get new names.
+  return os.path.join(ROOT, "data", "paper", name + (f"_ctl{version}" if version > 1 else ""))
+
+
+def code_commit() -> str:
+  """The commit of the code a run uses; '+dirty' when the tracked code differs from it."""
+  head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
+  code = ["agents", "data_pipeline", "environments", "launch", "scripts"]
+  dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", *code]).returncode != 0
+  return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
 def ensure_dataset(path: str, run: Run, episodes: int) -> Dict:
@@ -178,6 +190,12 @@ def read_rows(path: str) -> List[Dict]:
 
 
 def append_row(path: str, row: Dict) -> None:
+  rows = read_rows(path)
+  if rows and list(rows[0]) != list(COLUMNS):  # A table of older columns: rewrite it with today's.
+    with open(path, "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+      writer.writeheader()
+      writer.writerows({k: r.get(k, "") for k in COLUMNS} for r in rows)
   new = not os.path.exists(path)
   with open(path, "a", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -216,7 +234,7 @@ def train_and_evaluate(
     f"--checkpoint_every={budget.eval_every}",
     *[f"--config={c}" for c in extra_config],
   ]
-  started = time.time()
+  started, commit = time.time(), code_commit()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   with open(log_path, "a") as log:
@@ -231,6 +249,7 @@ def train_and_evaluate(
     "eval_episodes": result["episodes"],
     "wall_s": round(time.time() - started, 1),
     "workdir": os.path.relpath(workdir, ROOT),
+    "commit": commit,
   }
 
 

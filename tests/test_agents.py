@@ -454,6 +454,37 @@ def test_networks_standardise_vector_observations_with_the_stats(name):
 
 
 @pytest.mark.parametrize("name", ["laeo", "oril", "bc"])
+def test_torso_padding_reaches_every_image_encoder(name):
+  """'SAME' (the paper's Atari torso) keeps an 8x8 grid of a 64x64 image, 'VALID' a 4x4 one; every encoder of the
+  agent (policy, critic, classifier) takes the configured padding, so the first MLP layer after it has
+  8*8*C or 4*4*C inputs."""
+  module = {"laeo": laeo_learning, "oril": td3_learning, "bc": bc_learning}[name]
+  channels = (4, 8, 8)
+  fan_ins = {}
+  for padding in config_utils.TORSO_PADDINGS:
+    config = agents.make_config(name, **TINY[name], torso_channels=channels, torso_padding=padding)
+    networks = agents.make_builder(name, **TINY[name], torso_channels=channels, torso_padding=padding).make_networks(
+      OBS_SPECS["image"], ACTION_SPEC
+    )
+    state = module.make_initial_state(networks, config, jax.random.PRNGKey(0))
+    shapes = {
+      k: v
+      for field in state._fields
+      if field.endswith("params")
+      for k, v in _param_shapes(getattr(state, field)).items()
+    }
+    convs = {k: v for k, v in shapes.items() if "conv2_d_2/w" in k}
+    assert convs and all(v == (3, 3, 8, 8) for v in convs.values())
+    # Each torso feeds an MLP whose first weight has 8*grid*grid (+ action) inputs.
+    first = {k: v for k, v in shapes.items() if k.endswith(("linear_0/w", "/w_0"))}
+    fan_ins[padding] = sorted({v[-2] - (ACT_DIM if v[-2] % 8 else 0) for v in first.values()})
+  assert fan_ins == {"SAME": [8 * 8 * 8], "VALID": [4 * 4 * 8]}
+  with pytest.raises(ValueError, match="torso_padding"):
+    agents.make_config(name, torso_padding="CIRCULAR")
+  assert agents.preset(name, "paper")["torso_padding"] == "SAME"
+
+
+@pytest.mark.parametrize("name", ["laeo", "oril", "bc"])
 def test_several_updates_in_one_call_equal_as_many_single_calls(name):
   single, fused = _setup(name, "state", seed=3), _setup(name, "state", seed=3)
   for _ in range(5):

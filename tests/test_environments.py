@@ -162,6 +162,43 @@ def test_checkpoints_are_graded(name):
   assert rates[1.0] == 1.0 and rates[0.0] <= 0.5
 
 
+def test_push_expert_survives_centimetre_noise_and_holds_the_goal():
+  """A learner reads positions only to within about a centimetre: the push controller's action averaged over 1 cm of
+  noise on its inputs must still solve the task. Once the block is at the goal the clean controller stops (no
+  chatter for a learner to imitate): the block stays there and the last steps' actions are near zero."""
+  env = environments.make("fetch_push", seed=5)
+  averaged = scripted.noise_averaged(scripted.CONTROLLERS["fetch_push"], 0.01, 8, np.random.default_rng(5))
+  for controller, episodes, bar in ((averaged, 20, 0.9), (scripted.CONTROLLERS["fetch_push"], 10, 1.0)):
+    wins, last_actions = [], []
+    for _ in range(episodes):
+      env.reset()
+      for t in range(env.horizon):
+        action = controller(env.privileged_state())
+        if t >= env.horizon - 10:
+          last_actions.append(np.abs(action[:3]).mean())
+        env.step(action.astype(np.float32))
+      wins.append(env.success())  # At the final step.
+    assert np.mean(wins) >= bar, np.mean(wins)
+  assert np.mean(last_actions) < 0.02, np.mean(last_actions)
+  env.close()
+
+
+def test_push_expert_is_continuous_in_its_inputs():
+  """A millimetre anywhere changes the push controller's action by little (the old 3-phase controller jumped by
+  up to 2 when a position crossed a band's edge)."""
+  rng = np.random.default_rng(0)
+  goal = np.array([1.40, 0.90, 0.4247])
+  worst = 0.0
+  for _ in range(3000):
+    obj = np.r_[goal[:2] + rng.uniform(-0.3, 0.3, 2), goal[2]]
+    state = {"gripper_pos": obj + rng.uniform([-0.15, -0.15, -0.03], [0.15, 0.15, 0.12]), "object_pos": obj}
+    state["goal_pos"] = goal
+    nudged = {k: v + (rng.normal(0.0, 0.001, 3) if k != "goal_pos" else 0.0) for k, v in state.items()}
+    change = np.abs(scripted.CONTROLLERS["fetch_push"](nudged) - scripted.CONTROLLERS["fetch_push"](state)).max()
+    worst = max(worst, change)
+  assert worst < 0.5, worst
+
+
 @pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_image_envs(name):
   env = environments.make(name, seed=0)
@@ -213,6 +250,8 @@ def test_occluded_camera_hides_block_while_pushing():
         ts = env.step(policy())
       env.close()
     visible[name] = np.array(counts).reshape(4, -1)
-  assert (visible["fetch_push_image"] >= 15).all()
-  assert (visible["fetch_push_image_occluded"] == 0).mean() >= 0.25
+  # The side camera sees the block in every frame (at least 10 pixels, when the hand stands right beside it).
+  assert (visible["fetch_push_image"] >= 10).all()
+  # Hidden in 7 of these 32 frames with push controller version 2 (at least 8 with version 1).
+  assert (visible["fetch_push_image_occluded"] == 0).mean() >= 0.2
   assert (visible["fetch_push_image_occluded"].max(axis=1) >= 15).all()

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import subprocess
 
 import pytest
 
@@ -39,9 +40,13 @@ def test_other_figures():
 def test_dataset_names_carry_size_and_examples():
   budget = reproduce.BUDGETS["cpu"]
   run = reproduce.Run(figure=6, task="fetch_push", agent="laeo", seed=0, dataset_scale=0.1, num_success_examples=10)
-  assert os.path.basename(reproduce.dataset_dir(run, budget)) == "fetch_push_medium_200ep_10ex_seed0"
+  # fetch_push data is made by push controller version 2 (the name says so; version 1's data is another dataset).
+  assert os.path.basename(reproduce.dataset_dir(run, budget)) == "fetch_push_medium_200ep_10ex_seed0_ctl2"
   image = reproduce.Run(figure=3, task="fetch_push_image", agent="laeo", seed=0)
   assert reproduce.dataset_episodes(image, budget) == budget.image_dataset_episodes
+  assert reproduce.dataset_dir(image, budget).endswith("_ctl2")
+  reach = reproduce.Run(figure=3, task="fetch_reach", agent="laeo", seed=0)
+  assert os.path.basename(reproduce.dataset_dir(reach, budget)) == "fetch_reach_medium_2000ep_200ex_seed0"
 
 
 def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
@@ -58,6 +63,7 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
       "eval_episodes": final_episodes,
       "wall_s": 1.0,
       "workdir": "runs/x",
+      "commit": f"c0ffee{run.seed}",
     }
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
@@ -70,6 +76,7 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     rows = list(csv.DictReader(f))
   assert [(r["agent"], r["seed"]) for r in rows] == [(a, s) for s in ("0", "1") for a in ("laeo", "oril", "bc")]
   assert rows[0]["eval_episodes"] == "7" and rows[0]["success_final_step"] == "0.25"
+  assert [r["commit"] for r in rows] == ["c0ffee0"] * 3 + ["c0ffee1"] * 3  # Each row names the code that made it.
   assert os.path.exists(tmp_path / "fig3.png") and "| fetch_reach |" in (tmp_path / "fig3.md").read_text()
   # A rerun trains only what is missing (the failed runs), and appends nothing twice.
   trained.clear()
@@ -77,6 +84,22 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
   assert trained == [("fetch_reach", "purl", 0), ("fetch_reach", "purl", 1)]
   with open(tmp_path / "fig3.csv") as f:
     assert len(list(csv.DictReader(f))) == 6
+
+
+def test_code_commit_names_head_and_a_table_of_older_columns_gains_the_commit_column(tmp_path):
+  head = subprocess.run(["git", "-C", reproduce.ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+  assert head.startswith(reproduce.code_commit().removesuffix("+dirty"))
+  table = tmp_path / "fig3.csv"
+  old_columns = [c for c in reproduce.COLUMNS if c != "commit"]
+  with open(table, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=old_columns)
+    writer.writeheader()
+    writer.writerow({c: "0" for c in old_columns})
+  reproduce.append_row(str(table), {**{c: "1" for c in reproduce.COLUMNS}, "commit": "abc"})
+  with open(table) as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == list(reproduce.COLUMNS)
+  assert [r["commit"] for r in rows] == ["", "abc"] and rows[0]["seed"] == "0"
 
 
 def test_summary_table_means_over_seeds(tmp_path):

@@ -22,6 +22,8 @@ class BcConfig:
     action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
+    torso_padding: 'SAME' (Acme's Atari torso, the authors' encoder: an 8x8 grid from 64x64 images) or 'VALID'
+      (a 4x4 grid).
   """
 
   batch_size: int = 256
@@ -32,10 +34,10 @@ class BcConfig:
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
   torso_channels: Tuple[int, int, int] = config_utils.ATARI_CHANNELS
+  torso_padding: str = "SAME"
 
   def __post_init__(self):
-    if len(self.torso_channels) != 3:
-      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
+    config_utils.check_torso(self.torso_channels, self.torso_padding)
     if self.log_std_min > self.log_std_max:
       raise ValueError("log_std_min must not exceed log_std_max.")
 
@@ -44,6 +46,16 @@ class BcConfig:
 # agent, so the baselines are compared like for like) with the Atari conv torso; 'laptop' fits a 2-core CPU
 # and its conv torso has half the channels (a quarter of the FLOPs).
 PRESETS = {
-  "paper": {"policy_hidden_sizes": (1024, 1024), "batch_size": 1024, "torso_channels": config_utils.ATARI_CHANNELS},
-  "laptop": {"policy_hidden_sizes": (256, 256), "batch_size": 256, "torso_channels": config_utils.SMALL_CHANNELS},
+  "paper": {
+    "policy_hidden_sizes": (1024, 1024),
+    "batch_size": 1024,
+    "torso_channels": config_utils.ATARI_CHANNELS,
+    "torso_padding": "SAME",
+  },
+  "laptop": {
+    "policy_hidden_sizes": (256, 256),
+    "batch_size": 256,
+    "torso_channels": config_utils.SMALL_CHANNELS,
+    "torso_padding": config_utils.LAPTOP_TORSO_PADDING,
+  },
 }

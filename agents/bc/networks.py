@@ -34,5 +34,6 @@ def make_networks(
     config.log_std_max,
     config.torso_channels,
     observation_stats,
+    config.torso_padding,
   )
   return BcNetworks(policy=policy, observation_spec=observation_spec, action_spec=action_spec)

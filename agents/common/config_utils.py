@@ -6,6 +6,18 @@ import dataclasses
 # half-width torso (a quarter of the FLOPs).
 ATARI_CHANNELS = (32, 64, 64)
 SMALL_CHANNELS = (16, 32, 32)
+# Padding of the torso's convolutions: 'SAME' is Acme's Atari torso (the authors' encoder; a 64x64 image keeps an
+# 8x8 grid), 'VALID' leaves a 4x4 grid.
+TORSO_PADDINGS = ("SAME", "VALID")
+LAPTOP_TORSO_PADDING = "SAME"
+
+
+def check_torso(channels, padding) -> None:
+  """Raises ValueError unless (channels, padding) describe a three-layer conv torso."""
+  if len(channels) != 3:
+    raise ValueError(f"torso_channels needs three conv layers, got {tuple(channels)}.")
+  if padding not in TORSO_PADDINGS:
+    raise ValueError(f"torso_padding must be one of {TORSO_PADDINGS}, got {padding!r}.")
 
 
 def field_names(config_cls):

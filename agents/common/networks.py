@@ -27,21 +27,21 @@ SMALL_CHANNELS = config_utils.SMALL_CHANNELS
 
 
 class AtariTorso(hk.Module):
-  """Conv torso: c0 8x8 s4, c1 4x4 s2, c2 3x3 s1 (VALID, ReLU), flattened.
+  """Conv torso: c0 8x8 s4, c1 4x4 s2, c2 3x3 s1 (ReLU), flattened.
 
-  With the default channels (32, 64, 64) a 64x64x3 input gives a 4*4*64 = 1024
-  dimensional feature vector.
+  With the default channels (32, 64, 64) and 'SAME' padding (Acme's Atari torso, the authors' encoder) a
+  64x64x3 input gives an 8*8*64 = 4096 dimensional feature vector; with 'VALID' padding 4*4*64 = 1024.
   """
 
-  def __init__(self, channels: Sequence[int] = ATARI_CHANNELS, name: str = "atari_torso"):
+  def __init__(self, channels: Sequence[int] = ATARI_CHANNELS, padding: str = "SAME", name: str = "atari_torso"):
     super().__init__(name=name)
-    if len(channels) != 3:
-      raise ValueError(f"The Atari torso has three conv layers; got channels {tuple(channels)}.")
+    config_utils.check_torso(channels, padding)
     self._channels = tuple(channels)
+    self._padding = padding
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     for channels, kernel, stride in zip(self._channels, (8, 4, 3), (4, 2, 1)):
-      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding="VALID")(x))
+      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding=self._padding)(x))
     return x.reshape(x.shape[:-3] + (-1,))
 
 
@@ -52,7 +52,7 @@ class Encoder(hk.Module):
   ((x - mean) / std, when given: raw Fetch positions vary by centimetres around
   ~1, too little for an MLP to resolve in a short run) and flattened. Image observations
   (rank-3 spec) are cast to float32 (divided by 255 when the spec is uint8)
-  and passed through an AtariTorso with `torso_channels`. One Encoder instance
+  and passed through an AtariTorso with `torso_channels` and `torso_padding`. One Encoder instance
   = one set of torso weights, so calling the same instance from several heads
   shares the torso.
   """
@@ -63,9 +63,11 @@ class Encoder(hk.Module):
     name: str = "encoder",
     torso_channels: Sequence[int] = ATARI_CHANNELS,
     observation_stats: ObservationStats = None,
+    torso_padding: str = "SAME",
   ):
     super().__init__(name=name)
     self._torso_channels = tuple(torso_channels)
+    self._torso_padding = torso_padding
     self._stats = check_observation_stats(observation_spec, observation_stats)
     self._image = is_image_spec(observation_spec)
     self._uint8 = np.dtype(observation_spec.dtype) == np.uint8
@@ -76,7 +78,7 @@ class Encoder(hk.Module):
     if self._image:
       if self._uint8:
         x = x / 255.0
-      return AtariTorso(self._torso_channels)(x)
+      return AtariTorso(self._torso_channels, self._torso_padding)(x)
     if self._stats is not None:
       x = (x - self._stats[0]) / self._stats[1]
     return x.reshape(x.shape[: x.ndim - self._ndim] + (-1,))
@@ -142,6 +144,7 @@ def make_tanh_gaussian_policy(
   log_std_max: float,
   torso_channels: Sequence[int] = ATARI_CHANNELS,
   observation_stats: ObservationStats = None,
+  torso_padding: str = "SAME",
 ) -> hk.Transformed:
   """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
 
@@ -152,7 +155,11 @@ def make_tanh_gaussian_policy(
 
   def forward(obs):
     x = Encoder(
-      observation_spec, name="policy_encoder", torso_channels=torso_channels, observation_stats=observation_stats
+      observation_spec,
+      name="policy_encoder",
+      torso_channels=torso_channels,
+      observation_stats=observation_stats,
+      torso_padding=torso_padding,
     )(obs)
     out = mlp(hidden_sizes, 2 * action_dim, name="policy_mlp")(x)
     mean, log_std = jnp.split(out, 2, axis=-1)

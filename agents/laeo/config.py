@@ -37,6 +37,8 @@ class LaeoConfig:
     action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
+    torso_padding: 'SAME' (Acme's Atari torso, the authors' encoder: an 8x8 grid from 64x64 images) or 'VALID'
+      (a 4x4 grid).
   """
 
   batch_size: int = 1024
@@ -52,10 +54,10 @@ class LaeoConfig:
   log_std_max: float = 2.0
   action_clip_eps: float = 1e-6
   torso_channels: Tuple[int, int, int] = config_utils.ATARI_CHANNELS
+  torso_padding: str = "SAME"
 
   def __post_init__(self):
-    if len(self.torso_channels) != 3:
-      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
+    config_utils.check_torso(self.torso_channels, self.torso_padding)
     if self.q_estimator not in Q_ESTIMATORS:
       raise ValueError(f"q_estimator must be one of {Q_ESTIMATORS}, " f"got {self.q_estimator!r}.")
     if self.num_q_success_examples < 0:
@@ -76,6 +78,7 @@ PRESETS = {
     "policy_hidden_sizes": (1024, 1024),
     "batch_size": 1024,
     "torso_channels": config_utils.ATARI_CHANNELS,
+    "torso_padding": "SAME",
   },
   "laptop": {
     "hidden_sizes": (256, 256),
@@ -83,5 +86,6 @@ PRESETS = {
     "policy_hidden_sizes": (256, 256),
     "batch_size": 256,
     "torso_channels": config_utils.SMALL_CHANNELS,
+    "torso_padding": config_utils.LAPTOP_TORSO_PADDING,
   },
 }

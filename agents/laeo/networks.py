@@ -60,7 +60,11 @@ def make_networks(
 
   def critic_fns():
     encoder = common_networks.Encoder(
-      observation_spec, name="critic_encoder", torso_channels=config.torso_channels, observation_stats=observation_stats
+      observation_spec,
+      name="critic_encoder",
+      torso_channels=config.torso_channels,
+      observation_stats=observation_stats,
+      torso_padding=config.torso_padding,
     )
     phi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="phi")
     psi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="psi")
@@ -86,6 +90,7 @@ def make_networks(
     config.log_std_max,
     config.torso_channels,
     observation_stats,
+    config.torso_padding,
   )
   return LaeoNetworks(
     policy=policy,

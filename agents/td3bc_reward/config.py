@@ -41,6 +41,8 @@ class RewardTD3BCConfig:
       policy (evaluation is deterministic).
     torso_channels: channels of the three conv layers of every image encoder
       (ignored for vector observations); (32, 64, 64) is the paper's Atari torso.
+    torso_padding: 'SAME' (Acme's Atari torso, the authors' encoder: an 8x8 grid from 64x64 images) or 'VALID'
+      (a 4x4 grid).
   """
 
   batch_size: int = 256
@@ -59,10 +61,10 @@ class RewardTD3BCConfig:
   target_noise_clip: float = 0.5
   exploration_noise: float = 0.1
   torso_channels: Tuple[int, int, int] = config_utils.ATARI_CHANNELS
+  torso_padding: str = "SAME"
 
   def __post_init__(self):
-    if len(self.torso_channels) != 3:
-      raise ValueError(f"torso_channels needs three conv layers, got {self.torso_channels}.")
+    config_utils.check_torso(self.torso_channels, self.torso_padding)
     if self.classifier_loss not in CLASSIFIER_LOSSES:
       raise ValueError(f"classifier_loss must be one of {CLASSIFIER_LOSSES}, " f"got {self.classifier_loss!r}.")
     if not 0.0 < self.pu_eta < 1.0:
@@ -83,6 +85,7 @@ PRESETS = {
     "classifier_hidden_sizes": (1024, 1024),
     "batch_size": 1024,
     "torso_channels": config_utils.ATARI_CHANNELS,
+    "torso_padding": "SAME",
   },
   "laptop": {
     "policy_hidden_sizes": (256, 256),
@@ -90,5 +93,6 @@ PRESETS = {
     "classifier_hidden_sizes": (256, 256),
     "batch_size": 256,
     "torso_channels": config_utils.SMALL_CHANNELS,
+    "torso_padding": config_utils.LAPTOP_TORSO_PADDING,
   },
 }

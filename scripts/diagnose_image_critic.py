@@ -1,0 +1,211 @@
+"""Measures an image critic before hours of training are spent on it (not a test).
+
+  python scripts/diagnose_image_critic.py --env=fetch_reach_image --variants laptop:torso_padding=VALID laptop \
+      --num_steps=2000 --check_every=500
+
+Each variant PRESET[:NAME=VALUE,...] trains LAEO in one process on a generated dataset of --episodes medium
+episodes (the launcher's batch cutting, in memory), and every --check_every updates measures, on data it never
+trains on:
+
+* contrastive accuracy: on held-out future batches, how often the critic ranks a state-action's own future first
+  among the batch's B futures (top-1; chance 1/B), and the binary NCE accuracy (positive logit > 0, negatives < 0);
+* Q's action gradient: on probe frames (rollouts of the same checkpoint mixture, with the simulator state kept),
+  the cosine between grad_a Q(s, a) (a = the probe's action) and the clean scripted controller's action there
+  (the direction an expert moves; 0 = uninformative), and how much the gradient differs between states
+  (1 - |mean of unit gradients|: 0 = the same push in every state);
+* what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
+  (and block) position, fitted on half the probe frames and scored on the other half.
+
+Rows are appended to results/image_critic_diagnostic.csv as they are measured, each with the commit that made it.
+"""
+
+import argparse
+import csv
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import agents  # noqa: E402
+import environments  # noqa: E402
+from agents.laeo import learning as laeo_learning  # noqa: E402
+from data_pipeline import reverb_pipeline  # noqa: E402
+from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import scripted  # noqa: E402
+from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
+from scripts import reproduce  # noqa: E402
+
+OUT = os.path.join(ROOT, "results", "image_critic_diagnostic.csv")
+
+
+def commit() -> str:
+  out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+  dirty = subprocess.run(
+    ["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "agents", "data_pipeline", "environments"]
+  )
+  return out.stdout.strip() + ("+dirty" if dirty.returncode else "")
+
+
+def parse_variant(text: str):
+  """'laptop:torso_padding=VALID,batch_size=64' -> ('laptop', overrides); commas inside brackets stay."""
+  preset, _, rest = text.partition(":")
+  return preset, run_config_lib.parse_overrides([item for item in re.split(r",(?![^()]*\))", rest) if item])
+
+
+def probe_frames(env_name: str, episodes: int, seed: int):
+  """Images, simulator positions, the checkpoint's action and the clean controller's action at every step of
+  `episodes` rollouts of the medium checkpoint mixture."""
+  env = environments.make(env_name, seed=seed)
+  rng = np.random.default_rng(seed)
+  mixture = scripted.checkpoint_mixture(env.base_task, "medium")
+  competences = [c for c, _ in mixture]
+  weights = np.array([w for _, w in mixture])
+  controller = scripted.CONTROLLERS[env.base_task]
+  images, positions, actions, expert = [], [], [], []
+  for _ in range(episodes):
+    ts = env.reset()
+    policy = scripted.make_checkpoint_policy(env, float(rng.choice(competences, p=weights)), rng)
+    while not ts.last():
+      state = env.privileged_state()
+      action = policy()
+      images.append(ts.observation)
+      positions.append(np.concatenate([state["gripper_pos"], state.get("object_pos", np.zeros(0))]))
+      actions.append(action)
+      expert.append(controller(state))
+      ts = env.step(action)
+  env.close()
+  return np.stack(images), np.stack(positions), np.stack(actions).astype(np.float32), np.stack(expert)
+
+
+def ridge_r2(train_x, train_y, test_x, test_y, alpha: float = 1.0) -> np.ndarray:
+  """Per-output R^2 on the test half of a ridge regression fitted on the train half (features standardised)."""
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  a, b = (train_x - mean) / std, (test_x - mean) / std
+  a, b = np.c_[a, np.ones(len(a))], np.c_[b, np.ones(len(b))]
+  w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ train_y)
+  residual = ((b @ w - test_y) ** 2).sum(0)
+  return 1.0 - residual / ((test_y - test_y.mean(0)) ** 2).sum(0)
+
+
+def make_probes(networks, config):
+  """jitted (critic_params, batch) -> contrastive metrics; (critic_params, obs, action, examples) -> grad_a Q."""
+
+  def contrastive(critic_params, batch):
+    features = networks.encode(critic_params, batch["observation"])
+    phi = networks.phi_head(critic_params, features, batch["action"])
+    psi = networks.psi(critic_params, batch["future_observation"])
+    logits = jnp.einsum("kbr,kcr->kbc", phi, psi)
+    eye = jnp.eye(logits.shape[-1], dtype=bool)
+    top1 = jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(logits.shape[-1]))
+    binary = jnp.mean(jnp.where(eye, logits > 0, logits < 0))
+    return top1, binary
+
+  def q_grad(critic_params, obs, action, examples):
+    features = networks.encode(critic_params, obs)
+
+    def q_sum(a):
+      q = laeo_learning.q_values(networks, config, critic_params, features, a, examples, jax.random.PRNGKey(0))
+      return jnp.sum(jnp.min(q, axis=0))
+
+    return jax.grad(q_sum)(action), features
+
+  return jax.jit(contrastive), jax.jit(q_grad)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--env", default="fetch_reach_image")
+  parser.add_argument("--variants", nargs="+", default=["laptop"])
+  parser.add_argument("--episodes", type=int, default=1000, help="Training episodes (medium quality).")
+  parser.add_argument("--dataset_dir", default="", help="An existing dataset of --env instead of generating one.")
+  parser.add_argument("--probe_episodes", type=int, default=40)
+  parser.add_argument("--num_steps", type=int, default=2000)
+  parser.add_argument("--check_every", type=int, default=500)
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+
+  dataset = args.dataset_dir
+  if not dataset:  # The dataset Fig. 3's runs use (scripts/reproduce.py), made on first use.
+    run = reproduce.Run(figure=3, task=args.env, agent="laeo", seed=0)
+    budget = dataclasses.replace(reproduce.BUDGETS["cpu"], image_dataset_episodes=args.episodes)
+    dataset = reproduce.dataset_dir(run, budget)
+    reproduce.ensure_dataset(dataset, run, args.episodes)
+  episodes = rlds_io.load_episodes(dataset, include_success=False)
+  held_out, train = episodes[: len(episodes) // 10], episodes[len(episodes) // 10 :]
+  examples = success_lib.load_success_examples(dataset)
+  images, positions, actions, expert = probe_frames(args.env, args.probe_episodes, seed=10_000 + args.seed)
+  moving = np.linalg.norm(expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
+  half = len(images) // 2
+  env = environments.make(args.env, seed=0)
+  names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: positions.shape[1]]
+  for variant in args.variants:
+    preset, overrides = parse_variant(variant)
+    overrides = {**run_config_lib.preset_overrides("laeo", preset), "batch_size": args.batch_size, **overrides}
+    builder = agents.make_builder("laeo", **overrides)
+    networks = builder.make_networks(env.observation_spec(), env.action_spec(), None)
+    iterator = reverb_pipeline.make_in_memory_iterator(
+      train, "future", args.batch_size, builder.config.discount, seed=args.seed
+    )
+    held_out_batches = reverb_pipeline.make_in_memory_iterator(
+      held_out, "future", args.batch_size, builder.config.discount, seed=args.seed + 1
+    )
+    held_out_batches = [next(held_out_batches) for _ in range(8)]
+    learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(args.seed))
+    contrastive, q_grad = make_probes(networks, builder.config)
+    started, steps = time.time(), 0
+    while steps < args.num_steps:
+      for _ in range(args.check_every):
+        learner.step()
+      steps += args.check_every
+      train_s = time.time() - started
+      critic_params = learner.state.critic_params
+      top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
+      grads, features = [], []
+      for i in range(0, len(images), 256):
+        g, f = q_grad(critic_params, images[i : i + 256], actions[i : i + 256], examples)
+        grads.append(np.asarray(g))
+        features.append(np.asarray(f))
+      grads, features = np.concatenate(grads)[:, :3], np.concatenate(features)
+      unit = grads / (np.linalg.norm(grads, axis=-1, keepdims=True) + 1e-12)
+      expert_unit = expert[:, :3] / (np.linalg.norm(expert[:, :3], axis=-1, keepdims=True) + 1e-12)
+      r2 = ridge_r2(features[:half], positions[:half], features[half:], positions[half:])
+      row = {
+        "env": args.env,
+        "variant": variant,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "step": steps,
+        "feature_dim": features.shape[1],
+        "heldout_top1": round(float(top1), 3),
+        "heldout_top1_chance": round(1.0 / args.batch_size, 3),
+        "heldout_binary_acc": round(float(binary), 3),
+        "grad_expert_cosine": round(float(np.mean(np.sum(unit * expert_unit, -1)[moving])), 3),
+        "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
+        **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
+        "train_steps_per_s": round(steps / train_s, 2),
+        "commit": commit(),
+      }
+      print(row, flush=True)
+      new = not os.path.exists(OUT)
+      with open(OUT, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+          writer.writeheader()
+        writer.writerow(row)
+      started = time.time() - train_s
+  env.close()
+
+
+if __name__ == "__main__":
+  main()
