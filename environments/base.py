@@ -36,6 +36,27 @@ import numpy as np
 
 IMAGE_SIZE = 64
 VIDEO_SIZE = 128  # Pixels of the frames that evaluation videos show (launch/video.py).
+GOAL_COLORS = {False: (1.0, 0.1, 0.1, 0.4), True: (0.1, 0.9, 0.1, 0.4)}  # The videos' goal marker, by success().
+
+
+def draw_goal_marker(scene, position, radius: float, solved: bool) -> None:
+  """Adds a translucent sphere at `position` to a MuJoCo scene after update_scene (only that frame shows it)."""
+  import mujoco  # pylint: disable=import-outside-toplevel
+
+  if scene.ngeom >= scene.maxgeom:
+    return
+  geom = scene.geoms[scene.ngeom]
+  scene.ngeom += 1
+  mujoco.mjv_initGeom(
+    geom,
+    mujoco.mjtGeom.mjGEOM_SPHERE,
+    np.array([radius, 0.0, 0.0]),
+    np.asarray(position, np.float64),
+    np.eye(3).flatten(),
+    np.asarray(GOAL_COLORS[bool(solved)], np.float32),
+  )
+
+
 ACTION_DIM = 4
 
 
@@ -64,7 +85,8 @@ class ExampleControlEnv(dm_env.Environment, abc.ABC):
     self._needs_reset = True
 
   def render_frame(self, size: int = VIDEO_SIZE) -> np.ndarray:
-    """A size x size RGB frame from a camera that shows the task, for evaluation videos."""
+    """A size x size RGB frame for evaluation videos: a camera that shows the whole arm and the task, with the goal
+    drawn (GOAL_COLORS: red, green while the task is solved); the agent's own camera never shows the marker."""
     raise NotImplementedError(f"{type(self).__name__} cannot render video frames.")
 
   # --------------------------------------------------------------- dm_env API

@@ -76,6 +76,8 @@ CAMERAS = {
   # Nearly top-down over the workspace (the authors' occluded pose: azimuth 180, elevation -80): the block
   # is always in frame, but the arm passes over it and hides it for much of a push.
   "occluded": dict(lookat=(1.32, 0.80, 0.42), distance=0.75, azimuth=180.0, elevation=-80.0),
+  # Evaluation videos: the whole arm, the table and the goal from the front-left (no agent sees it).
+  "video": dict(lookat=(1.30, 0.80, 0.50), distance=1.25, azimuth=-145.0, elevation=-40.0),
 }
 
 
@@ -114,8 +116,11 @@ class OffscreenCamera:
       atexit.register(_close_live_cameras)
       _ATEXIT_REGISTERED = True
 
-  def render(self, data: mujoco.MjData) -> np.ndarray:
+  def render(self, data: mujoco.MjData, goal: Optional[np.ndarray] = None, solved: bool = False) -> np.ndarray:
+    """The camera's image; with `goal`, a marker of the success region drawn there (videos only)."""
     self._renderer.update_scene(data, camera=self._camera, scene_option=self._option)
+    if goal is not None:
+      base.draw_goal_marker(self._renderer.scene, goal, SUCCESS_THRESHOLD, solved)
     return np.array(self._renderer.render(), dtype=np.uint8, copy=True)
 
   def close(self) -> None:
@@ -225,8 +230,8 @@ class FetchEnv(base.ExampleControlEnv):
 
   def render_frame(self, size: int = base.VIDEO_SIZE) -> np.ndarray:
     if self._video_camera is None:
-      self._video_camera = OffscreenCamera(self._model, **CAMERAS["front"], size=size)
-    return self._video_camera.render(self._data)
+      self._video_camera = OffscreenCamera(self._model, **CAMERAS["video"], size=size)
+    return self._video_camera.render(self._data, goal=self._goal, solved=self.success())
 
   def close(self) -> None:
     for camera in (self._camera, self._video_camera):

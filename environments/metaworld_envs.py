@@ -103,6 +103,7 @@ class SawyerEnv(base.ExampleControlEnv):
     if self._renderer is None:
       self._renderer = mujoco.Renderer(self._env.model, height=size, width=size)
     self._renderer.update_scene(self._env.data, camera="corner")
+    base.draw_goal_marker(self._renderer.scene, self.privileged_state()["goal_pos"], 0.05, self.success())
     # Meta-World's corner cameras are mounted upside down (its own renderer flips their images too).
     return np.array(self._renderer.render()[::-1], dtype=np.uint8, copy=True)
 

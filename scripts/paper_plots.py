@@ -72,9 +72,37 @@ def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
   by_name = dict(zip(names, handles))
   ax.legend(by_name.values(), by_name.keys(), fontsize=8)
   ax.set_xlabel("learner steps")
-  ax.set_ylabel("success rate (10 episodes; last point: 100)")
+  ax.set_ylabel("success rate (evaluations during training; last point: the final checkpoint)")
   ax.set_ylim(-0.02, 1.02)
   ax.set_title(f"Fig. 4: per-seed training curves, {task}")
+
+
+def stability_markdown(rows: List[Dict], root: str) -> str:
+  """Fig. 4's measure of stability: per run, the mean absolute change of the success rate (any step) between
+  consecutive evaluations during training; per task and agent its mean and spread over seeds."""
+  cells: Dict[tuple, List[tuple]] = collections.defaultdict(list)
+  for row in rows:
+    path = os.path.join(root, row["workdir"], "logs", "evaluator_0", "logs.csv")
+    if not os.path.exists(path):
+      continue
+    steps, rates = plot.read_column(path, "success_rate")
+    _, episodes = plot.read_column(path, "episodes")
+    if len(rates) >= 2:
+      cells[(row["task"], row["agent"])].append((float(np.mean(np.abs(np.diff(rates)))), len(rates), episodes))
+  lines = [
+    "Stability during training: mean |change| of the success rate (any step) between consecutive evaluations, "
+    "mean ± std over seeds (lower is steadier).\n",
+    "| task | agent | seeds | mean abs change | evaluations per run | episodes per evaluation |",
+    "|---|---|---|---|---|---|",
+  ]
+  for (task, agent), runs in sorted(cells.items()):
+    changes = [c for c, _, _ in runs]
+    episodes = sorted({int(e) for _, _, eps in runs for e in eps})
+    lines.append(
+      f"| {task} | {agent} | {len(runs)} | {np.mean(changes):.3f} ± {np.std(changes):.3f} | "
+      f"{'/'.join(str(n) for n in sorted({n for _, n, _ in runs}))} | {'/'.join(map(str, episodes))} |"
+    )
+  return "\n".join(lines) + "\n"
 
 
 def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
@@ -87,6 +115,8 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
       _curves(ax, rows, root, task)
+    with open(os.path.join(out_dir, "fig4.md"), "w") as f:
+      f.write(stability_markdown([r for r in rows if r["agent"] in ("laeo", "oril")], root))
   else:
     metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)

@@ -68,6 +68,7 @@ class Budget:
   eval_every: int
   image_seeds: int  # Seeds of image tasks (the others use --seeds).
   image_config: Tuple[str, ...] = ()  # Agent overrides NAME=VALUE of image runs.
+  episodes_per_eval: int = 50  # Episodes of every evaluation during training (Fig. 4's points).
 
 
 BUDGETS = {
@@ -230,7 +231,7 @@ def train_and_evaluate(
     f"--workdir={workdir}",
     "--num_evaluators=1",
     f"--eval_every={budget.eval_every}",
-    "--episodes_per_eval=10",
+    f"--episodes_per_eval={budget.episodes_per_eval}",
     f"--checkpoint_every={budget.eval_every}",
     *[f"--config={c}" for c in extra_config],
   ]

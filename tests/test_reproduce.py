@@ -127,3 +127,17 @@ def test_summary_table_means_over_seeds(tmp_path):
     )
   text = paper_plots.summary_markdown(3, str(table))
   assert "| fetch_push | 0.30 / 0.00 (n=2: 0.20, 0.40) |" in text
+
+
+def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path):
+  rows = []
+  for seed, rates in ((0, (0.0, 0.5, 0.25, 0.75)), (1, (0.5, 0.5, 0.5, 0.5))):
+    workdir = tmp_path / f"run{seed}"
+    (workdir / "logs" / "evaluator_0").mkdir(parents=True)
+    with open(workdir / "logs" / "evaluator_0" / "logs.csv", "w") as f:
+      f.write("learner_steps,success_rate,episodes\n")
+      f.writelines(f"{1000 * (i + 1)},{r},50\n" for i, r in enumerate(rates))
+    rows.append({"task": "fetch_push", "agent": "laeo", "workdir": f"run{seed}"})
+  text = paper_plots.stability_markdown(rows, str(tmp_path))
+  # Seed 0: (0.5 + 0.25 + 0.5) / 3; seed 1: 0.
+  assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 4 | 50 |" in text

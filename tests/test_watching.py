@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import environments
+from data_pipeline import scripted
 from launch import plot
 from launch import rollout
 from launch import terminal
@@ -44,6 +45,34 @@ def test_an_episode_video_decodes_to_frames_that_show_the_task(name, tmp_path):
   assert decoded[0].shape == (environments.base.VIDEO_SIZE, width, 3)
   assert decoded[0].std() > 5.0  # A picture, not a blank frame.
   assert not os.path.exists(path + ".tmp.gif")
+
+
+def _redness(frame):
+  r, g, b = (frame[..., i].astype(int) for i in range(3))
+  return int(np.sum((r - g > 80) & (r - b > 80)))
+
+
+def _greenness(frame):
+  r, g, b = (frame[..., i].astype(int) for i in range(3))
+  return int(np.sum((g - r > 60) & (g - b > 60)))
+
+
+@pytest.mark.parametrize("name", ["fetch_reach", "fetch_push_image", "sawyer_window_open", "sawyer_drawer_close"])
+def test_video_frames_draw_the_goal_red_then_green_once_solved(name):
+  """A person watching can tell success from failure: videos draw the goal red, green while the task is solved
+  (the same state drawn both ways); the agent's own observations never show the marker."""
+  env = environments.make(name, seed=0)
+  policy = scripted.make_checkpoint_policy(env, 1.0, np.random.default_rng(0))
+  ts = env.reset()
+  while not env.success():
+    ts = env.step(policy())
+  solved = env.render_frame()
+  env.success = lambda: False  # The same state, drawn as unsolved.
+  unsolved = env.render_frame()
+  env.close()
+  assert _redness(unsolved) > _redness(solved) + 10 and _greenness(solved) > _greenness(unsolved) + 10
+  if name.endswith("_image"):
+    assert _redness(ts.observation) == 0
 
 
 def test_terminal_drops_library_noise_keeps_errors_and_adds_the_last_evaluation():
