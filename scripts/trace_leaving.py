@@ -1,0 +1,132 @@
+"""Why does a policy reach the success states and then leave them? Per-step traces of a run's final checkpoint.
+
+  python scripts/trace_leaving.py --workdir=runs/laeo_fetch_reach_seed0 --episodes=50
+
+Rolls the run's latest checkpoint out (deterministic, as the evaluators do) in its own environment and records, at
+every step, the distance from what must reach the goal (the gripper for reach, the block or handle otherwise) to
+the goal, the success flag, the action and the hand's speed. For the episodes that succeed at some step but not at
+the last ("leavers"), it reports when they first succeeded, how long they stayed, and how the policy acts while
+the task holds: the size of its actions and whether they point towards the goal, beside the same quantities in the
+run's dataset at its own success steps. The success examples' hand speeds are set beside the policy's at success
+(success examples taken from passing-through states show motion that a policy may imitate).
+
+Writes results/leaving/<run name>.json and prints the summary.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import environments  # noqa: E402
+from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch.policy import load_policy  # noqa: E402
+
+OUT = os.path.join(ROOT, "results", "leaving")
+# Columns of the hand's velocity in each task's state observation (for the success examples' speeds).
+HAND_VELOCITY = {"fetch_reach": slice(5, 8), "fetch_push": slice(20, 23)}
+
+
+def achieved(state):
+  return state.get("object_pos", state.get("gripper_pos", state.get("hand_pos")))
+
+
+def hand(state):
+  return state.get("gripper_pos", state.get("hand_pos"))
+
+
+def trace(policy, env, episodes: int):
+  records = []
+  for _ in range(episodes):
+    ts = env.reset()
+    steps = []
+    while not ts.last():
+      state = env.privileged_state()
+      action = np.asarray(policy(ts.observation))
+      ts = env.step(action)
+      after = env.privileged_state()
+      steps.append(
+        {
+          "distance": float(np.linalg.norm(achieved(state) - state["goal_pos"])),
+          "to_goal": (state["goal_pos"] - achieved(state)).tolist(),
+          "action": action.tolist(),
+          "hand_speed": float(np.linalg.norm(hand(after) - hand(state))),
+          "success_after": bool(env.success()),
+        }
+      )
+    records.append(steps)
+  return records
+
+
+def cosine(a, b):
+  return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def summarise(records, dataset_dir: str, task: str):
+  success = np.array([[s["success_after"] for s in steps] for steps in records])
+  leavers = [i for i in range(len(records)) if success[i].any() and not success[i, -1]]
+  at_success = [(s, i) for i, steps in enumerate(records) for t, s in enumerate(steps[1:]) if steps[t]["success_after"]]
+  act = lambda s: np.asarray(s["action"][:3])
+  summary = {
+    "episodes": len(records),
+    "success_any_step": float(success.any(axis=1).mean()),
+    "success_final_step": float(success[:, -1].mean()),
+    "leavers": len(leavers),
+    "leavers_first_success_step": [int(np.argmax(success[i])) for i in leavers],
+    "leavers_steps_at_goal": [int(success[i].sum()) for i in leavers],
+    "leavers_final_distance": [round(records[i][-1]["distance"], 3) for i in leavers],
+    "policy_at_success_mean_abs_action": float(np.mean([np.abs(act(s)).mean() for s, _ in at_success]))
+    if at_success
+    else None,
+    "policy_at_success_action_goal_cosine": float(
+      np.mean([cosine(act(s), s["to_goal"]) for s, _ in at_success if np.linalg.norm(act(s)) > 1e-3])
+    )
+    if at_success
+    else None,
+    "policy_at_success_hand_speed": float(np.mean([s["hand_speed"] for s, _ in at_success])) if at_success else None,
+  }
+  episodes = rlds_io.load_episodes(dataset_dir, include_success=True)
+  data_actions = np.concatenate([e["action"][e["success"][:-1]] for e in episodes if e["success"][:-1].any()])
+  summary["data_at_success_mean_abs_action"] = float(np.abs(data_actions[:, :3]).mean())
+  summary["data_successful_steps"] = int(len(data_actions))
+  if task in HAND_VELOCITY:
+    examples = success_lib.load_success_examples(dataset_dir)
+    # Fetch observations hold the gripper's velocity times dt (metres per control step).
+    summary["success_examples_hand_speed"] = float(np.linalg.norm(examples[:, HAND_VELOCITY[task]], axis=1).mean())
+  return summary
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--episodes", type=int, default=50)
+  parser.add_argument("--seed", type=int, default=12345)
+  args = parser.parse_args()
+  policy = load_policy(args.workdir)
+  config = policy.config
+  env = environments.make(config.env, seed=args.seed)
+  records = trace(policy, env, args.episodes)
+  env.close()
+  summary = {
+    "workdir": os.path.relpath(os.path.abspath(args.workdir), ROOT),
+    "env": config.env,
+    "agent": config.agent,
+    "learner_steps": int(policy.step),
+    **summarise(records, config.dataset_dirs[0], environments.base_task(config.env)),
+  }
+  print(json.dumps(summary, indent=1))
+  os.makedirs(OUT, exist_ok=True)
+  name = os.path.basename(os.path.normpath(args.workdir))
+  with open(os.path.join(OUT, f"{config.env}_{name}.json"), "w") as f:
+    json.dump({"summary": summary, "episodes": records}, f)
+
+
+if __name__ == "__main__":
+  main()
