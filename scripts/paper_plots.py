@@ -125,7 +125,7 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
       for r in rows:
         label = r["task"]
         if figure == 6:
-          label = f"{r['num_success_examples']} ex, {r['dataset_episodes']} ep"
+          label = f"{r['task']}: {r['num_success_examples']} ex, {r['dataset_episodes']} ep"
         groups[label][r["agent"]].append(float(r[column]))
       _bars(ax, groups, name)
     steps = sorted({r["num_steps"] for r in rows})

@@ -30,6 +30,10 @@ def test_other_figures():
   fig6 = reproduce.figure_runs(6, [0], [0])
   assert {r.num_success_examples for r in fig6} == {1, 10, 100, 200}
   assert {r.dataset_scale for r in fig6} == {0.1, 1.0, 10.0}
+  # FetchPush-image (the paper's task) at 0.1x and 1x, the state stand-in at 0.1x, 1x and 10x.
+  assert {(r.task, r.dataset_scale) for r in fig6 if r.num_success_examples == 200} == {
+    (t, x) for t in ("fetch_push", "fetch_push_image") for x in (0.1, 1.0)
+  } | {("fetch_push", 10.0)}
   assert {r.task for r in reproduce.figure_runs(7, [0], [0])} == {"fetch_push_image_occluded"}
   sanity = reproduce.figure_runs(0, [0, 1, 2], [0])
   assert {(r.agent, r.quality, r.seed) for r in sanity} == {("bc", "expert", 0)} and len(sanity) == 4
