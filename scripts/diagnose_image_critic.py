@@ -89,25 +89,19 @@ def probe_frames(env_name: str, episodes: int, seed: int):
 
 
 def ridge_r2(train_x, train_y, test_x, test_y) -> np.ndarray:
-  """Per-output R^2 on the test frames of a ridge regression fitted on the train frames: features that never vary
-  on the train frames (dead ReLUs) dropped, the rest standardised; the ridge strength picked per output on the last
-  fifth of the train frames."""
-  live = train_x.std(0) > 1e-3
-  if not live.any():
-    return np.zeros(train_y.shape[1])
-  mean, std = train_x[:, live].mean(0), train_x[:, live].std(0)
-  a, b = (train_x[:, live] - mean) / std, (test_x[:, live] - mean) / std
-  a, b = np.c_[a, np.ones(len(a))], np.c_[b, np.ones(len(b))]
+  """Per-output R^2 on the test frames of a ridge regression fitted on the train frames (centred features, the
+  ridge strength relative to their mean variance, picked per output on the last fifth of the train frames)."""
+  mean, y_mean = train_x.mean(0), train_y.mean(0)
+  a, b = train_x - mean, test_x - mean
+  scale = np.mean(a**2) + 1e-12
   r2 = lambda pred, y: 1.0 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
-  fit = lambda x, y, alpha: np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
+  fit = lambda x, y, alpha: np.linalg.solve(x.T @ x + alpha * scale * len(x) * np.eye(x.shape[1]), x.T @ y)
   cut = len(a) * 4 // 5
-  alphas = [10.0**k for k in range(-1, 6)]
-  scores = np.stack([r2(a[cut:] @ fit(a[:cut], train_y[:cut], alpha), train_y[cut:]) for alpha in alphas])
+  alphas = [10.0**k for k in range(-4, 3)]
+  scores = np.stack([r2(a[cut:] @ fit(a[:cut], train_y[:cut] - y_mean, r) + y_mean, train_y[cut:]) for r in alphas])
+  best = [alphas[int(np.argmax(scores[:, j]))] for j in range(train_y.shape[1])]
   return np.array(
-    [
-      r2(b @ fit(a, train_y[:, [j]], alphas[int(np.argmax(scores[:, j]))]), test_y[:, [j]])[0]
-      for j in range(train_y.shape[1])
-    ]
+    [r2(b @ fit(a, train_y[:, [j]] - y_mean[j], best[j]) + y_mean[j], test_y[:, [j]])[0] for j in range(len(best))]
   )
 
 
@@ -122,6 +116,7 @@ def make_probes(networks, config):
     eye = jnp.eye(logits.shape[-1], dtype=bool)
     top1 = jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(logits.shape[-1]))
     # Balanced: positives and negatives weigh alike (all-negative guessing scores 0.5, not (B - 1) / B).
+    eye = jnp.broadcast_to(eye, logits.shape)  # Both twins.
     balanced = 0.5 * (jnp.sum((logits > 0) & eye) / jnp.sum(eye) + jnp.sum((logits < 0) & ~eye) / jnp.sum(~eye))
     return top1, balanced
 
@@ -143,7 +138,7 @@ def main():
   parser.add_argument("--variants", nargs="+", default=["laptop"])
   parser.add_argument("--episodes", type=int, default=1000, help="Training episodes (medium quality).")
   parser.add_argument("--dataset_dir", default="", help="An existing dataset of --env instead of generating one.")
-  parser.add_argument("--probe_episodes", type=int, default=40)
+  parser.add_argument("--probe_episodes", type=int, default=100)
   parser.add_argument("--num_steps", type=int, default=2000)
   parser.add_argument("--check_every", type=int, default=500)
   parser.add_argument("--batch_size", type=int, default=64)
@@ -179,10 +174,10 @@ def main():
     learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(args.seed))
     contrastive, q_grad = make_probes(networks, builder.config)
     started, steps = time.time(), 0
-    while steps < args.num_steps:
-      for _ in range(args.check_every):
-        learner.step()
-      steps += args.check_every
+    while steps <= args.num_steps:  # Step 0: the initial networks, a baseline for every measure.
+      if steps:
+        for _ in range(args.check_every):
+          learner.step()
       train_s = time.time() - started
       critic_params = learner.state.critic_params
       top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
@@ -209,7 +204,7 @@ def main():
         "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
         "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
         **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
-        "train_steps_per_s": round(steps / train_s, 2),
+        "train_steps_per_s": round(steps / train_s, 2) if steps else "",
         "commit": commit(),
       }
       print(row, flush=True)
@@ -220,6 +215,7 @@ def main():
           writer.writeheader()
         writer.writerow(row)
       started = time.time() - train_s
+      steps += args.check_every
   env.close()
 
 
