@@ -144,6 +144,7 @@ def main():
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
+  code = commit()  # The code this process runs, whatever is committed meanwhile.
 
   dataset = args.dataset_dir
   if not dataset:  # The dataset Fig. 3's runs use (scripts/reproduce.py), made on first use.
@@ -205,7 +206,7 @@ def main():
         "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
         **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
         "train_steps_per_s": round(steps / train_s, 2) if steps else "",
-        "commit": commit(),
+        "commit": code,
       }
       print(row, flush=True)
       new = not os.path.exists(OUT)
