@@ -193,6 +193,7 @@ def main():
       r2 = ridge_r2(features[:half], positions[:half], features[half:], positions[half:])
       row = {
         "env": args.env,
+        "dataset": os.path.basename(dataset),
         "variant": variant,
         "batch_size": args.batch_size,
         "seed": args.seed,

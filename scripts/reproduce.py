@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import environments  # noqa: E402
 from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_io  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
@@ -155,9 +156,10 @@ def dataset_episodes(run: Run, budget: Budget) -> int:
 
 def dataset_dir(run: Run, budget: Budget) -> str:
   name = f"{run.task}_{run.quality}_{dataset_episodes(run, budget)}ep_{run.num_success_examples}ex_seed0"
-  version = scripted.controller_version(run.task)
-  # A new controller makes new data: its datasets (and so its rows' keys) get new names.
-  return os.path.join(ROOT, "data", "paper", name + (f"_ctl{version}" if version > 1 else ""))
+  # A new controller or camera makes new data: its datasets (and so its rows' keys) get new names.
+  version, camera = scripted.controller_version(run.task), environments.OBSERVATION_VERSIONS.get(run.task, 1)
+  name += (f"_ctl{version}" if version > 1 else "") + (f"_cam{camera}" if camera > 1 else "")
+  return os.path.join(ROOT, "data", "paper", name)
 
 
 def code_commit() -> str:

@@ -51,6 +51,8 @@ def test_dataset_names_carry_size_and_examples():
   assert reproduce.dataset_dir(image, budget).endswith("_ctl2")
   reach = reproduce.Run(figure=3, task="fetch_reach", agent="laeo", seed=0)
   assert os.path.basename(reproduce.dataset_dir(reach, budget)) == "fetch_reach_medium_2000ep_200ex_seed0"
+  reach_image = reproduce.Run(figure=3, task="fetch_reach_image", agent="laeo", seed=0)
+  assert reproduce.dataset_dir(reach_image, budget).endswith("_cam2")  # The "reach" camera.
 
 
 def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
