@@ -168,7 +168,10 @@ def main():
   os.makedirs(OUT, exist_ok=True)
   name = os.path.basename(os.path.normpath(args.workdir))
   with open(os.path.join(OUT, f"{config.env}_{name}.json"), "w") as f:
-    json.dump({"summary": summary, "episodes": records}, f)
+    # Per-step traces without the observations (kept small enough to commit).
+    slim = lambda v: round(v, 4) if isinstance(v, float) else [slim(x) for x in v] if isinstance(v, list) else v
+    episodes = [[{k: slim(v) for k, v in s.items() if k != "observation"} for s in steps] for steps in records]
+    json.dump({"summary": summary, "episodes": episodes}, f)
 
 
 if __name__ == "__main__":
