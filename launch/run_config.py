@@ -20,6 +20,7 @@ from data_pipeline import action_scaling as scaling_lib
 from data_pipeline import rlds_source
 from data_pipeline import success_examples as success_lib
 import environments
+from launch import checkpointing
 
 # rlds_source, action_scaling and success_examples import no TensorFlow until they read a dataset: a policy loaded
 # on its own (launch/policy.py) reads run configs without TensorFlow.
@@ -444,6 +445,7 @@ def make_run_config(
   )
   config.validate()
   check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
+  checkpointing.for_run(workdir).check_format()
   if generated and not rlds_io.is_dataset_dir(dirs[0]):
     print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dirs[0]}")
     summary = generate.generate_dataset(env, quality, dataset_episodes, dirs[0], seed)

@@ -641,3 +641,18 @@ def test_restoring_a_state_of_other_networks_is_refused_and_changes_nothing(name
   with pytest.raises(ValueError, match="does not fit this learner"):
     s.learner.restore(before._replace(**{field: params}))
   assert _leaves_equal(s.learner.save(), before)
+
+
+@pytest.mark.parametrize("name", ["laeo", "bc"])
+def test_a_checkpointed_state_restores_into_a_learner(name, tmp_path):
+  from launch import checkpointing
+
+  s = get_setup(name, "state")
+  saved = s.learner.save()
+  checkpointing.Checkpointer(str(tmp_path)).save(3, saved, {})
+  stored = checkpointing.Checkpointer(str(tmp_path)).latest()["learner"]  # Dicts and lists, as Orbax reads them.
+  s.learner.step()
+  s.learner.restore(stored)
+  restored = s.learner.save()
+  assert type(restored) is type(saved) and _leaves_equal(restored, saved)
+  assert [x.dtype for x in jax.tree_util.tree_leaves(restored)] == [x.dtype for x in jax.tree_util.tree_leaves(saved)]

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import generate
+from launch import checkpointing
 from launch import evaluate
 from launch import policy as policy_lib
 
@@ -139,7 +139,7 @@ def test_local_launch_trains_evaluates_checkpoints_and_exits(agent, dataset_dir,
   assert all(r[k] not in ("nan", "") for r in learner_rows for k in r)
   evaluator_rows = read_csv(workdir / "logs" / "evaluator_0" / "logs.csv")
   assert evaluator_rows and all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evaluator_rows)
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100", "ckpt_0000000200"]
   assert os.listdir(workdir / "tb" / "learner")
   assert json.loads((workdir / "run_config.json").read_text())["agent"] == agent
   # What a person watching sees: progress with an ETA and no library noise on the terminal (the full node logs
@@ -165,19 +165,17 @@ def adam_counts(state):
 def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   assert launch("laeo", dataset_dir, workdir, num_steps=100).returncode == 0
-  with open(workdir / "checkpoints" / "ckpt_0000000100.pkl", "rb") as f:
-    saved = pickle.load(f)["learner"]
+  saved = checkpointing.for_run(str(workdir)).load(100)["learner"]
   proc = launch("laeo", dataset_dir, workdir, num_steps=200)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   assert "resumed from step 100" in proc.stdout + proc.stderr
   steps = [int(float(r["learner_steps"])) for r in read_csv(workdir / "logs" / "learner" / "logs.csv")]
   assert steps == [50, 100, 150, 200]  # Counting went on from the checkpoint instead of restarting.
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100", "ckpt_0000000200"]
   assert_no_node_left(workdir)
   # The learner restored the checkpoint, optimiser state included: Adam's update counts went on from 100
   # (a learner that started afresh would have counted 100 again).
-  with open(workdir / "checkpoints" / "ckpt_0000000200.pkl", "rb") as f:
-    resumed = pickle.load(f)["learner"]
+  resumed = checkpointing.for_run(str(workdir)).load(200)["learner"]
   assert adam_counts(saved) and set(adam_counts(saved)) == {100}
   assert set(adam_counts(resumed)) == {200}
   result = evaluate.evaluate_latest_checkpoint(str(workdir), episodes=2, seed=0)
@@ -334,7 +332,7 @@ def start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps, extra=()):
     env=tagged_env(workdir),
   )
   wait_for(
-    lambda: (workdir / "checkpoints" / "ckpt_0000000100.pkl").exists() or proc.poll() is not None,
+    lambda: (workdir / "checkpoints" / "ckpt_0000000100").exists() or proc.poll() is not None,
     300,
     "the first checkpoint",
   )
@@ -349,7 +347,7 @@ def node_pid(workdir, title):
 
 
 def last_checkpoint_step(workdir):
-  return int(sorted(os.listdir(workdir / "checkpoints"))[-1][len("ckpt_") : -len(".pkl")])
+  return checkpointing.for_run(str(workdir)).latest_step()
 
 
 def learner_steps_logged(workdir):
@@ -466,3 +464,60 @@ def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path)
     with pytest.raises(error, match=message):
       make(tmp_path / f"refused{i}", **kwargs)
     assert not (tmp_path / f"refused{i}").exists()  # Nothing written for a refused run.
+
+
+# A short BC run without evaluators: what the checkpoint and divergence tests need, and nothing more.
+QUICK_BC = ["--num_evaluators=0", "--config=batch_size=64"]
+
+
+def truncate_newest_file(checkpoint):
+  files = [os.path.join(d, n) for d, _, names in os.walk(checkpoint / "state") for n in names]
+  victim = max(files, key=os.path.getsize)
+  with open(victim, "r+b") as f:
+    f.truncate(os.path.getsize(victim) // 2)
+
+
+def flip_a_bit(checkpoint):
+  files = [os.path.join(d, n) for d, _, names in os.walk(checkpoint / "state") for n in names]
+  victim = max(files, key=os.path.getsize)
+  data = bytearray(open(victim, "rb").read())
+  data[len(data) // 3] ^= 0x01
+  open(victim, "wb").write(bytes(data))
+
+
+@pytest.mark.slow
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  assert launch("bc", dataset_dir, workdir, num_steps=200, extra=QUICK_BC).returncode == 0
+  for damage, newest, end in ((truncate_newest_file, 200, 300), (flip_a_bit, 300, 400)):
+    damage(workdir / "checkpoints" / f"ckpt_{newest:010d}")
+    proc = launch("bc", dataset_dir, workdir, num_steps=end, extra=QUICK_BC)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert f"warning: {workdir}/checkpoints/ckpt_{newest:010d} is damaged" in proc.stderr
+    assert f"resumed from step {newest - 100}" in proc.stdout and f"Run finished: {end} learner steps" in proc.stdout
+    assert last_checkpoint_step(workdir) == end
+  # Set aside and kept, whatever the rotation dropped since.
+  assert sorted(os.listdir(workdir / "checkpoints")) == [
+    "ckpt_0000000200",
+    "ckpt_0000000200.damaged",
+    "ckpt_0000000300",
+    "ckpt_0000000300.damaged",
+    "ckpt_0000000400",
+  ]
+  assert_no_node_left(workdir)
+
+
+def test_a_workdir_of_pickled_checkpoints_is_refused_before_anything_is_read_or_written(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints").mkdir(parents=True)
+  marker = tmp_path / "code_ran"
+  # Unpickling this would create the marker file.
+  bomb = b"cbuiltins\nopen\n(" + pickle_string(str(marker)) + pickle_string("w") + b"tR."
+  (workdir / "checkpoints" / "ckpt_0000000100.pkl").write_bytes(bomb)
+  with pytest.raises(ValueError, match="pickle format .*convert_pickle_checkpoints.py"):
+    make_tiny_run_config(dataset_dir, workdir)
+  assert not marker.exists() and sorted(os.listdir(workdir)) == ["checkpoints"]
+
+
+def pickle_string(text):
+  return b"V" + text.encode() + b"\n"

@@ -14,7 +14,7 @@ parameters) on two threads: the same updates, on two cores where XLA's CPU backe
 """
 
 import concurrent.futures
-from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -37,25 +37,55 @@ def select_batch(batch, keys: Sequence[str]):
   return {k: batch[k] for k in keys}
 
 
+def _key_name(key) -> Any:
+  for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey (and FlattenedIndexKey), SequenceKey.
+    if hasattr(key, attr):
+      return getattr(key, attr)
+  return str(key)
+
+
+def leaves_by_path(tree) -> Dict[Tuple, Any]:
+  """A pytree's leaves by path, NamedTuple fields, dict keys and sequence indices alike: a training state and its
+  checkpoint (where NamedTuples came back as dicts and tuples as lists) have the same paths."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {tuple(_key_name(k) for k in path): leaf for path, leaf in flat}
+
+
+def path_name(path: Tuple) -> str:
+  return "/".join(str(k) for k in path)
+
+
+def non_finite(tree, limit: int = 3) -> Dict[str, str]:
+  """Up to `limit` leaves of a pytree (or entries of a metrics dict) that hold NaN or infinity, by path, with the
+  first such value of each; losses first."""
+  found = {}
+  for path, leaf in leaves_by_path(tree).items():
+    value = np.asarray(leaf)
+    if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+      found[path_name(path)] = str(value[~np.isfinite(value)].flat[0])
+  names = sorted(found, key=lambda name: "loss" not in name)[:limit]
+  return {name: found[name] for name in names}
+
+
 def state_variables(state, names: Sequence[str], policy_field: str = "policy_params") -> List:
-  """Fields of a training-state NamedTuple by name; "policy" names the policy's parameters."""
+  """Fields of a training state (a NamedTuple, or the dict a checkpoint holds) by name; "policy" names the
+  policy's parameters."""
+  fields = tuple(state) if isinstance(state, Mapping) else state._fields
   out = []
   for name in names:
     if name == "policy":
-      out.append(getattr(state, policy_field))
-    elif name in state._fields:
-      out.append(getattr(state, name))
-    else:
-      raise ValueError(f'Unknown variable name {name!r}; use "policy" or one of {state._fields}.')
+      name = policy_field
+    elif name not in fields:
+      raise ValueError(f'Unknown variable name {name!r}; use "policy" or one of {fields}.')
+    out.append(state[name] if isinstance(state, Mapping) else getattr(state, name))
   return out
 
 
 def check_restorable(current, restored) -> None:
   """Refuses a training state whose structure or shapes differ from the learner's own (a clear error, not a
   failure deep inside the next jitted update)."""
-  ours, theirs = jax.tree_util.tree_flatten_with_path(current)[0], jax.tree_util.tree_flatten_with_path(restored)[0]
-  ours = {jax.tree_util.keystr(p): np.shape(v) for p, v in ours}
-  theirs = {jax.tree_util.keystr(p): np.shape(v) for p, v in theirs}
+  ours = {path_name(p): np.shape(v) for p, v in leaves_by_path(current).items()}
+  theirs = {path_name(p): np.shape(v) for p, v in leaves_by_path(restored).items()}
   if ours != theirs:
     differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     raise ValueError(
@@ -64,6 +94,15 @@ def check_restorable(current, restored) -> None:
       "other networks: another config, or an older laeo whose networks were laid out differently (e.g. a LAEO "
       "run begun before its twin critics were stacked into phi/w_i and psi/w_i); start such a run afresh."
     )
+
+
+def as_state_of(current, restored):
+  """`restored` (a state, or a checkpoint's dicts and lists of arrays) in the structure and dtypes of `current`."""
+  check_restorable(current, restored)
+  theirs = leaves_by_path(restored)
+  paths, treedef = jax.tree_util.tree_flatten_with_path(current)
+  leaves = [jnp.asarray(theirs[tuple(_key_name(k) for k in p)], dtype=leaf.dtype) for p, leaf in paths]
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _last(tree):
@@ -169,8 +208,7 @@ class GenericLearner:
     return jax.device_get(self.state)
 
   def restore(self, state):
-    check_restorable(self._state, state)
-    self._state = jax.tree_util.tree_map(jnp.asarray, state)
+    self._state = as_state_of(self._state, state)
 
 
 class TwoStageUpdate(NamedTuple):
@@ -261,6 +299,6 @@ class PipelinedLearner(GenericLearner):
     return state_variables(self._stages.merge(self._first, self._second), names, self._policy_field)
 
   def restore(self, state):
-    check_restorable(self._stages.merge(self._first, self._second), state)
+    state = as_state_of(self._stages.merge(self._first, self._second), state)
     self._pending, self._second_metrics = None, None
-    self._first, self._second = self._stages.split(jax.tree_util.tree_map(jnp.asarray, state))
+    self._first, self._second = self._stages.split(state)
