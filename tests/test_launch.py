@@ -507,6 +507,70 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_o
   assert_no_node_left(workdir)
 
 
+def finite_checkpoints(workdir):
+  from agents.common import learner as learner_lib
+
+  checkpointer = checkpointing.for_run(str(workdir))
+  steps = [int(n[len("ckpt_") :]) for n in os.listdir(workdir / "checkpoints") if n.startswith("ckpt_")]
+  return all(not learner_lib.non_finite(checkpointer.load(step)["learner"]) for step in steps)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_1_naming_the_step_and_resumes_with_a_changed_config(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = launch("laeo", dataset_dir, workdir, num_steps=300, extra=["--config=learning_rate=1e9", "--max_restarts=1"])
+  output = proc.stdout + proc.stderr
+  assert proc.returncode == 1, output[-4000:]
+  assert "restarting" not in output  # It would diverge again from the same checkpoint.
+  # The first call of 10 updates diverged: the run stops there, never says it finished, and writes nothing after.
+  assert re.search(r"error: The learner diverged at learner step 10 of 300: \w*loss is (nan|inf|-inf)", proc.stderr)
+  assert "it has no checkpoint yet" in proc.stderr and "Traceback" not in proc.stderr
+  assert "Run finished" not in output and not re.search(r"\[learner\] step \d+/300", output)
+  assert (
+    not os.path.exists(workdir / "checkpoints") and json.loads((workdir / "diverged.json").read_text())["step"] == 10
+  )
+  assert_no_node_left(workdir)
+  # The same command with a changed config: not other networks, but another learning rate (the default).
+  refused = launch("laeo", dataset_dir, workdir, num_steps=100, extra=["--config=hidden_sizes=(16,)"])
+  assert (
+    refused.returncode == 2
+    and "not with networks of other shapes (changed: hidden_sizes, learning_rate)" in refused.stderr
+  ), refused.stderr[-3000:]
+  resumed = launch("laeo", dataset_dir, workdir, num_steps=100)
+  assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+  assert "diverged at learner step 10: resuming from step 0 with a changed config (learning_rate: 1000000000.0 -> " in (
+    resumed.stdout
+  )
+  assert "Run finished: 100 learner steps" in resumed.stdout and finite_checkpoints(workdir)
+  assert "learning_rate" not in json.loads((workdir / "run_config.json").read_text())["overrides"]
+  (change,) = [json.loads(line) for line in (workdir / "config_changes.jsonl").read_text().splitlines()]
+  assert change["diverged_at_step"] == 10 and change["overrides"] == {"learning_rate": [1e9, None]}
+  assert not (workdir / "diverged.json").exists()
+  assert_no_node_left(workdir)
+
+
+@pytest.mark.slow
+def test_a_run_that_diverges_after_its_checkpoints_keeps_the_last_finite_one_as_its_latest(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  assert launch("bc", dataset_dir, workdir, num_steps=100, extra=QUICK_BC).returncode == 0
+  # Parameters grown huge but still finite, as before an overflow: the next update's loss is not finite.
+  checkpointer = checkpointing.for_run(str(workdir))
+  saved = checkpointer.load(100)
+  huge = jax.tree_util.tree_map(lambda x: x * 1e30 if np.issubdtype(x.dtype, np.floating) else x, saved["learner"])
+  checkpointer.save(100, huge, saved["counts"])
+  proc = launch("bc", dataset_dir, workdir, num_steps=200, extra=QUICK_BC)
+  assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
+  assert re.search(r"error: The learner diverged at learner step 110 of 200: \w+ is (nan|inf|-inf)", proc.stderr)
+  assert "its latest, step 100, holds finite values" in proc.stderr and "Run finished" not in proc.stdout
+  assert os.listdir(workdir / "checkpoints") == ["ckpt_0000000100"] and last_checkpoint_step(workdir) == 100
+  assert finite_checkpoints(workdir)
+  assert (
+    "[learner] The learner diverged at learner step 110 of 200: bc_loss is nan"
+    in (workdir / "node_failures.txt").read_text()
+  )
+  assert_no_node_left(workdir)
+
+
 def test_a_workdir_of_pickled_checkpoints_is_refused_before_anything_is_read_or_written(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   (workdir / "checkpoints").mkdir(parents=True)
@@ -521,3 +585,91 @@ def test_a_workdir_of_pickled_checkpoints_is_refused_before_anything_is_read_or_
 
 def pickle_string(text):
   return b"V" + text.encode() + b"\n"
+
+
+class SteppingLearner:
+  """A learner whose metrics or state turn non-finite at a chosen step."""
+
+  def __init__(self, metrics_diverge_at=None, state_diverges_at=None):
+    self.steps = 0
+    self.metrics_diverge_at, self.state_diverges_at = metrics_diverge_at, state_diverges_at
+
+  def step(self, updates):
+    from agents.common import learner as learner_lib
+
+    self.steps += updates
+    if self.metrics_diverge_at is not None and self.steps >= self.metrics_diverge_at:
+      raise learner_lib.DivergenceError(self.steps, {"critic_loss": "nan"})
+
+  def save(self):
+    diverged = self.state_diverges_at is not None and self.steps >= self.state_diverges_at
+    return {"critic_params": {"w": np.full(3, np.inf if diverged else 1.0, np.float32)}}
+
+
+def learner_worker(workdir, learner):
+  """A LearnerWorker around `learner`, without Reverb or networks: its train loop alone."""
+  from acme.utils import counting
+
+  from launch import nodes
+  from launch import run_config
+
+  worker = object.__new__(nodes.LearnerWorker)
+  worker._config = run_config.RunConfig(
+    agent="bc",
+    env=None,
+    dataset_dir="",
+    workdir=str(workdir),
+    num_steps=50,
+    num_evaluators=0,
+    checkpoint_every=10,
+    log_every=10,
+    num_sgd_steps_per_step=5,
+  )
+  worker._counter, worker._learner = counting.Counter(), learner
+  worker._checkpointer = checkpointing.for_run(str(workdir))
+  worker._start_step = worker._last_checkpoint = 0
+  return worker
+
+
+@pytest.mark.parametrize(
+  "learner, step, what",
+  [
+    (SteppingLearner(metrics_diverge_at=25), 25, "critic_loss is nan"),
+    (SteppingLearner(state_diverges_at=25), 30, "critic_params/w is inf"),
+  ],
+)
+def test_the_learner_stops_at_the_first_non_finite_metric_or_state_with_no_checkpoint_after_it(
+  tmp_path, learner, step, what
+):
+  from agents.common import learner as learner_lib
+  from launch import failures
+
+  worker = learner_worker(tmp_path, learner)
+  with pytest.raises(learner_lib.DivergenceError, match=f"diverged at step {step}: {what}"):
+    worker.train()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["ckpt_0000000010", "ckpt_0000000020"]
+  divergence = failures.read_divergence(str(tmp_path))
+  assert (divergence["step"], divergence["last_checkpoint"]) == (step, 20) and what.endswith(
+    divergence["non_finite"][what.split(" is ")[0]]
+  )
+  message = worker.describe_divergence(learner_lib.DivergenceError(step, divergence["non_finite"]))
+  assert f"diverged at learner step {step} of 50: {what}" in message and "resume from step 20" in message
+
+
+def test_an_evaluator_does_not_evaluate_non_finite_parameters(capsys):
+  from acme.utils import counting
+
+  from launch import nodes
+
+  class Variables:
+    params = {"policy_mlp": {"w": np.array([1.0, np.nan], np.float32)}}
+
+    def update_and_wait(self):
+      pass
+
+  evaluator = object.__new__(nodes.Evaluator)
+  evaluator._counter, evaluator._variables, evaluator._label = counting.Counter(), Variables(), "evaluator_0"
+  evaluator._env, evaluator._rounds, evaluator._video_every = type("Env", (), {"can_render": False})(), 0, 0
+  evaluator.run_episode = lambda *args: pytest.fail("a diverged policy was rolled out")
+  assert evaluator.evaluate_round() is None
+  assert "not evaluating the diverged parameters of learner step 0: policy_mlp/w is nan" in capsys.readouterr().out

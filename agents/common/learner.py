@@ -11,6 +11,9 @@ the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 
 `PipelinedLearner` runs a `TwoStageUpdate` (LAEO's critic, then its policy from the critic's pre-update
 parameters) on two threads: the same updates, on two cores where XLA's CPU backend keeps one busy.
+
+A learner stops at the first call whose logged metrics hold NaN or infinity (`DivergenceError`): a diverged
+update never gets better, and the steps after it only overwrite what was learned.
 """
 
 import concurrent.futures
@@ -35,6 +38,16 @@ def select_batch(batch, keys: Sequence[str]):
   if missing:
     raise KeyError(f"Batch is missing keys {missing}; got {sorted(batch)}; " f"expected {list(keys)}.")
   return {k: batch[k] for k in keys}
+
+
+class DivergenceError(RuntimeError):
+  """The learner's metrics or state hold NaN or infinity at `step`; `non_finite` names them ({name: value})."""
+
+  def __init__(self, step: int, non_finite: Mapping[str, str]):
+    self.step = int(step)
+    self.non_finite = dict(non_finite)
+    listed = ", ".join(f"{name} is {value}" for name, value in self.non_finite.items())
+    super().__init__(f"The learner diverged at step {self.step}: {listed}.")
 
 
 def _key_name(key) -> Any:
@@ -65,6 +78,13 @@ def non_finite(tree, limit: int = 3) -> Dict[str, str]:
       found[path_name(path)] = str(value[~np.isfinite(value)].flat[0])
   names = sorted(found, key=lambda name: "loss" not in name)[:limit]
   return {name: found[name] for name in names}
+
+
+def check_finite(tree, step: int) -> None:
+  """Raises DivergenceError if a leaf of `tree` (a training state) holds NaN or infinity."""
+  bad = non_finite(tree)
+  if bad:
+    raise DivergenceError(step, bad)
 
 
 def state_variables(state, names: Sequence[str], policy_field: str = "policy_params") -> List:
@@ -189,11 +209,18 @@ class GenericLearner:
 
   def _count_and_log(self, num_updates: int, metrics) -> None:
     counts = self._counter.increment(learner_steps=num_updates)
-    metrics = jax.device_get(metrics)
-    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    self._logger.write({**metrics, **counts})
+    # Only the last update's metrics are computed; a NaN earlier in the call has reached them through the state.
+    bad = non_finite(metrics)
+    if bad:
+      raise DivergenceError(counts["learner_steps"], bad)
 
   def step(self, num_updates: int = 1):
-    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
+    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last.
+
+    Raises DivergenceError, after logging, if those metrics hold NaN or infinity.
+    """
     batches = self._next_batches(num_updates)
     if num_updates == 1:
       self._state, metrics = self._update(self._state, batches[0], self._success)
