@@ -358,6 +358,14 @@ def check_success_examples(config: RunConfig) -> None:
     )
   if spec.is_image and examples.dtype != np.uint8:
     raise ValueError(f"The success examples of {path} are {examples.dtype}; image observations are uint8.")
+  if not spec.is_image:
+    bad = np.argwhere(~np.isfinite(examples.astype(np.float32)))
+    if len(bad):
+      example, dimension = bad[0]
+      raise ValueError(
+        f"The success examples of {path}: example {example}, dimension {dimension}, is "
+        f"{examples[example, dimension]}. laeo refuses NaN and infinite inputs: repair or drop that example."
+      )
 
 
 def success_examples_from_flag(config: RunConfig, num_examples: int) -> np.ndarray:
@@ -460,8 +468,8 @@ def make_run_config(
   mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics, the dataset spec and
   the action scaling it started with. num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of
   observation. A run whose last attempt diverged may change its agent config (the change is recorded in
-  `<workdir>/config_changes.jsonl`). Every refusal comes before anything is written, a workdir of pickled
-  checkpoints among them.
+  `<workdir>/config_changes.jsonl`). Every refusal comes before anything is written: a workdir of pickled
+  checkpoints, NaN or infinity in the dataset or the success examples among them.
   """
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
@@ -518,14 +526,16 @@ def make_run_config(
     if changes:
       check_diverged_run_change(previous, config, changes)
   else:
-    spec = rlds_source.describe(dirs, observation_key)  # Also fails clearly on a missing or damaged dataset.
+    # One pass; also refuses a missing or damaged dataset, and NaN or infinity in it.
+    measured = rlds_source.measure(dirs, observation_key)
+    spec = measured.spec
     if spec.num_skipped_episodes:
       print(f"Skipping {spec.num_skipped_episodes} episodes of fewer than two steps (no transition in them).")
     scaling = scaling_lib.resolve(action_bounds, spec.action_min, spec.action_max)
     config.dataset_spec = spec.to_dict()
     config.action_scaling = scaling.to_dict() if scaling else None
     if normalize_observations and not spec.is_image:
-      config.observation_stats = rlds_source.observation_stats(dirs, observation_key)
+      config.observation_stats = measured.observation_stats
   spec = config.spec()
   padding = agents.make_config(config.agent, **config.overrides).torso_padding
   if spec.is_image and padding == "VALID" and min(spec.observation_shape[:2]) < MIN_IMAGE_SIZE:

@@ -222,23 +222,83 @@ def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):
   assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
 
 
-def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path):
-  broken = tmp_path / "data"
-  shutil.copytree(dataset_dir, broken)
-  np.save(broken / "success_examples.npy", np.zeros((5, 3), np.float32))  # fetch_reach states are 10-d.
+@pytest.mark.parametrize(
+  "broken, message",
+  [
+    (lambda e: np.zeros((5, 3), np.float32), r"success examples .*\(5, 3\)"),  # fetch_reach states are 10-d.
+    (lambda e: np.where(np.arange(e.size).reshape(e.shape) == 4 * 10 + 2, np.nan, e), "example 4, dimension 2, is nan"),
+  ],
+)
+def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path, broken, message):
+  data = tmp_path / "data"
+  shutil.copytree(dataset_dir, data)
+  np.save(data / "success_examples.npy", broken(np.load(data / "success_examples.npy")))
   proc = subprocess.run(
     [
       sys.executable,
       os.path.join(ROOT, "launch", "local.py"),
       f"--workdir={tmp_path / 'w'}",
-      f"--dataset_dir={broken}",
+      f"--dataset_dir={data}",
     ],
     capture_output=True,
     text=True,
     timeout=120,
     cwd=ROOT,
   )
-  assert proc.returncode != 0 and "success examples" in proc.stderr and "(5, 3)" in proc.stderr
+  assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
+  assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
+
+
+def rewritten(dataset_dir, out, change):
+  """The dataset at `dataset_dir` written again to `out` after `change(episodes)`, with its success examples."""
+  from dm_env import specs
+
+  from data_pipeline import rlds_io
+
+  episodes = rlds_io.load_episodes(dataset_dir)
+  change(episodes)
+  observation_shape, action_shape = episodes[0]["observation"].shape[1:], episodes[0]["action"].shape[1:]
+  rlds_io.write_rlds_dataset(
+    episodes,
+    str(out),
+    specs.Array(observation_shape, np.float32),
+    specs.Array(action_shape, np.float32),
+    None,
+    len(episodes),
+  )
+  shutil.copy(os.path.join(dataset_dir, "success_examples.npy"), out)
+  return str(out)
+
+
+def test_nan_or_infinity_in_the_data_is_refused_naming_the_field_episode_and_step_before_anything_is_written(
+  dataset_dir, tmp_path
+):
+  def set_value(field, episode, step, value):
+    def change(episodes):
+      episodes[episode][field][step, 1] = value
+
+    return change
+
+  cases = [
+    (
+      set_value("observation", 3, 5, np.nan),
+      "the observation 'observation' of episode 3 .*, step 5, dimension 1, is nan",
+    ),
+    (
+      set_value("observation", 0, 0, -np.inf),
+      "the observation 'observation' of episode 0 .*, step 0, dimension 1, is -inf",
+    ),
+    (set_value("action", 7, 2, np.inf), "the action of episode 7 .*, step 2, dimension 1, is inf"),
+    (set_value("action", 9, 0, np.nan), "the action of episode 9 .*, step 0, dimension 1, is nan"),
+  ]
+  for i, (change, message) in enumerate(cases):
+    data = rewritten(dataset_dir, tmp_path / f"data{i}", change)
+    with pytest.raises(ValueError, match=message):
+      make_tiny_run_config(data, tmp_path / f"run{i}")
+    assert not (tmp_path / f"run{i}").exists()  # Nothing was written for a refused run.
+  # An episode's last action is never taken (no transition starts at the last step): it is not checked.
+  data = rewritten(dataset_dir, tmp_path / "last", lambda episodes: episodes[2]["action"].__setitem__(-1, np.nan))
+  assert make_tiny_run_config(data, tmp_path / "run_last").dataset_spec["num_episodes"] == 12
 
 
 @pytest.mark.slow
