@@ -27,6 +27,11 @@ ENV_NAMES = (
 )
 
 
+# Version of what an environment's observations show: data recorded with an older version is another dataset
+# (scripts/reproduce.py names datasets by it). fetch_reach_image 2: the "reach" camera (1: the push task's "front").
+OBSERVATION_VERSIONS = {"fetch_reach_image": 2}
+
+
 class UnknownEnvironmentError(ValueError):
   """Raised by :func:`make` for a name that is not in ``ENV_NAMES``."""
 
@@ -69,7 +74,7 @@ def make(name: str, seed: int = 0):
     task = "reach" if name.startswith("fetch_reach") else "push"
     camera = None
     if name.endswith("_image"):
-      camera = "front"
+      camera = "reach" if task == "reach" else "front"
     elif name.endswith("_image_occluded"):
       camera = "occluded"
     return fetch.FetchEnv(task, camera=camera, seed=seed, name=name)

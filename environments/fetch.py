@@ -17,9 +17,10 @@ Tasks (horizon 50, 25 Hz control, action = (dx, dy, dz, gripper) in [-1, 1]):
   already solve the task are redrawn (so no episode succeeds before acting).
   Success: ``|block - goal| < 0.05`` (3-d). State observation (25-d float32):
   gymnasium's ``'observation'`` entry, without the goal.
-* ``*_image`` variants: 64x64x3 uint8 RGB from a close free camera looking at the
-  workspace from the side of the table, across the push direction (the block
-  stays visible while the gripper pushes it). Shadows, reflections and multisampling are off for speed
+* ``*_image`` variants: 64x64x3 uint8 RGB from a close free camera: for push
+  from the side of the table, across the push direction (the block stays
+  visible while the gripper pushes it); for reach ("reach" camera) level with
+  the gripper's workspace, so the whole gripper stays in frame. Shadows, reflections and multisampling are off for speed
   and every site (the red goal marker ``target0`` included) is hidden.
 * ``fetch_push_image_occluded``: same task, seen nearly top-down (the authors'
   occluded camera pose), so the arm hides the block for much of a push
@@ -70,7 +71,11 @@ SETTLE_STEPS = 10  # Control steps that let the arm follow a displaced start tar
 # Free-camera poses (MuJoCo convention: the camera sits at
 # lookat - distance * (cos(el)cos(az), cos(el)sin(az), sin(el))).
 CAMERAS = {
-  # Beside the table (+y side), looking across the push direction and down: the
+  # FetchReach-image: in front of and beside the gripper's workspace, level with it, so the whole gripper is in
+  # frame from its highest start to the goal and both horizontal axes move it across the image (the front camera
+  # cut the gripper off at the frame's top edge and left the lower 60% empty table).
+  "reach": dict(lookat=(1.40, 0.70, 0.52), distance=0.7, azimuth=-60.0, elevation=-25.0),
+  # FetchPush-image: beside the table (+y side), looking across the push direction and down: the
   # gripper and the block are side by side, so the block is always visible.
   "front": dict(lookat=(1.31, 0.75, 0.44), distance=0.6, azimuth=-90.0, elevation=-45.0),
   # Nearly top-down over the workspace (the authors' occluded pose: azimuth 180, elevation -80): the block

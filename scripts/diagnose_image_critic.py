@@ -8,11 +8,12 @@ episodes (the launcher's batch cutting, in memory), and every --check_every upda
 trains on:
 
 * contrastive accuracy: on held-out future batches, how often the critic ranks a state-action's own future first
-  among the batch's B futures (top-1; chance 1/B), and the binary NCE accuracy (positive logit > 0, negatives < 0);
+  among the batch's B futures (top-1; chance 1/B), and the binary NCE accuracy with positives and negatives
+  weighed alike (positive logit > 0, negatives < 0; chance 0.5);
 * Q's action gradient: on probe frames (rollouts of the same checkpoint mixture, with the simulator state kept),
   the cosine between grad_a Q(s, a) (a = the probe's action) and the clean scripted controller's action there
   (the direction an expert moves; 0 = uninformative), and how much the gradient differs between states
-  (1 - |mean of unit gradients|: 0 = the same push in every state);
+  (1 - |mean of unit gradients|: 0 = the same push in every state; the expert's own spread beside it);
 * what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
   (and block) position, fitted on half the probe frames and scored on the other half.
 
@@ -87,14 +88,21 @@ def probe_frames(env_name: str, episodes: int, seed: int):
   return np.stack(images), np.stack(positions), np.stack(actions).astype(np.float32), np.stack(expert)
 
 
-def ridge_r2(train_x, train_y, test_x, test_y, alpha: float = 1.0) -> np.ndarray:
-  """Per-output R^2 on the test half of a ridge regression fitted on the train half (features standardised)."""
-  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-  a, b = (train_x - mean) / std, (test_x - mean) / std
-  a, b = np.c_[a, np.ones(len(a))], np.c_[b, np.ones(len(b))]
-  w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ train_y)
-  residual = ((b @ w - test_y) ** 2).sum(0)
-  return 1.0 - residual / ((test_y - test_y.mean(0)) ** 2).sum(0)
+def ridge_r2(train_x, train_y, test_x, test_y) -> np.ndarray:
+  """Per-output R^2 on the test frames of a ridge regression fitted on the train frames (centred features, the
+  ridge strength relative to their mean variance, picked per output on the last fifth of the train frames)."""
+  mean, y_mean = train_x.mean(0), train_y.mean(0)
+  a, b = train_x - mean, test_x - mean
+  scale = np.mean(a**2) + 1e-12
+  r2 = lambda pred, y: 1.0 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+  fit = lambda x, y, alpha: np.linalg.solve(x.T @ x + alpha * scale * len(x) * np.eye(x.shape[1]), x.T @ y)
+  cut = len(a) * 4 // 5
+  alphas = [10.0**k for k in range(-4, 3)]
+  scores = np.stack([r2(a[cut:] @ fit(a[:cut], train_y[:cut] - y_mean, r) + y_mean, train_y[cut:]) for r in alphas])
+  best = [alphas[int(np.argmax(scores[:, j]))] for j in range(train_y.shape[1])]
+  return np.array(
+    [r2(b @ fit(a, train_y[:, [j]] - y_mean[j], best[j]) + y_mean[j], test_y[:, [j]])[0] for j in range(len(best))]
+  )
 
 
 def make_probes(networks, config):
@@ -107,8 +115,10 @@ def make_probes(networks, config):
     logits = jnp.einsum("kbr,kcr->kbc", phi, psi)
     eye = jnp.eye(logits.shape[-1], dtype=bool)
     top1 = jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(logits.shape[-1]))
-    binary = jnp.mean(jnp.where(eye, logits > 0, logits < 0))
-    return top1, binary
+    # Balanced: positives and negatives weigh alike (all-negative guessing scores 0.5, not (B - 1) / B).
+    eye = jnp.broadcast_to(eye, logits.shape)  # Both twins.
+    balanced = 0.5 * (jnp.sum((logits > 0) & eye) / jnp.sum(eye) + jnp.sum((logits < 0) & ~eye) / jnp.sum(~eye))
+    return top1, balanced
 
   def q_grad(critic_params, obs, action, examples):
     features = networks.encode(critic_params, obs)
@@ -128,12 +138,13 @@ def main():
   parser.add_argument("--variants", nargs="+", default=["laptop"])
   parser.add_argument("--episodes", type=int, default=1000, help="Training episodes (medium quality).")
   parser.add_argument("--dataset_dir", default="", help="An existing dataset of --env instead of generating one.")
-  parser.add_argument("--probe_episodes", type=int, default=40)
+  parser.add_argument("--probe_episodes", type=int, default=100)
   parser.add_argument("--num_steps", type=int, default=2000)
   parser.add_argument("--check_every", type=int, default=500)
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
+  code = commit()  # The code this process runs, whatever is committed meanwhile.
 
   dataset = args.dataset_dir
   if not dataset:  # The dataset Fig. 3's runs use (scripts/reproduce.py), made on first use.
@@ -164,10 +175,10 @@ def main():
     learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(args.seed))
     contrastive, q_grad = make_probes(networks, builder.config)
     started, steps = time.time(), 0
-    while steps < args.num_steps:
-      for _ in range(args.check_every):
-        learner.step()
-      steps += args.check_every
+    while steps <= args.num_steps:  # Step 0: the initial networks, a baseline for every measure.
+      if steps:
+        for _ in range(args.check_every):
+          learner.step()
       train_s = time.time() - started
       critic_params = learner.state.critic_params
       top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
@@ -182,6 +193,7 @@ def main():
       r2 = ridge_r2(features[:half], positions[:half], features[half:], positions[half:])
       row = {
         "env": args.env,
+        "dataset": os.path.basename(dataset),
         "variant": variant,
         "batch_size": args.batch_size,
         "seed": args.seed,
@@ -189,12 +201,13 @@ def main():
         "feature_dim": features.shape[1],
         "heldout_top1": round(float(top1), 3),
         "heldout_top1_chance": round(1.0 / args.batch_size, 3),
-        "heldout_binary_acc": round(float(binary), 3),
+        "heldout_balanced_binary_acc": round(float(binary), 3),
         "grad_expert_cosine": round(float(np.mean(np.sum(unit * expert_unit, -1)[moving])), 3),
         "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
+        "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
         **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
-        "train_steps_per_s": round(steps / train_s, 2),
-        "commit": commit(),
+        "train_steps_per_s": round(steps / train_s, 2) if steps else "",
+        "commit": code,
       }
       print(row, flush=True)
       new = not os.path.exists(OUT)
@@ -204,6 +217,7 @@ def main():
           writer.writeheader()
         writer.writerow(row)
       started = time.time() - train_s
+      steps += args.check_every
   env.close()
 
 

@@ -105,6 +105,23 @@ def stability_markdown(rows: List[Dict], root: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def update_readme(readme: str, name: str, text: str) -> bool:
+  """Replaces the README's block between `<!-- table:NAME -->` and `<!-- end table:NAME -->` by `text`; False
+  when the README has no such block."""
+  if not os.path.exists(readme):
+    return False
+  with open(readme) as f:
+    content = f.read()
+  start, end = f"<!-- table:{name} -->", f"<!-- end table:{name} -->"
+  if start not in content or end not in content:
+    return False
+  head, rest = content.split(start, 1)
+  _, tail = rest.split(end, 1)
+  with open(readme, "w") as f:
+    f.write(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
+  return True
+
+
 def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
   """Draws figure `figure` from `table`; returns the PNG's path."""
   rows = _rows(table)
@@ -115,8 +132,11 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
       _curves(ax, rows, root, task)
+    stability = stability_markdown([r for r in rows if r["agent"] in ("laeo", "oril")], root)
     with open(os.path.join(out_dir, "fig4.md"), "w") as f:
-      f.write(stability_markdown([r for r in rows if r["agent"] in ("laeo", "oril")], root))
+      f.write(stability)
+    if out_dir == os.path.join(root, "results", "paper"):
+      update_readme(os.path.join(root, "README.md"), "fig4", stability)
   else:
     metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -125,7 +145,7 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
       for r in rows:
         label = r["task"]
         if figure == 6:
-          label = f"{r['num_success_examples']} ex, {r['dataset_episodes']} ep"
+          label = f"{r['task']}: {r['num_success_examples']} ex, {r['dataset_episodes']} ep"
         groups[label][r["agent"]].append(float(r[column]))
       _bars(ax, groups, name)
     steps = sorted({r["num_steps"] for r in rows})
@@ -139,11 +159,14 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
   fig.savefig(out, dpi=110)
   plt.close(fig)
   if figure != 4:
+    summary = summary_markdown(figure, table)
     with open(os.path.join(out_dir, f"fig{figure}.md"), "w") as f:
       f.write(
         "Success rate of the final checkpoint: mean over seeds, any step / final step "
-        "(per-seed any-step values in brackets).\n\n" + summary_markdown(figure, table)
+        "(per-seed any-step values in brackets).\n\n" + summary
       )
+    if out_dir == os.path.join(root, "results", "paper"):  # The README quotes the project's own tables.
+      update_readme(os.path.join(root, "README.md"), f"fig{figure}", summary)
   return out
 
 

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import environments  # noqa: E402
 from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_io  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
@@ -122,8 +123,14 @@ def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -
     cells = [(t, a, {"quality": "low"}) for t in ("fetch_reach", "fetch_push") for a in AGENTS]
     cells += [("fetch_reach_image", a, {"quality": "low", "image": True}) for a in AGENTS]
   elif figure == 6:
-    cells = [("fetch_push", a, {"num_success_examples": n}) for n in (1, 10, 100, 200) for a in ("laeo", "oril")]
-    cells += [("fetch_push", a, {"dataset_scale": x}) for x in (0.1, 10.0) for a in ("laeo", "oril")]
+    # The paper's Fig. 6 is on FetchPush-image (dataset sizes 0.1x, 1x, 10x of 31,271 trajectories); here on
+    # FetchPush-image at 0.1x and 1x of the budget's image dataset (10x does not fit this machine's memory), and
+    # on FetchPush (state) as a stand-in at 0.1x, 1x, 10x of its dataset.
+    for task in ("fetch_push", "fetch_push_image"):
+      image = {"image": True} if task.endswith("_image") else {}
+      cells += [(task, a, {"num_success_examples": n, **image}) for n in (1, 10, 100, 200) for a in ("laeo", "oril")]
+      scales = (0.1,) if image else (0.1, 10.0)
+      cells += [(task, a, {"dataset_scale": x, **image}) for x in scales for a in ("laeo", "oril")]
   elif figure == 7:
     cells = [("fetch_push_image_occluded", a, {"image": True}) for a in ("laeo", "oril")]
   else:
@@ -149,9 +156,10 @@ def dataset_episodes(run: Run, budget: Budget) -> int:
 
 def dataset_dir(run: Run, budget: Budget) -> str:
   name = f"{run.task}_{run.quality}_{dataset_episodes(run, budget)}ep_{run.num_success_examples}ex_seed0"
-  version = scripted.controller_version(run.task)
-  # A new controller makes new data: its datasets (and so its rows' keys) get new names.
-  return os.path.join(ROOT, "data", "paper", name + (f"_ctl{version}" if version > 1 else ""))
+  # A new controller or camera makes new data: its datasets (and so its rows' keys) get new names.
+  version, camera = scripted.controller_version(run.task), environments.OBSERVATION_VERSIONS.get(run.task, 1)
+  name += (f"_ctl{version}" if version > 1 else "") + (f"_cam{camera}" if camera > 1 else "")
+  return os.path.join(ROOT, "data", "paper", name)
 
 
 def code_commit() -> str:

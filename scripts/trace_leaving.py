@@ -49,11 +49,13 @@ def trace(policy, env, episodes: int):
     steps = []
     while not ts.last():
       state = env.privileged_state()
-      action = np.asarray(policy(ts.observation))
+      observation = ts.observation
+      action = np.asarray(policy(observation))
       ts = env.step(action)
       after = env.privileged_state()
       steps.append(
         {
+          "observation": np.asarray(observation).tolist(),
           "distance": float(np.linalg.norm(achieved(state) - state["goal_pos"])),
           "to_goal": (state["goal_pos"] - achieved(state)).tolist(),
           "action": action.tolist(),
@@ -63,6 +65,42 @@ def trace(policy, env, episodes: int):
       )
     records.append(steps)
   return records
+
+
+def critic_preferences(workdir: str, config, at_success):
+  """LAEO only: the twin-min Q (log-mean-exp over the success examples) of the checkpoint's critic at the states
+  where the task held, for the policy's action, no action, and half of it. If Q ranks the policy's action above
+  standing still there, the Q-term itself pushes the policy out of the success states."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from agents.laeo import learning as laeo_learning  # pylint: disable=import-outside-toplevel
+  from launch import checkpointing  # pylint: disable=import-outside-toplevel
+
+  state = checkpointing.for_run(workdir).latest()["learner"]
+  builder = config.make_builder()
+  networks = builder.make_networks(*config.specs(), config.observation_stats)
+  examples = success_lib.load_success_examples(config.success_examples or config.dataset_dirs[0])
+  obs = np.asarray([s["observation"] for s, _ in at_success], np.float32)
+  actions = np.asarray([s["action"] for s, _ in at_success], np.float32)
+  scaling = config.scaling()
+  if scaling is not None:
+    actions = scaling.normalise(actions)
+
+  @jax.jit
+  def q(action):
+    features = networks.encode(state.critic_params, obs)
+    values = laeo_learning.q_values(
+      networks, builder.config, state.critic_params, features, action, examples, jax.random.PRNGKey(0)
+    )
+    return values.min(axis=0)
+
+  policy_q, zero_q, half_q = (np.asarray(q(a)) for a in (actions, np.zeros_like(actions), actions * 0.5))
+  return {
+    "q_policy_minus_still": float(np.mean(policy_q - zero_q)),
+    "q_prefers_policy_over_still": float(np.mean(policy_q > zero_q)),
+    "q_prefers_half_over_still": float(np.mean(half_q > zero_q)),
+    "q_spread_over_success_states": float(np.std(policy_q)),
+  }
 
 
 def cosine(a, b):
@@ -93,7 +131,9 @@ def summarise(records, dataset_dir: str, task: str):
     "policy_at_success_hand_speed": float(np.mean([s["hand_speed"] for s, _ in at_success])) if at_success else None,
   }
   episodes = rlds_io.load_episodes(dataset_dir, include_success=True)
-  data_actions = np.concatenate([e["action"][e["success"][:-1]] for e in episodes if e["success"][:-1].any()])
+  # Steps hold (s_t, a_t); the last step's action is padding.
+  acted = [np.r_[e["success"][:-1], False] for e in episodes]
+  data_actions = np.concatenate([e["action"][m] for e, m in zip(episodes, acted) if m.any()])
   summary["data_at_success_mean_abs_action"] = float(np.abs(data_actions[:, :3]).mean())
   summary["data_successful_steps"] = int(len(data_actions))
   if task in HAND_VELOCITY:
@@ -121,11 +161,17 @@ def main():
     "learner_steps": int(policy.step),
     **summarise(records, config.dataset_dirs[0], environments.base_task(config.env)),
   }
+  at_success = [(s, i) for i, steps in enumerate(records) for t, s in enumerate(steps[1:]) if steps[t]["success_after"]]
+  if config.agent == "laeo" and at_success:
+    summary.update(critic_preferences(args.workdir, config, at_success))
   print(json.dumps(summary, indent=1))
   os.makedirs(OUT, exist_ok=True)
   name = os.path.basename(os.path.normpath(args.workdir))
   with open(os.path.join(OUT, f"{config.env}_{name}.json"), "w") as f:
-    json.dump({"summary": summary, "episodes": records}, f)
+    # Per-step traces without the observations (kept small enough to commit).
+    slim = lambda v: round(v, 4) if isinstance(v, float) else [slim(x) for x in v] if isinstance(v, list) else v
+    episodes = [[{k: slim(v) for k, v in s.items() if k != "observation"} for s in steps] for steps in records]
+    json.dump({"summary": summary, "episodes": episodes}, f)
 
 
 if __name__ == "__main__":

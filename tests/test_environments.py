@@ -229,6 +229,38 @@ def test_image_envs(name):
   state_env.close()
 
 
+def _finger_pixels(env, camera):
+  """Pixels of the gripper's fingers in `camera`'s view: those that change when the fingers are hidden."""
+  model = env._model  # pylint: disable=protected-access
+  fingers = np.isin(model.geom_bodyid, [model.body(f"robot0:{s}_gripper_finger_link").id for s in "lr"])
+  rgba = model.geom_rgba[fingers].copy()
+  shown = env.render(camera)
+  model.geom_rgba[fingers, 3] = 0.0
+  hidden = env.render(camera)
+  model.geom_rgba[fingers] = rgba
+  return np.any(shown != hidden, axis=-1)
+
+
+def test_reach_camera_keeps_the_whole_gripper_in_frame():
+  """FetchReach-image's camera sees the fingers well inside the frame from the highest starts to the goal (the
+  push task's front camera had them at the top edge, rows 0-10, for high starts)."""
+  env = environments.make("fetch_reach_image", seed=0)
+  rows = {"reach": [], "front": []}
+  for episode in range(4):
+    env.reseed(episode)
+    env.reset()
+    policy = scripted.make_checkpoint_policy(env, 0.4, np.random.default_rng(episode))
+    for t in range(env.horizon):
+      if t in (0, 5, 49):
+        for camera in rows:
+          mask = _finger_pixels(env, camera)
+          rows[camera].append(np.nonzero(mask.any(axis=1))[0].min() if mask.sum() >= 5 else -1)
+      env.step(policy())
+  env.close()
+  assert min(rows["reach"]) >= 12, rows
+  assert min(rows["front"]) < 12, rows  # What the new camera fixes.
+
+
 def test_occluded_camera_hides_block_while_pushing():
   """The side camera always sees the block; the occluded one loses it under the arm, but not for good."""
   visible = {}

@@ -30,6 +30,10 @@ def test_other_figures():
   fig6 = reproduce.figure_runs(6, [0], [0])
   assert {r.num_success_examples for r in fig6} == {1, 10, 100, 200}
   assert {r.dataset_scale for r in fig6} == {0.1, 1.0, 10.0}
+  # FetchPush-image (the paper's task) at 0.1x and 1x, the state stand-in at 0.1x, 1x and 10x.
+  assert {(r.task, r.dataset_scale) for r in fig6 if r.num_success_examples == 200} == {
+    (t, x) for t in ("fetch_push", "fetch_push_image") for x in (0.1, 1.0)
+  } | {("fetch_push", 10.0)}
   assert {r.task for r in reproduce.figure_runs(7, [0], [0])} == {"fetch_push_image_occluded"}
   sanity = reproduce.figure_runs(0, [0, 1, 2], [0])
   assert {(r.agent, r.quality, r.seed) for r in sanity} == {("bc", "expert", 0)} and len(sanity) == 4
@@ -47,6 +51,8 @@ def test_dataset_names_carry_size_and_examples():
   assert reproduce.dataset_dir(image, budget).endswith("_ctl2")
   reach = reproduce.Run(figure=3, task="fetch_reach", agent="laeo", seed=0)
   assert os.path.basename(reproduce.dataset_dir(reach, budget)) == "fetch_reach_medium_2000ep_200ex_seed0"
+  reach_image = reproduce.Run(figure=3, task="fetch_reach_image", agent="laeo", seed=0)
+  assert reproduce.dataset_dir(reach_image, budget).endswith("_cam2")  # The "reach" camera.
 
 
 def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
@@ -141,3 +147,12 @@ def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path
   text = paper_plots.stability_markdown(rows, str(tmp_path))
   # Seed 0: (0.5 + 0.25 + 0.5) / 3; seed 1: 0.
   assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 4 | 50 |" in text
+
+
+def test_readme_tables_are_replaced_between_their_markers_only(tmp_path):
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- table:fig3 -->\n| old |\n<!-- end table:fig3 -->\nafter\n")
+  assert paper_plots.update_readme(str(readme), "fig3", "| new |\n")
+  assert readme.read_text() == "intro\n<!-- table:fig3 -->\n| new |\n<!-- end table:fig3 -->\nafter\n"
+  assert not paper_plots.update_readme(str(readme), "fig5", "| x |")
+  assert "| x |" not in readme.read_text()
