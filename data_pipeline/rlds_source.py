@@ -201,9 +201,53 @@ def _has_step_field(dataset_dir: str, path: str) -> bool:
     return False
 
 
-def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> DatasetSpec:
-  """Shapes from the datasets' features; episode count, longest episode and action range from one pass over
-  them (observation images are not decoded)."""
+class _RunningMoments:
+  """Per-dimension mean and variance of vectors added in chunks (Chan et al.'s merge, in float64): one pass, one
+  episode in memory at once."""
+
+  def __init__(self):
+    self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+  def add(self, values: np.ndarray) -> None:
+    n, mean = len(values), values.mean(axis=0)
+    m2 = np.square(values - mean).sum(axis=0)
+    total = self.count + n
+    delta = mean - self.mean
+    self.mean = self.mean + delta * (n / total)
+    self.m2 = self.m2 + m2 + np.square(delta) * (self.count * n / total)
+    self.count = total
+
+  def stats(self) -> Dict[str, List[float]]:
+    """As rlds_io.observation_stats: {'mean', 'std' + OBSERVATION_STD_EPS} as lists."""
+    std = np.sqrt(self.m2 / self.count)
+    return {"mean": np.asarray(self.mean).tolist(), "std": (std + rlds_io.OBSERVATION_STD_EPS).tolist()}
+
+
+def _check_finite(values: np.ndarray, as_taken: np.ndarray, dataset_dir: str, episode: int, field: str) -> None:
+  """Refuses NaN or infinity in one episode's field (`as_taken`: the float32 values the learners would get)."""
+  bad = np.argwhere(~np.isfinite(as_taken))
+  if len(bad):
+    index = tuple(bad[0])
+    value = values[index]
+    where = f"step {index[0]}" + (f", dimension {index[1]}" if len(index) > 1 else "")
+    raise ValueError(
+      f"{dataset_dir}: the {field} of episode {episode} (counting from 0 in the dataset's order), {where}, is "
+      f"{value}{' (beyond float32)' if np.isfinite(value) else ''}. laeo refuses NaN and infinite inputs: repair or "
+      "drop that episode."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+  spec: DatasetSpec
+  # Per-dimension mean and std of every step's vector observation (None for images).
+  observation_stats: Optional[Dict[str, List[float]]]
+
+
+def measure(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> Measurement:
+  """Shapes from the datasets' features; episode count, longest episode, action range and the observations'
+  statistics from one pass over them, which also refuses NaN or infinity in the actions taken and in vector
+  observations, naming the episode and step (image observations, uint8, are not decoded)."""
   kinds = []
   for d in dirs:
     _, step_features = _step_features(d)
@@ -218,22 +262,33 @@ def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY
         f"{kinds[0][0]} and {kinds[0][1]}: shards of one dataset must agree."
       )
   (observation_shape, observation_dtype), action_shape = kinds[0]
+  vector = observation_dtype != "uint8"
+  fields = {"action": "action", **({"observation": observation_key} if vector else {})}
   num_episodes = skipped = longest = 0
   low = np.full(action_shape, np.inf)
   high = np.full(action_shape, -np.inf)
+  moments = _RunningMoments()
   for d in dirs:
-    for episode in _read(d, {"action": "action"}):
+    for index, episode in enumerate(_read(d, fields)):
       length = len(episode["action"])
       if length < 2:
         skipped += 1
         continue
       num_episodes += 1
       longest = max(longest, length)
-      taken = episode["action"][:-1].astype(np.float64)
+      # Each episode's last action is never taken (no transition starts at its last step).
+      taken = episode["action"][:-1]
+      _check_finite(taken, taken.astype(np.float32), d, index, "action")
+      taken = taken.astype(np.float64)
       low, high = np.minimum(low, taken.min(axis=0)), np.maximum(high, taken.max(axis=0))
+      if vector:
+        observations = episode["observation"]
+        as_taken = observations.astype(np.float32)  # What the networks get (rlds_source.iter_episodes).
+        _check_finite(observations, as_taken, d, index, f"observation {observation_key!r}")
+        moments.add(as_taken.astype(np.float64))
   if num_episodes == 0:
     raise ValueError(f"{', '.join(dirs)} holds no episode of two or more steps: there is no transition to learn from.")
-  return DatasetSpec(
+  spec = DatasetSpec(
     num_episodes=num_episodes,
     max_episode_length=longest,
     observation_shape=tuple(int(n) for n in observation_shape),
@@ -243,6 +298,12 @@ def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY
     action_max=tuple(float(x) for x in high),
     num_skipped_episodes=skipped,
   )
+  return Measurement(spec, moments.stats() if vector else None)
+
+
+def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> DatasetSpec:
+  """The DatasetSpec of `measure`'s one pass (which also refuses non-finite inputs)."""
+  return measure(dirs, observation_key).spec
 
 
 def iter_episodes(
@@ -278,6 +339,8 @@ def iter_episodes(
 
 
 def observation_stats(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> Dict[str, List[float]]:
-  """Per-dimension mean and std of every step's vector observation (rlds_io.observation_stats)."""
-  observations = [e["observation"] for e in iter_episodes(dirs, observation_key)]
-  return rlds_io.observation_stats(np.concatenate(observations))
+  """Per-dimension mean and std of every step's vector observation (as rlds_io.observation_stats), from `measure`."""
+  stats = measure(dirs, observation_key).observation_stats
+  if stats is None:
+    raise ValueError(f"{observation_key!r} holds images: observation_stats are for vector observations.")
+  return stats

@@ -36,6 +36,7 @@ import courier  # noqa: E402
 import reverb  # noqa: E402
 from launchpad.nodes.courier import courier_utils  # noqa: E402
 
+from agents.common import learner as learner_lib  # noqa: E402
 from data_pipeline import reverb_pipeline  # noqa: E402
 from launch import checkpointing  # noqa: E402
 from launch import nodes  # noqa: E402
@@ -125,6 +126,8 @@ def run_learner(config: run_config_lib.RunConfig) -> None:
   try:
     learner.train()
     time.sleep(FLAGS.linger_s)  # Evaluators finish their round with the final parameters.
+  except learner_lib.DivergenceError as e:
+    sys.exit(f"error: {learner.describe_divergence(e)}")
   finally:
     server.Stop()
 

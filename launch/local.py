@@ -3,8 +3,9 @@
   python launch/local.py --agent=laeo --env=fetch_reach
 
 Without --dataset_dir, a small dataset of the chosen --quality is generated first (and reused afterwards).
-Re-running with the same --workdir resumes from its last checkpoint. Exit status: 0 when the learner reached
---num_steps, 1 when a node died (named, with the step of the last checkpoint), 130 on Ctrl-C, 2 for bad flags.
+Re-running with the same --workdir resumes from its last intact checkpoint. Exit status: 0 when the learner
+reached --num_steps, 1 when a node died (named, with the step of the last checkpoint) or the learner diverged
+(the step and what was not finite named), 130 on Ctrl-C, 2 for bad flags or refused inputs.
 """
 
 import glob

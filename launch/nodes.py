@@ -2,7 +2,8 @@
 
 - `load_dataset_into_reverb` reads the RLDS dataset (TFDS directory) once and inserts every episode into Reverb.
 - `LearnerWorker` samples batches from Reverb, runs the agent's learner, logs, checkpoints, counts
-  `learner_steps` and serves the latest parameters (an acme VariableSource over courier).
+  `learner_steps` and serves the latest parameters (an acme VariableSource over courier). It stops the run at
+  the first NaN or infinity in the learner's metrics or state, before any checkpoint holds it.
 - `Evaluator` pulls the latest policy parameters and rolls them out in the MuJoCo environment, logging the
   success rate (the task holds at any step, the authors' metric) and the final-step success rate.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from acme import core
 from acme.utils import counting
 
+from agents.common import learner as learner_lib
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_source
 from launch import checkpointing
@@ -58,6 +60,7 @@ class LearnerWorker(core.VariableSource):
     self._checkpointer = checkpointing.for_run(config.workdir)
     restored = self._checkpointer.latest()
     self._start_step = restored["step"] if restored else 0
+    self._last_checkpoint = self._start_step
     # A restarted learner may have counted steps past its last checkpoint: count from the checkpoint again,
     # so that the evaluators and the steps limiter see the steps this learner really holds.
     counted = int(counter.get_counts().get("learner_steps", 0))
@@ -102,21 +105,43 @@ class LearnerWorker(core.VariableSource):
   def run(self):
     """Launchpad entry point: trains, then keeps serving parameters until the program is stopped."""
     with failures.stop_program_on_failure(self._config.workdir, "learner"):
-      self.train(lp.stop_event().is_set)
+      try:
+        self.train(lp.stop_event().is_set)
+      except learner_lib.DivergenceError as e:
+        failures.stop_program(self._config.workdir, "learner", self.describe_divergence(e))
     lp.wait_for_stop()
+
+  def describe_divergence(self, error: learner_lib.DivergenceError) -> str:
+    divergence = {"step": error.step, "non_finite": error.non_finite, "last_checkpoint": self._last_checkpoint}
+    return failures.describe_divergence(divergence, self._config.num_steps)
+
+  def _checkpoint(self, step: int) -> None:
+    state = self._learner.save()
+    learner_lib.check_finite(state, step)  # A checkpoint never holds a diverged state.
+    self._checkpointer.save(step, state, {"learner_steps": step})
+    self._last_checkpoint = step
 
   def train(self, should_stop: Callable[[], bool] = lambda: False) -> int:
     """Runs the remaining learner steps; returns the final step.
 
-    Stopped early (e.g. Ctrl-C), it checkpoints the step it reached so that a restart loses nothing.
+    Stopped early (e.g. Ctrl-C), it checkpoints the step it reached so that a restart loses nothing. At the
+    first NaN or infinity in the learner's metrics or state it records the divergence in the workdir
+    (failures.record_divergence) and raises DivergenceError, with no checkpoint written from that step on.
     """
+    try:
+      return self._train(should_stop)
+    except learner_lib.DivergenceError as e:
+      failures.record_divergence(self._config.workdir, e.step, e.non_finite, self._last_checkpoint)
+      raise
+
+  def _train(self, should_stop: Callable[[], bool]) -> int:
     synced = self._start_step
     step = self._start_step
     started = time.time()
     while step < self._config.num_steps:
       if should_stop():
         if step > self._start_step:
-          self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
+          self._checkpoint(step)
           print(f"[learner] stopped at step {step}; checkpoint saved", flush=True)
         return step
       # Several updates per call, cut so that every checkpoint and log step is reached exactly.
@@ -129,7 +154,7 @@ class LearnerWorker(core.VariableSource):
       self._learner.step(updates)
       step += updates
       if step % self._config.checkpoint_every == 0 or step == self._config.num_steps:
-        self._checkpointer.save(step, self._learner.save(), {"learner_steps": step})
+        self._checkpoint(step)
       # The last increment comes after the final checkpoint: the steps limiter stops the program on it.
       if step % self._config.log_every == 0 or step == self._config.num_steps:
         self._counter.increment(learner_steps=step - synced)
@@ -185,7 +210,8 @@ class Evaluator:
   def evaluate_round(
     self, should_stop: Callable[[], bool] = lambda: False, record_video: Optional[bool] = None
   ) -> Optional[Dict[str, float]]:
-    """One round with the latest parameters; returns its logged row (None if stopped midway).
+    """One round with the latest parameters; returns its logged row (None if stopped midway, or if the parameters
+    hold NaN or infinity: a diverged policy is not evaluated).
 
     Its first episode is written as a GIF to <workdir>/videos/ on every `video_every`-th round (or when
     `record_video`).
@@ -197,6 +223,13 @@ class Evaluator:
     record_video = record_video and self._env.can_render
     self._rounds += 1
     self._variables.update_and_wait()
+    bad = learner_lib.non_finite(self._variables.params)
+    if bad:
+      what = ", ".join(f"{name} is {value}" for name, value in bad.items())
+      print(
+        f"[{self._label}] not evaluating the diverged parameters of learner step {learner_steps}: {what}", flush=True
+      )
+      return None
     outcomes = []
     while len(outcomes) < self._episodes_per_eval:
       if should_stop():

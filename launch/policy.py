@@ -32,7 +32,8 @@ class Policy:
     if checkpoint is None:
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: the run has not saved one yet.")
     self.step = int(checkpoint["step"])
-    self._state = checkpoint["learner"]
+    self._state = checkpoint["learner"]  # The training state's fields as a dict.
+    (self._policy_params,) = learner_lib.state_variables(self._state, ["policy"])
     self.observation_spec, self.action_spec = self.config.specs()
     self._scaling = self.config.scaling()
     self._pick = rollout.observation_path(self.config.observation_key)
@@ -50,7 +51,7 @@ class Policy:
     if observation.shape[-len(self.observation_spec.shape) :] != self.observation_spec.shape:
       raise ValueError(f"Observation of shape {observation.shape}; this policy takes {self.observation_spec.shape}.")
     self._key, key = jax.random.split(self._key)
-    action = np.asarray(self._act(self._state.policy_params, key, observation, evaluation=self._deterministic))
+    action = np.asarray(self._act(self._policy_params, key, observation, evaluation=self._deterministic))
     return action if self._scaling is None else self._scaling.unnormalise(action)
 
   def get_variables(self, names: Sequence[str]) -> List:

@@ -7,10 +7,11 @@ another, reads it back with `load_run_config`.
 
 import ast
 import dataclasses
+import datetime
 import importlib.util
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dm_env import specs as dm_specs
 import numpy as np
@@ -20,6 +21,8 @@ from data_pipeline import action_scaling as scaling_lib
 from data_pipeline import rlds_source
 from data_pipeline import success_examples as success_lib
 import environments
+from launch import checkpointing
+from launch import failures
 
 # rlds_source, action_scaling and success_examples import no TensorFlow until they read a dataset: a policy loaded
 # on its own (launch/policy.py) reads run configs without TensorFlow.
@@ -200,16 +203,23 @@ def _as_stored(config: RunConfig) -> Dict[str, Any]:
   return json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples become lists, as in the JSON file.
 
 
-def check_run_config(config: RunConfig) -> None:
-  """A workdir that already holds a run may only be resumed with the same definition of that run."""
+def check_run_config(config: RunConfig) -> Dict[str, Tuple[Any, Any]]:
+  """A workdir that already holds a run may only be resumed with the same definition of that run, except that a
+  run whose last attempt diverged may change its agent config (`overrides`). Returns those changes
+  ({field: (before, after)}; empty when there are none)."""
   path = run_config_path(config.workdir)
   if not os.path.exists(path):
-    return
+    return {}
   with open(path) as f:
     previous = json.load(f)
   current = _as_stored(config)
   fixed = [k for k in current if k not in RunConfig.RESUMABLE_CHANGES + RunConfig.DERIVED]
   changed = sorted(k for k in fixed if previous.get(k) != current[k])
+  if changed == ["overrides"] and failures.read_divergence(config.workdir) is not None:
+    before, after = previous.get("overrides") or {}, current["overrides"]
+    return {
+      k: (before.get(k), after.get(k)) for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)
+    }
   if changed:
     details = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
     raise ValueError(
@@ -241,6 +251,56 @@ def save_run_config(config: RunConfig) -> None:
   os.makedirs(config.workdir, exist_ok=True)
   with open(run_config_path(config.workdir), "w") as f:
     json.dump(_as_stored(config), f, indent=2, sort_keys=True)
+
+
+def config_changes_path(workdir: str) -> str:
+  return os.path.join(workdir, "config_changes.jsonl")
+
+
+def _state_shapes(config: RunConfig) -> Dict[str, Tuple[int, ...]]:
+  """The shape of every entry of the training state `config`'s learner starts from."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from agents.common import learner as learner_lib  # pylint: disable=g-import-not-at-top
+
+  builder = config.make_builder()
+  networks = builder.make_networks(*config.specs(), config.observation_stats)
+  spec = config.spec()
+  examples = np.zeros((1, *spec.observation_shape), np.dtype(spec.observation_dtype))
+  state = builder.make_learner(networks, iter(()), examples, jax.random.PRNGKey(0)).save()
+  return {learner_lib.path_name(p): np.shape(v) for p, v in learner_lib.leaves_by_path(state).items()}
+
+
+def check_diverged_run_change(previous: RunConfig, config: RunConfig, changes: Dict[str, Tuple[Any, Any]]) -> None:
+  """A diverged run resumes from its checkpoint: its changed agent config must give networks of the same shapes."""
+  if _state_shapes(previous) != _state_shapes(config):
+    raise ValueError(
+      f"{config.workdir} diverged and may resume with a changed --config, but not with networks of other shapes "
+      f"(changed: {', '.join(changes)}). Use a new --workdir for those."
+    )
+
+
+def _shown(override: Any) -> str:
+  return "the default" if override is None else repr(override)
+
+
+def record_config_change(config: RunConfig, changes: Dict[str, Tuple[Any, Any]]) -> str:
+  """Appends a diverged run's change of agent config to `<workdir>/config_changes.jsonl`; returns what to tell."""
+  divergence = failures.read_divergence(config.workdir)
+  entry = {
+    "time": datetime.datetime.now().isoformat(timespec="seconds"),
+    "diverged_at_step": divergence["step"],
+    "non_finite": divergence["non_finite"],
+    "resumed_from_step": checkpointing.for_run(config.workdir).latest_step(),
+    "overrides": {k: list(v) for k, v in changes.items()},
+  }
+  with open(config_changes_path(config.workdir), "a") as f:
+    f.write(json.dumps(entry) + "\n")
+  listed = ", ".join(f"{k}: {_shown(before)} -> {_shown(after)}" for k, (before, after) in changes.items())
+  return (
+    f"{config.workdir} diverged at learner step {entry['diverged_at_step']}: resuming from step "
+    f"{entry['resumed_from_step']} with a changed config ({listed}), recorded in {config_changes_path(config.workdir)}"
+  )
 
 
 def check_env_matches_dataset(config: RunConfig) -> None:
@@ -298,6 +358,14 @@ def check_success_examples(config: RunConfig) -> None:
     )
   if spec.is_image and examples.dtype != np.uint8:
     raise ValueError(f"The success examples of {path} are {examples.dtype}; image observations are uint8.")
+  if not spec.is_image:
+    bad = np.argwhere(~np.isfinite(examples.astype(np.float32)))
+    if len(bad):
+      example, dimension = bad[0]
+      raise ValueError(
+        f"The success examples of {path}: example {example}, dimension {dimension}, is "
+        f"{examples[example, dimension]}. laeo refuses NaN and infinite inputs: repair or drop that example."
+      )
 
 
 def success_examples_from_flag(config: RunConfig, num_examples: int) -> np.ndarray:
@@ -399,7 +467,9 @@ def make_run_config(
   With normalize_observations, the networks standardise vector observations with the dataset's per-dimension
   mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics, the dataset spec and
   the action scaling it started with. num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of
-  observation. Every refusal comes before anything is written.
+  observation. A run whose last attempt diverged may change its agent config (the change is recorded in
+  `<workdir>/config_changes.jsonl`). Every refusal comes before anything is written: a workdir of pickled
+  checkpoints, NaN or infinity in the dataset or the success examples among them.
   """
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
@@ -443,7 +513,8 @@ def make_run_config(
     action_bounds=action_bounds,
   )
   config.validate()
-  check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
+  changes = check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
+  checkpointing.for_run(workdir).check_format()
   if generated and not rlds_io.is_dataset_dir(dirs[0]):
     print(f"No --dataset_dir given: generating {dataset_episodes} {quality} episodes of {env} in {dirs[0]}")
     summary = generate.generate_dataset(env, quality, dataset_episodes, dirs[0], seed)
@@ -452,15 +523,19 @@ def make_run_config(
   if previous is not None and previous.dataset_spec is not None:
     for name in RunConfig.DERIVED:
       setattr(config, name, getattr(previous, name))
+    if changes:
+      check_diverged_run_change(previous, config, changes)
   else:
-    spec = rlds_source.describe(dirs, observation_key)  # Also fails clearly on a missing or damaged dataset.
+    # One pass; also refuses a missing or damaged dataset, and NaN or infinity in it.
+    measured = rlds_source.measure(dirs, observation_key)
+    spec = measured.spec
     if spec.num_skipped_episodes:
       print(f"Skipping {spec.num_skipped_episodes} episodes of fewer than two steps (no transition in them).")
     scaling = scaling_lib.resolve(action_bounds, spec.action_min, spec.action_max)
     config.dataset_spec = spec.to_dict()
     config.action_scaling = scaling.to_dict() if scaling else None
     if normalize_observations and not spec.is_image:
-      config.observation_stats = rlds_source.observation_stats(dirs, observation_key)
+      config.observation_stats = measured.observation_stats
   spec = config.spec()
   padding = agents.make_config(config.agent, **config.overrides).torso_padding
   if spec.is_image and padding == "VALID" and min(spec.observation_shape[:2]) < MIN_IMAGE_SIZE:
@@ -479,6 +554,8 @@ def make_run_config(
     check_env_matches_dataset(config)
   check_dataset_fits_in_memory(config)
   save_run_config(config)
+  if changes:
+    print(record_config_change(config, changes))
   if sampled is not None:
     success_lib.save_success_examples(config.success_examples, sampled)
   return config

@@ -9,10 +9,12 @@ and to `<workdir>/logs/nodes/<node>.log`.
 
 How a run ends (`Outcome.exit_code`):
   0    finished: the learner reached num_steps;
-  1    a node died (which, how, and the step of the last checkpoint are named);
+  1    a node died (which, how, and the step of the last checkpoint are named), or the learner diverged (the step
+       and the non-finite metric are named; the latest checkpoint holds finite values);
   130  interrupted (Ctrl-C): the learner checkpointed the step it had reached;
   143  stopped by SIGTERM from outside, likewise.
-Rerunning the same command resumes from the last checkpoint in every case.
+Rerunning the same command resumes from the last checkpoint in every case (after a divergence, with a changed
+agent config).
 """
 
 import ctypes
@@ -214,7 +216,9 @@ class Supervisor:
           node.done = True
           continue
         death = f"{node.title} {describe_exit(returncode)}"
-        if node.group not in RESTARTABLE_GROUPS or node.restarts >= self._max_restarts:
+        # A diverged learner would diverge again from the same checkpoint: it is never restarted.
+        diverged = node.group == "learner" and failures.read_divergence(self._config.workdir) is not None
+        if node.group not in RESTARTABLE_GROUPS or node.restarts >= self._max_restarts or diverged:
           self._dead = node
           return death
         node.restarts += 1
@@ -268,6 +272,9 @@ class Supervisor:
     config = self._config
     step = checkpointing.for_run(config.workdir).latest_step()
     resume = f"Rerun the same command to resume from step {step}."
+    divergence = failures.read_divergence(config.workdir)
+    if death is not None and divergence is not None:
+      return Outcome(1, failures.describe_divergence(divergence, config.num_steps))
     if death is not None:
       recorded = failures.read_failures(config.workdir)
       details = (

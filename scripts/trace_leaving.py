@@ -76,7 +76,9 @@ def critic_preferences(workdir: str, config, at_success):
   from agents.laeo import learning as laeo_learning  # pylint: disable=import-outside-toplevel
   from launch import checkpointing  # pylint: disable=import-outside-toplevel
 
-  state = checkpointing.for_run(workdir).latest()["learner"]
+  from agents.common import learner as learner_lib  # pylint: disable=import-outside-toplevel
+
+  critic_params = learner_lib.state_variables(checkpointing.for_run(workdir).latest()["learner"], ["critic_params"])[0]
   builder = config.make_builder()
   networks = builder.make_networks(*config.specs(), config.observation_stats)
   examples = success_lib.load_success_examples(config.success_examples or config.dataset_dirs[0])
@@ -88,9 +90,9 @@ def critic_preferences(workdir: str, config, at_success):
 
   @jax.jit
   def q(action):
-    features = networks.encode(state.critic_params, obs)
+    features = networks.encode(critic_params, obs)
     values = laeo_learning.q_values(
-      networks, builder.config, state.critic_params, features, action, examples, jax.random.PRNGKey(0)
+      networks, builder.config, critic_params, features, action, examples, jax.random.PRNGKey(0)
     )
     return values.min(axis=0)
 

@@ -6,6 +6,7 @@ Tiny networks (hidden (16,), repr 8, batch 8) keep jit compilation cheap; each
 
 import collections
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -641,3 +642,54 @@ def test_restoring_a_state_of_other_networks_is_refused_and_changes_nothing(name
   with pytest.raises(ValueError, match="does not fit this learner"):
     s.learner.restore(before._replace(**{field: params}))
   assert _leaves_equal(s.learner.save(), before)
+
+
+@pytest.mark.parametrize("name", ["laeo", "bc"])
+def test_a_checkpointed_state_restores_into_a_learner(name, tmp_path):
+  from launch import checkpointing
+
+  s = get_setup(name, "state")
+  saved = s.learner.save()
+  checkpointing.Checkpointer(str(tmp_path)).save(3, saved, {})
+  stored = checkpointing.Checkpointer(str(tmp_path)).latest()["learner"]  # Dicts and lists, as Orbax reads them.
+  s.learner.step()
+  s.learner.restore(stored)
+  restored = s.learner.save()
+  assert type(restored) is type(saved) and _leaves_equal(restored, saved)
+  assert [x.dtype for x in jax.tree_util.tree_leaves(restored)] == [x.dtype for x in jax.tree_util.tree_leaves(saved)]
+
+
+@pytest.mark.parametrize("name", ["laeo", "bc"])
+def test_a_diverging_learner_stops_naming_the_step_and_the_metric(name):
+  config = agents.make_config(name, **{**TINY[name], "learning_rate": 1e9})
+  builder = agents.make_builder(name).__class__(config)
+  networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  logger, counter = RecordingLogger(), counting.Counter()
+  learner = builder.make_learner(
+    networks,
+    Feeder(builder.batch_kind, "state"),
+    _obs(np.random.default_rng(123), "state", NUM_SUCCESS),
+    jax.random.PRNGKey(0),
+    counter=counter,
+    logger=logger,
+  )
+  with pytest.raises(common_learner.DivergenceError) as raised:
+    for _ in range(50):
+      learner.step(2)
+  error = raised.value
+  assert error.step == counter.get_counts()["learner_steps"] and error.step % 2 == 0
+  # The call that diverged was logged, and is the first whose metrics are not all finite.
+  assert [all(np.isfinite(v).all() for v in row.values()) for row in logger.data] == [True] * (len(logger.data) - 1) + [
+    False
+  ]
+  assert error.non_finite and all(not np.isfinite(logger.data[-1][k]).all() for k in error.non_finite)
+  listed = ", ".join(f"{k} is {v}" for k, v in error.non_finite.items())
+  assert str(error) == f"The learner diverged at step {error.step}: {listed}."
+  # A state is checked whole, naming the path of a non-finite entry.
+  state = get_setup(name, "state").initial_state
+  common_learner.check_finite(state, 7)
+  params = jax.tree_util.tree_map(np.array, state.policy_params)
+  module = sorted(params)[0]
+  params[module]["w"][0, 0] = np.nan
+  with pytest.raises(common_learner.DivergenceError, match=re.escape(f"step 7: policy_params/{module}/w is nan")):
+    common_learner.check_finite(state._replace(policy_params=params), 7)

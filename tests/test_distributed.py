@@ -126,4 +126,4 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
     assert [int(float(r["learner_steps"])) for r in csv.DictReader(f)] == [50, 100, 150]
   with open(os.path.join(config.workdir, "logs", "evaluator_0", "logs.csv")) as f:
     assert list(csv.DictReader(f))
-  assert "ckpt_0000000150.pkl" in os.listdir(os.path.join(config.workdir, "checkpoints"))
+  assert "ckpt_0000000150" in os.listdir(os.path.join(config.workdir, "checkpoints"))

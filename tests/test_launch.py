@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import generate
+from launch import checkpointing
 from launch import evaluate
 from launch import policy as policy_lib
 
@@ -139,7 +139,7 @@ def test_local_launch_trains_evaluates_checkpoints_and_exits(agent, dataset_dir,
   assert all(r[k] not in ("nan", "") for r in learner_rows for k in r)
   evaluator_rows = read_csv(workdir / "logs" / "evaluator_0" / "logs.csv")
   assert evaluator_rows and all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evaluator_rows)
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100", "ckpt_0000000200"]
   assert os.listdir(workdir / "tb" / "learner")
   assert json.loads((workdir / "run_config.json").read_text())["agent"] == agent
   # What a person watching sees: progress with an ETA and no library noise on the terminal (the full node logs
@@ -165,19 +165,17 @@ def adam_counts(state):
 def test_restarted_run_resumes_from_its_last_checkpoint(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   assert launch("laeo", dataset_dir, workdir, num_steps=100).returncode == 0
-  with open(workdir / "checkpoints" / "ckpt_0000000100.pkl", "rb") as f:
-    saved = pickle.load(f)["learner"]
+  saved = checkpointing.for_run(str(workdir)).load(100)["learner"]
   proc = launch("laeo", dataset_dir, workdir, num_steps=200)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   assert "resumed from step 100" in proc.stdout + proc.stderr
   steps = [int(float(r["learner_steps"])) for r in read_csv(workdir / "logs" / "learner" / "logs.csv")]
   assert steps == [50, 100, 150, 200]  # Counting went on from the checkpoint instead of restarting.
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100.pkl", "ckpt_0000000200.pkl"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["ckpt_0000000100", "ckpt_0000000200"]
   assert_no_node_left(workdir)
   # The learner restored the checkpoint, optimiser state included: Adam's update counts went on from 100
   # (a learner that started afresh would have counted 100 again).
-  with open(workdir / "checkpoints" / "ckpt_0000000200.pkl", "rb") as f:
-    resumed = pickle.load(f)["learner"]
+  resumed = checkpointing.for_run(str(workdir)).load(200)["learner"]
   assert adam_counts(saved) and set(adam_counts(saved)) == {100}
   assert set(adam_counts(resumed)) == {200}
   result = evaluate.evaluate_latest_checkpoint(str(workdir), episodes=2, seed=0)
@@ -224,23 +222,83 @@ def test_bad_flags_fail_fast_with_a_clear_message(dataset_dir, tmp_path):
   assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
 
 
-def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path):
-  broken = tmp_path / "data"
-  shutil.copytree(dataset_dir, broken)
-  np.save(broken / "success_examples.npy", np.zeros((5, 3), np.float32))  # fetch_reach states are 10-d.
+@pytest.mark.parametrize(
+  "broken, message",
+  [
+    (lambda e: np.zeros((5, 3), np.float32), r"success examples .*\(5, 3\)"),  # fetch_reach states are 10-d.
+    (lambda e: np.where(np.arange(e.size).reshape(e.shape) == 4 * 10 + 2, np.nan, e), "example 4, dimension 2, is nan"),
+  ],
+)
+def test_bad_success_examples_are_refused_before_launch(dataset_dir, tmp_path, broken, message):
+  data = tmp_path / "data"
+  shutil.copytree(dataset_dir, data)
+  np.save(data / "success_examples.npy", broken(np.load(data / "success_examples.npy")))
   proc = subprocess.run(
     [
       sys.executable,
       os.path.join(ROOT, "launch", "local.py"),
       f"--workdir={tmp_path / 'w'}",
-      f"--dataset_dir={broken}",
+      f"--dataset_dir={data}",
     ],
     capture_output=True,
     text=True,
     timeout=120,
     cwd=ROOT,
   )
-  assert proc.returncode != 0 and "success examples" in proc.stderr and "(5, 3)" in proc.stderr
+  assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
+  assert not (tmp_path / "w").exists()  # Nothing was written for a refused run.
+
+
+def rewritten(dataset_dir, out, change):
+  """The dataset at `dataset_dir` written again to `out` after `change(episodes)`, with its success examples."""
+  from dm_env import specs
+
+  from data_pipeline import rlds_io
+
+  episodes = rlds_io.load_episodes(dataset_dir)
+  change(episodes)
+  observation_shape, action_shape = episodes[0]["observation"].shape[1:], episodes[0]["action"].shape[1:]
+  rlds_io.write_rlds_dataset(
+    episodes,
+    str(out),
+    specs.Array(observation_shape, np.float32),
+    specs.Array(action_shape, np.float32),
+    None,
+    len(episodes),
+  )
+  shutil.copy(os.path.join(dataset_dir, "success_examples.npy"), out)
+  return str(out)
+
+
+def test_nan_or_infinity_in_the_data_is_refused_naming_the_field_episode_and_step_before_anything_is_written(
+  dataset_dir, tmp_path
+):
+  def set_value(field, episode, step, value):
+    def change(episodes):
+      episodes[episode][field][step, 1] = value
+
+    return change
+
+  cases = [
+    (
+      set_value("observation", 3, 5, np.nan),
+      "the observation 'observation' of episode 3 .*, step 5, dimension 1, is nan",
+    ),
+    (
+      set_value("observation", 0, 0, -np.inf),
+      "the observation 'observation' of episode 0 .*, step 0, dimension 1, is -inf",
+    ),
+    (set_value("action", 7, 2, np.inf), "the action of episode 7 .*, step 2, dimension 1, is inf"),
+    (set_value("action", 9, 0, np.nan), "the action of episode 9 .*, step 0, dimension 1, is nan"),
+  ]
+  for i, (change, message) in enumerate(cases):
+    data = rewritten(dataset_dir, tmp_path / f"data{i}", change)
+    with pytest.raises(ValueError, match=message):
+      make_tiny_run_config(data, tmp_path / f"run{i}")
+    assert not (tmp_path / f"run{i}").exists()  # Nothing was written for a refused run.
+  # An episode's last action is never taken (no transition starts at the last step): it is not checked.
+  data = rewritten(dataset_dir, tmp_path / "last", lambda episodes: episodes[2]["action"].__setitem__(-1, np.nan))
+  assert make_tiny_run_config(data, tmp_path / "run_last").dataset_spec["num_episodes"] == 12
 
 
 @pytest.mark.slow
@@ -334,7 +392,7 @@ def start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps, extra=()):
     env=tagged_env(workdir),
   )
   wait_for(
-    lambda: (workdir / "checkpoints" / "ckpt_0000000100.pkl").exists() or proc.poll() is not None,
+    lambda: (workdir / "checkpoints" / "ckpt_0000000100").exists() or proc.poll() is not None,
     300,
     "the first checkpoint",
   )
@@ -349,7 +407,7 @@ def node_pid(workdir, title):
 
 
 def last_checkpoint_step(workdir):
-  return int(sorted(os.listdir(workdir / "checkpoints"))[-1][len("ckpt_") : -len(".pkl")])
+  return checkpointing.for_run(str(workdir)).latest_step()
 
 
 def learner_steps_logged(workdir):
@@ -466,3 +524,212 @@ def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path)
     with pytest.raises(error, match=message):
       make(tmp_path / f"refused{i}", **kwargs)
     assert not (tmp_path / f"refused{i}").exists()  # Nothing written for a refused run.
+
+
+# A short BC run without evaluators: what the checkpoint and divergence tests need, and nothing more.
+QUICK_BC = ["--num_evaluators=0", "--config=batch_size=64"]
+
+
+def truncate_newest_file(checkpoint):
+  files = [os.path.join(d, n) for d, _, names in os.walk(checkpoint / "state") for n in names]
+  victim = max(files, key=os.path.getsize)
+  with open(victim, "r+b") as f:
+    f.truncate(os.path.getsize(victim) // 2)
+
+
+def flip_a_bit(checkpoint):
+  files = [os.path.join(d, n) for d, _, names in os.walk(checkpoint / "state") for n in names]
+  victim = max(files, key=os.path.getsize)
+  data = bytearray(open(victim, "rb").read())
+  data[len(data) // 3] ^= 0x01
+  open(victim, "wb").write(bytes(data))
+
+
+@pytest.mark.slow
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  assert launch("bc", dataset_dir, workdir, num_steps=200, extra=QUICK_BC).returncode == 0
+  for damage, newest, end in ((truncate_newest_file, 200, 300), (flip_a_bit, 300, 400)):
+    damage(workdir / "checkpoints" / f"ckpt_{newest:010d}")
+    proc = launch("bc", dataset_dir, workdir, num_steps=end, extra=QUICK_BC)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert f"warning: {workdir}/checkpoints/ckpt_{newest:010d} is damaged" in proc.stderr
+    assert f"resumed from step {newest - 100}" in proc.stdout and f"Run finished: {end} learner steps" in proc.stdout
+    assert last_checkpoint_step(workdir) == end
+  # Set aside and kept, whatever the rotation dropped since.
+  assert sorted(os.listdir(workdir / "checkpoints")) == [
+    "ckpt_0000000200",
+    "ckpt_0000000200.damaged",
+    "ckpt_0000000300",
+    "ckpt_0000000300.damaged",
+    "ckpt_0000000400",
+  ]
+  assert_no_node_left(workdir)
+
+
+def finite_checkpoints(workdir):
+  from agents.common import learner as learner_lib
+
+  checkpointer = checkpointing.for_run(str(workdir))
+  steps = [int(n[len("ckpt_") :]) for n in os.listdir(workdir / "checkpoints") if n.startswith("ckpt_")]
+  return all(not learner_lib.non_finite(checkpointer.load(step)["learner"]) for step in steps)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_1_naming_the_step_and_resumes_with_a_changed_config(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = launch("laeo", dataset_dir, workdir, num_steps=300, extra=["--config=learning_rate=1e9", "--max_restarts=1"])
+  output = proc.stdout + proc.stderr
+  assert proc.returncode == 1, output[-4000:]
+  assert "restarting" not in output  # It would diverge again from the same checkpoint.
+  # The first call of 10 updates diverged: the run stops there, never says it finished, and writes nothing after.
+  assert re.search(r"error: The learner diverged at learner step 10 of 300: \w*loss is (nan|inf|-inf)", proc.stderr)
+  assert "it has no checkpoint yet" in proc.stderr and "Traceback" not in proc.stderr
+  assert "Run finished" not in output and not re.search(r"\[learner\] step \d+/300", output)
+  assert (
+    not os.path.exists(workdir / "checkpoints") and json.loads((workdir / "diverged.json").read_text())["step"] == 10
+  )
+  assert_no_node_left(workdir)
+  # The same command with a changed config: not other networks, but another learning rate (the default).
+  refused = launch("laeo", dataset_dir, workdir, num_steps=100, extra=["--config=hidden_sizes=(16,)"])
+  assert (
+    refused.returncode == 2
+    and "not with networks of other shapes (changed: hidden_sizes, learning_rate)" in refused.stderr
+  ), refused.stderr[-3000:]
+  resumed = launch("laeo", dataset_dir, workdir, num_steps=100)
+  assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+  assert "diverged at learner step 10: resuming from step 0 with a changed config (learning_rate: 1000000000.0 -> " in (
+    resumed.stdout
+  )
+  assert "Run finished: 100 learner steps" in resumed.stdout and finite_checkpoints(workdir)
+  assert "learning_rate" not in json.loads((workdir / "run_config.json").read_text())["overrides"]
+  (change,) = [json.loads(line) for line in (workdir / "config_changes.jsonl").read_text().splitlines()]
+  assert change["diverged_at_step"] == 10 and change["overrides"] == {"learning_rate": [1e9, None]}
+  assert not (workdir / "diverged.json").exists()
+  assert_no_node_left(workdir)
+
+
+@pytest.mark.slow
+def test_a_run_that_diverges_after_its_checkpoints_keeps_the_last_finite_one_as_its_latest(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  assert launch("bc", dataset_dir, workdir, num_steps=100, extra=QUICK_BC).returncode == 0
+  # Parameters grown huge but still finite, as before an overflow: the next update's loss is not finite.
+  checkpointer = checkpointing.for_run(str(workdir))
+  saved = checkpointer.load(100)
+  huge = jax.tree_util.tree_map(lambda x: x * 1e30 if np.issubdtype(x.dtype, np.floating) else x, saved["learner"])
+  checkpointer.save(100, huge, saved["counts"])
+  proc = launch("bc", dataset_dir, workdir, num_steps=200, extra=QUICK_BC)
+  assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
+  assert re.search(r"error: The learner diverged at learner step 110 of 200: \w+ is (nan|inf|-inf)", proc.stderr)
+  assert "its latest, step 100, holds finite values" in proc.stderr and "Run finished" not in proc.stdout
+  assert os.listdir(workdir / "checkpoints") == ["ckpt_0000000100"] and last_checkpoint_step(workdir) == 100
+  assert finite_checkpoints(workdir)
+  assert (
+    "[learner] The learner diverged at learner step 110 of 200: bc_loss is nan"
+    in (workdir / "node_failures.txt").read_text()
+  )
+  assert_no_node_left(workdir)
+
+
+def test_a_workdir_of_pickled_checkpoints_is_refused_before_anything_is_read_or_written(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints").mkdir(parents=True)
+  marker = tmp_path / "code_ran"
+  # Unpickling this would create the marker file.
+  bomb = b"cbuiltins\nopen\n(" + pickle_string(str(marker)) + pickle_string("w") + b"tR."
+  (workdir / "checkpoints" / "ckpt_0000000100.pkl").write_bytes(bomb)
+  with pytest.raises(ValueError, match="pickle format .*convert_pickle_checkpoints.py"):
+    make_tiny_run_config(dataset_dir, workdir)
+  assert not marker.exists() and sorted(os.listdir(workdir)) == ["checkpoints"]
+
+
+def pickle_string(text):
+  return b"V" + text.encode() + b"\n"
+
+
+class SteppingLearner:
+  """A learner whose metrics or state turn non-finite at a chosen step."""
+
+  def __init__(self, metrics_diverge_at=None, state_diverges_at=None):
+    self.steps = 0
+    self.metrics_diverge_at, self.state_diverges_at = metrics_diverge_at, state_diverges_at
+
+  def step(self, updates):
+    from agents.common import learner as learner_lib
+
+    self.steps += updates
+    if self.metrics_diverge_at is not None and self.steps >= self.metrics_diverge_at:
+      raise learner_lib.DivergenceError(self.steps, {"critic_loss": "nan"})
+
+  def save(self):
+    diverged = self.state_diverges_at is not None and self.steps >= self.state_diverges_at
+    return {"critic_params": {"w": np.full(3, np.inf if diverged else 1.0, np.float32)}}
+
+
+def learner_worker(workdir, learner):
+  """A LearnerWorker around `learner`, without Reverb or networks: its train loop alone."""
+  from acme.utils import counting
+
+  from launch import nodes
+  from launch import run_config
+
+  worker = object.__new__(nodes.LearnerWorker)
+  worker._config = run_config.RunConfig(
+    agent="bc",
+    env=None,
+    dataset_dir="",
+    workdir=str(workdir),
+    num_steps=50,
+    num_evaluators=0,
+    checkpoint_every=10,
+    log_every=10,
+    num_sgd_steps_per_step=5,
+  )
+  worker._counter, worker._learner = counting.Counter(), learner
+  worker._checkpointer = checkpointing.for_run(str(workdir))
+  worker._start_step = worker._last_checkpoint = 0
+  return worker
+
+
+@pytest.mark.parametrize(
+  "learner, step, what",
+  [
+    (SteppingLearner(metrics_diverge_at=25), 25, "critic_loss is nan"),
+    (SteppingLearner(state_diverges_at=25), 30, "critic_params/w is inf"),
+  ],
+)
+def test_the_learner_stops_at_the_first_non_finite_metric_or_state_with_no_checkpoint_after_it(
+  tmp_path, learner, step, what
+):
+  from agents.common import learner as learner_lib
+  from launch import failures
+
+  worker = learner_worker(tmp_path, learner)
+  with pytest.raises(learner_lib.DivergenceError, match=f"diverged at step {step}: {what}"):
+    worker.train()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["ckpt_0000000010", "ckpt_0000000020"]
+  divergence = failures.read_divergence(str(tmp_path))
+  assert (divergence["step"], divergence["last_checkpoint"]) == (step, 20) and what.endswith(
+    divergence["non_finite"][what.split(" is ")[0]]
+  )
+  message = worker.describe_divergence(learner_lib.DivergenceError(step, divergence["non_finite"]))
+  assert f"diverged at learner step {step} of 50: {what}" in message and "resume from step 20" in message
+
+
+def test_an_evaluator_does_not_evaluate_non_finite_parameters(capsys):
+  from acme.utils import counting
+
+  from launch import nodes
+
+  class Variables:
+    params = {"policy_mlp": {"w": np.array([1.0, np.nan], np.float32)}}
+
+    def update_and_wait(self):
+      pass
+
+  evaluator = object.__new__(nodes.Evaluator)
+  evaluator._counter, evaluator._variables, evaluator._label = counting.Counter(), Variables(), "evaluator_0"
+  evaluator._env, evaluator._rounds, evaluator._video_every = type("Env", (), {"can_render": False})(), 0, 0
+  evaluator.run_episode = lambda *args: pytest.fail("a diverged policy was rolled out")
+  assert evaluator.evaluate_round() is None
+  assert "not evaluating the diverged parameters of learner step 0: policy_mlp/w is nan" in capsys.readouterr().out

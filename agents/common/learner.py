@@ -11,10 +11,13 @@ the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 
 `PipelinedLearner` runs a `TwoStageUpdate` (LAEO's critic, then its policy from the critic's pre-update
 parameters) on two threads: the same updates, on two cores where XLA's CPU backend keeps one busy.
+
+A learner stops at the first call whose logged metrics hold NaN or infinity (`DivergenceError`): a diverged
+update never gets better, and the steps after it only overwrite what was learned.
 """
 
 import concurrent.futures
-from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -37,25 +40,72 @@ def select_batch(batch, keys: Sequence[str]):
   return {k: batch[k] for k in keys}
 
 
+class DivergenceError(RuntimeError):
+  """The learner's metrics or state hold NaN or infinity at `step`; `non_finite` names them ({name: value})."""
+
+  def __init__(self, step: int, non_finite: Mapping[str, str]):
+    self.step = int(step)
+    self.non_finite = dict(non_finite)
+    listed = ", ".join(f"{name} is {value}" for name, value in self.non_finite.items())
+    super().__init__(f"The learner diverged at step {self.step}: {listed}.")
+
+
+def _key_name(key) -> Any:
+  for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey (and FlattenedIndexKey), SequenceKey.
+    if hasattr(key, attr):
+      return getattr(key, attr)
+  return str(key)
+
+
+def leaves_by_path(tree) -> Dict[Tuple, Any]:
+  """A pytree's leaves by path, NamedTuple fields, dict keys and sequence indices alike: a training state and its
+  checkpoint (where NamedTuples came back as dicts and tuples as lists) have the same paths."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {tuple(_key_name(k) for k in path): leaf for path, leaf in flat}
+
+
+def path_name(path: Tuple) -> str:
+  return "/".join(str(k) for k in path)
+
+
+def non_finite(tree, limit: int = 3) -> Dict[str, str]:
+  """Up to `limit` leaves of a pytree (or entries of a metrics dict) that hold NaN or infinity, by path, with the
+  first such value of each; losses first."""
+  found = {}
+  for path, leaf in leaves_by_path(tree).items():
+    value = np.asarray(leaf)
+    if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+      found[path_name(path)] = str(value[~np.isfinite(value)].flat[0])
+  names = sorted(found, key=lambda name: "loss" not in name)[:limit]
+  return {name: found[name] for name in names}
+
+
+def check_finite(tree, step: int) -> None:
+  """Raises DivergenceError if a leaf of `tree` (a training state) holds NaN or infinity."""
+  bad = non_finite(tree)
+  if bad:
+    raise DivergenceError(step, bad)
+
+
 def state_variables(state, names: Sequence[str], policy_field: str = "policy_params") -> List:
-  """Fields of a training-state NamedTuple by name; "policy" names the policy's parameters."""
+  """Fields of a training state (a NamedTuple, or the dict a checkpoint holds) by name; "policy" names the
+  policy's parameters."""
+  fields = tuple(state) if isinstance(state, Mapping) else state._fields
   out = []
   for name in names:
     if name == "policy":
-      out.append(getattr(state, policy_field))
-    elif name in state._fields:
-      out.append(getattr(state, name))
-    else:
-      raise ValueError(f'Unknown variable name {name!r}; use "policy" or one of {state._fields}.')
+      name = policy_field
+    elif name not in fields:
+      raise ValueError(f'Unknown variable name {name!r}; use "policy" or one of {fields}.')
+    out.append(state[name] if isinstance(state, Mapping) else getattr(state, name))
   return out
 
 
 def check_restorable(current, restored) -> None:
   """Refuses a training state whose structure or shapes differ from the learner's own (a clear error, not a
   failure deep inside the next jitted update)."""
-  ours, theirs = jax.tree_util.tree_flatten_with_path(current)[0], jax.tree_util.tree_flatten_with_path(restored)[0]
-  ours = {jax.tree_util.keystr(p): np.shape(v) for p, v in ours}
-  theirs = {jax.tree_util.keystr(p): np.shape(v) for p, v in theirs}
+  ours = {path_name(p): np.shape(v) for p, v in leaves_by_path(current).items()}
+  theirs = {path_name(p): np.shape(v) for p, v in leaves_by_path(restored).items()}
   if ours != theirs:
     differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     raise ValueError(
@@ -64,6 +114,15 @@ def check_restorable(current, restored) -> None:
       "other networks: another config, or an older laeo whose networks were laid out differently (e.g. a LAEO "
       "run begun before its twin critics were stacked into phi/w_i and psi/w_i); start such a run afresh."
     )
+
+
+def as_state_of(current, restored):
+  """`restored` (a state, or a checkpoint's dicts and lists of arrays) in the structure and dtypes of `current`."""
+  check_restorable(current, restored)
+  theirs = leaves_by_path(restored)
+  paths, treedef = jax.tree_util.tree_flatten_with_path(current)
+  leaves = [jnp.asarray(theirs[tuple(_key_name(k) for k in p)], dtype=leaf.dtype) for p, leaf in paths]
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _last(tree):
@@ -150,11 +209,18 @@ class GenericLearner:
 
   def _count_and_log(self, num_updates: int, metrics) -> None:
     counts = self._counter.increment(learner_steps=num_updates)
-    metrics = jax.device_get(metrics)
-    self._logger.write({**{k: np.asarray(v) for k, v in metrics.items()}, **counts})
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    self._logger.write({**metrics, **counts})
+    # Only the last update's metrics are computed; a NaN earlier in the call has reached them through the state.
+    bad = non_finite(metrics)
+    if bad:
+      raise DivergenceError(counts["learner_steps"], bad)
 
   def step(self, num_updates: int = 1):
-    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last."""
+    """Runs `num_updates` updates on as many fresh batches; logs the metrics of the last.
+
+    Raises DivergenceError, after logging, if those metrics hold NaN or infinity.
+    """
     batches = self._next_batches(num_updates)
     if num_updates == 1:
       self._state, metrics = self._update(self._state, batches[0], self._success)
@@ -169,8 +235,7 @@ class GenericLearner:
     return jax.device_get(self.state)
 
   def restore(self, state):
-    check_restorable(self._state, state)
-    self._state = jax.tree_util.tree_map(jnp.asarray, state)
+    self._state = as_state_of(self._state, state)
 
 
 class TwoStageUpdate(NamedTuple):
@@ -261,6 +326,6 @@ class PipelinedLearner(GenericLearner):
     return state_variables(self._stages.merge(self._first, self._second), names, self._policy_field)
 
   def restore(self, state):
-    check_restorable(self._stages.merge(self._first, self._second), state)
+    state = as_state_of(self._stages.merge(self._first, self._second), state)
     self._pending, self._second_metrics = None, None
-    self._first, self._second = self._stages.split(jax.tree_util.tree_map(jnp.asarray, state))
+    self._first, self._second = self._stages.split(state)
