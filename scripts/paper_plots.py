@@ -72,9 +72,13 @@ def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
   by_name = dict(zip(names, handles))
   ax.legend(by_name.values(), by_name.keys(), fontsize=8)
   ax.set_xlabel("learner steps")
-  ax.set_ylabel("success rate (evaluations during training; last point: the final checkpoint)")
+  ax.set_ylabel("success rate (any step)")
   ax.set_ylim(-0.02, 1.02)
   ax.set_title(f"Fig. 4: per-seed training curves, {task}")
+
+
+def _mean_std(values: List[float]) -> str:
+  return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})" if values else "n/a"
 
 
 def stability_markdown(rows: List[Dict], root: str) -> str:
@@ -88,19 +92,25 @@ def stability_markdown(rows: List[Dict], root: str) -> str:
     steps, rates = plot.read_column(path, "success_rate")
     _, episodes = plot.read_column(path, "episodes")
     if len(rates) >= 2:
-      cells[(row["task"], row["agent"])].append((float(np.mean(np.abs(np.diff(rates)))), len(rates), episodes))
+      # The second half of training too: there a rising curve no longer counts as instability.
+      late = np.asarray(rates)[np.asarray(steps) >= int(row.get("num_steps") or max(steps)) // 2]
+      late_change = float(np.mean(np.abs(np.diff(late)))) if len(late) >= 2 else float("nan")
+      cells[(row["task"], row["agent"])].append(
+        (float(np.mean(np.abs(np.diff(rates)))), late_change, len(rates), episodes)
+      )
   lines = [
     "Stability during training: mean |change| of the success rate (any step) between consecutive evaluations, "
-    "mean ± std over seeds (lower is steadier).\n",
-    "| task | agent | seeds | mean abs change | evaluations per run | episodes per evaluation |",
-    "|---|---|---|---|---|---|",
+    "over the whole run and over its second half, mean ± std over seeds (lower is steadier).\n",
+    "| task | agent | seeds | mean abs change | second half | evaluations per run | episodes per evaluation |",
+    "|---|---|---|---|---|---|---|",
   ]
   for (task, agent), runs in sorted(cells.items()):
-    changes = [c for c, _, _ in runs]
-    episodes = sorted({int(e) for _, _, eps in runs for e in eps})
+    changes, late = [c for c, _, _, _ in runs], [c for _, c, _, _ in runs]
+    episodes = sorted({int(e) for _, _, _, eps in runs for e in eps})
     lines.append(
       f"| {task} | {agent} | {len(runs)} | {np.mean(changes):.3f} ± {np.std(changes):.3f} | "
-      f"{'/'.join(str(n) for n in sorted({n for _, n, _ in runs}))} | {'/'.join(map(str, episodes))} |"
+      f"{_mean_std([c for c in late if np.isfinite(c)])} | {'/'.join(str(n) for n in sorted({n for _, _, n, _ in runs}))} | "
+      f"{'/'.join(map(str, episodes))} |"
     )
   return "\n".join(lines) + "\n"
 

@@ -143,10 +143,10 @@ def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path
     with open(workdir / "logs" / "evaluator_0" / "logs.csv", "w") as f:
       f.write("learner_steps,success_rate,episodes\n")
       f.writelines(f"{1000 * (i + 1)},{r},50\n" for i, r in enumerate(rates))
-    rows.append({"task": "fetch_push", "agent": "laeo", "workdir": f"run{seed}"})
+    rows.append({"task": "fetch_push", "agent": "laeo", "workdir": f"run{seed}", "num_steps": "4000"})
   text = paper_plots.stability_markdown(rows, str(tmp_path))
-  # Seed 0: (0.5 + 0.25 + 0.5) / 3; seed 1: 0.
-  assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 4 | 50 |" in text
+  # Seed 0: (0.5 + 0.25 + 0.5) / 3, in the second half (steps 2000-4000) (0.25 + 0.5) / 2; seed 1: 0.
+  assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 0.188 ± 0.188 (n=2) | 4 | 50 |" in text
 
 
 def test_readme_tables_are_replaced_between_their_markers_only(tmp_path):
