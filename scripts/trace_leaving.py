@@ -138,8 +138,8 @@ def summarise(records, dataset_dir: str, task: str):
   data_actions = np.concatenate([e["action"][m] for e, m in zip(episodes, acted) if m.any()])
   summary["data_at_success_mean_abs_action"] = float(np.abs(data_actions[:, :3]).mean())
   summary["data_successful_steps"] = int(len(data_actions))
-  if task in HAND_VELOCITY:
-    examples = success_lib.load_success_examples(dataset_dir)
+  examples = success_lib.load_success_examples(dataset_dir)
+  if task in HAND_VELOCITY and examples.ndim == 2:  # State observations only.
     # Fetch observations hold the gripper's velocity times dt (metres per control step).
     summary["success_examples_hand_speed"] = float(np.linalg.norm(examples[:, HAND_VELOCITY[task]], axis=1).mean())
   return summary
