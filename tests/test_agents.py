@@ -17,6 +17,7 @@ from acme.utils import counting
 
 import agents
 from agents.common import config_utils
+from agents.common import distributions
 from agents.common import learner as common_learner
 from agents.bc import learning as bc_learning
 from agents.laeo import learning as laeo_learning
@@ -693,3 +694,61 @@ def test_a_diverging_learner_stops_naming_the_step_and_the_metric(name):
   params[module]["w"][0, 0] = np.nan
   with pytest.raises(common_learner.DivergenceError, match=re.escape(f"step 7: policy_params/{module}/w is nan")):
     common_learner.check_finite(state._replace(policy_params=params), 7)
+
+
+# ------------------------------------------- updates against references ---
+
+
+def _log_mean_exp(x, axis):
+  m = x.max(axis=axis, keepdims=True)
+  return (m + np.log(np.mean(np.exp(x - m), axis=axis, keepdims=True))).squeeze(axis)
+
+
+def test_laeo_policy_loss_is_the_twin_min_log_mean_exp_q_and_the_bc_term_by_hand():
+  """The policy's Q-term from phi and psi in numpy: Q_k(s, a) = log mean_n exp(phi_k(s, a) . psi_k(s*_n)), the
+  smaller twin, at the policy's sampled action (an independent reference: a max over twins, or a mean instead of
+  the log-mean-exp, fails it)."""
+  rng = np.random.default_rng(3)
+  config = agents.make_config("laeo", **TINY["laeo"])
+  networks = agents.make_builder("laeo", **TINY["laeo"]).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(7))
+  batch = make_batch(rng, "future", "state")
+  examples = _obs(rng, "state", NUM_SUCCESS)
+  key = jax.random.PRNGKey(11)
+  _, metrics = laeo_learning.policy_loss_fn(
+    networks, config, state.policy_params, state.critic_params, batch, examples, key
+  )
+  sample_key, _ = jax.random.split(key)
+  mean, log_std = networks.policy.apply(state.policy_params, batch["observation"])
+  action, _ = distributions.tanh_gaussian_sample(sample_key, mean, log_std)
+  phi = np.asarray(networks.phi(state.critic_params, batch["observation"], action))  # [2, B, R]
+  psi = np.asarray(networks.psi(state.critic_params, examples))  # [2, N, R]
+  q_twins = _log_mean_exp(np.einsum("kbr,knr->kbn", phi, psi), axis=-1)  # [2, B]
+  assert np.abs(q_twins[0] - q_twins[1]).max() > 1e-3  # The twins differ, so min, max and mean differ.
+  expected_q_loss = -np.mean(q_twins.min(axis=0))
+  np.testing.assert_allclose(metrics["actor_q_loss"], expected_q_loss, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    metrics["policy_loss"],
+    (1 - config.bc_coef) * expected_q_loss + config.bc_coef * float(metrics["bc_loss"]),
+    rtol=1e-5,
+    atol=1e-6,
+  )
+
+
+@pytest.mark.parametrize("name", ["oril", "purl"])
+def test_td3bc_reward_is_the_classifiers_success_probability_of_the_next_state(name):
+  """With discount 0 the critic's target is the predicted reward alone: sigmoid of the freshly updated
+  classifier's logit of the next observation (1 - sigmoid, an inverted reward, fails it)."""
+  rng = np.random.default_rng(4)
+  config = agents.make_config(name, **TINY[name])
+  networks = agents.make_builder(name, **TINY[name]).make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  state = td3_learning.make_initial_state(networks, config, jax.random.PRNGKey(5))
+  batch = make_batch(rng, "transition", "state")
+  batch["discount"] = np.zeros_like(batch["discount"])
+  examples = _obs(rng, "state", NUM_SUCCESS)
+  new_state, metrics = td3_learning.make_update_fn(networks, config)(state, batch, examples)
+  logits = np.asarray(networks.classifier.apply(new_state.classifier_params, batch["next_observation"]))
+  reward = 1.0 / (1.0 + np.exp(-logits))
+  q = np.asarray(networks.critic.apply(state.critic_params, batch["observation"], batch["action"]))  # [2, B]
+  expected = np.sum(np.mean((q - reward[None]) ** 2, axis=-1))
+  np.testing.assert_allclose(metrics["critic_loss"], expected, rtol=1e-5, atol=1e-6)
