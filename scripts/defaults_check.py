@@ -10,7 +10,6 @@ and at the final step). Rows are appended to results/defaults_check.csv as each 
 """
 
 import argparse
-import csv
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ from data_pipeline import rlds_io  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import rollout  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
+from scripts import reproduce  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "defaults_check.csv")
 
@@ -91,12 +91,7 @@ def main():
         "steps_per_s": round(args.num_steps / train_s, 1),
       }
       print(row, flush=True)
-      new = not os.path.exists(OUT)
-      with open(OUT, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-          writer.writeheader()
-        writer.writerow(row)
+      reproduce.append_row(OUT, row, columns=list(row))
 
 
 if __name__ == "__main__":

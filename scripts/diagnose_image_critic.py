@@ -21,11 +21,9 @@ Rows are appended to results/image_critic_diagnostic.csv as they are measured, e
 """
 
 import argparse
-import csv
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -47,14 +45,6 @@ from launch import run_config as run_config_lib  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "image_critic_diagnostic.csv")
-
-
-def commit() -> str:
-  out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-  dirty = subprocess.run(
-    ["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "agents", "data_pipeline", "environments"]
-  )
-  return out.stdout.strip() + ("+dirty" if dirty.returncode else "")
 
 
 def parse_variant(text: str):
@@ -144,7 +134,7 @@ def main():
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
-  code = commit()  # The code this process runs, whatever is committed meanwhile.
+  code = reproduce.code_commit()  # The code this process runs, whatever is committed meanwhile.
 
   dataset = args.dataset_dir
   if not dataset:  # The dataset Fig. 3's runs use (scripts/reproduce.py), made on first use.
@@ -210,12 +200,7 @@ def main():
         "commit": code,
       }
       print(row, flush=True)
-      new = not os.path.exists(OUT)
-      with open(OUT, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-          writer.writeheader()
-        writer.writerow(row)
+      reproduce.append_row(OUT, row, columns=list(row))
       started = time.time() - train_s
       steps += args.check_every
   env.close()

@@ -13,7 +13,6 @@ commit of the code.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -23,6 +22,7 @@ sys.path.insert(0, ROOT)
 
 import environments  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
+from scripts import reproduce  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "push_expert")
 
@@ -65,11 +65,11 @@ def main():
   parser.add_argument("--samples", type=int, default=16)
   parser.add_argument("--seed", type=int, default=2000)
   args = parser.parse_args()
-  commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
+  commit = reproduce.code_commit()
   rows = []
   for task in args.tasks:
     for sigma in args.sigmas:
-      row = {**measure(task, sigma, args.episodes, args.samples, args.seed), "commit": commit.stdout.strip()}
+      row = {**measure(task, sigma, args.episodes, args.samples, args.seed), "commit": commit}
       print(json.dumps(row), flush=True)
       rows.append(row)
   os.makedirs(os.path.dirname(OUT), exist_ok=True)

@@ -198,16 +198,18 @@ def read_rows(path: str) -> List[Dict]:
     return list(csv.DictReader(f))
 
 
-def append_row(path: str, row: Dict) -> None:
+def append_row(path: str, row: Dict, columns: Sequence[str] = COLUMNS) -> None:
+  """Appends `row` to the CSV table `path` (made with a header if missing); a table of older columns is first
+  rewritten with `columns`, its rows' new cells empty."""
   rows = read_rows(path)
-  if rows and list(rows[0]) != list(COLUMNS):  # A table of older columns: rewrite it with today's.
+  if rows and list(rows[0]) != list(columns):
     with open(path, "w", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+      writer = csv.DictWriter(f, fieldnames=columns, restval="")
       writer.writeheader()
-      writer.writerows({k: r.get(k, "") for k in COLUMNS} for r in rows)
+      writer.writerows({k: r.get(k, "") for k in columns} for r in rows)
   new = not os.path.exists(path)
   with open(path, "a", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    writer = csv.DictWriter(f, fieldnames=columns)
     if new:
       writer.writeheader()
     writer.writerow(row)

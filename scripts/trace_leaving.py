@@ -109,10 +109,14 @@ def cosine(a, b):
   return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def summarise(records, dataset_dir: str, task: str):
+def success_states(records):
+  """(step record, episode) of every step taken while the task held."""
+  return [(s, i) for i, steps in enumerate(records) for t, s in enumerate(steps[1:]) if steps[t]["success_after"]]
+
+
+def summarise(records, at_success, dataset_dir: str, task: str):
   success = np.array([[s["success_after"] for s in steps] for steps in records])
   leavers = [i for i in range(len(records)) if success[i].any() and not success[i, -1]]
-  at_success = [(s, i) for i, steps in enumerate(records) for t, s in enumerate(steps[1:]) if steps[t]["success_after"]]
   act = lambda s: np.asarray(s["action"][:3])
   summary = {
     "episodes": len(records),
@@ -161,9 +165,9 @@ def main():
     "env": config.env,
     "agent": config.agent,
     "learner_steps": int(policy.step),
-    **summarise(records, config.dataset_dirs[0], environments.base_task(config.env)),
   }
-  at_success = [(s, i) for i, steps in enumerate(records) for t, s in enumerate(steps[1:]) if steps[t]["success_after"]]
+  at_success = success_states(records)
+  summary.update(summarise(records, at_success, config.dataset_dirs[0], environments.base_task(config.env)))
   if config.agent == "laeo" and at_success:
     summary.update(critic_preferences(args.workdir, config, at_success))
   print(json.dumps(summary, indent=1))

@@ -9,7 +9,12 @@ SMALL_CHANNELS = (16, 32, 32)
 # Padding of the torso's convolutions: 'SAME' is Acme's Atari torso (the authors' encoder; a 64x64 image keeps an
 # 8x8 grid), 'VALID' leaves a 4x4 grid.
 TORSO_PADDINGS = ("SAME", "VALID")
-LAPTOP_TORSO_PADDING = "SAME"
+# The image encoder of each size preset, the same for every agent: the paper's Atari torso, and half its channels
+# with the same padding (chosen by scripts/diagnose_image_critic.py, results/image_critic_diagnostic.csv).
+TORSO_PRESETS = {
+  "paper": {"torso_channels": ATARI_CHANNELS, "torso_padding": "SAME"},
+  "laptop": {"torso_channels": SMALL_CHANNELS, "torso_padding": "SAME"},
+}
 
 
 def check_torso(channels, padding) -> None:

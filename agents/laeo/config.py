@@ -77,15 +77,13 @@ PRESETS = {
     "repr_dim": 256,
     "policy_hidden_sizes": (1024, 1024),
     "batch_size": 1024,
-    "torso_channels": config_utils.ATARI_CHANNELS,
-    "torso_padding": "SAME",
+    **config_utils.TORSO_PRESETS["paper"],
   },
   "laptop": {
     "hidden_sizes": (256, 256),
     "repr_dim": 64,
     "policy_hidden_sizes": (256, 256),
     "batch_size": 256,
-    "torso_channels": config_utils.SMALL_CHANNELS,
-    "torso_padding": config_utils.LAPTOP_TORSO_PADDING,
+    **config_utils.TORSO_PRESETS["laptop"],
   },
 }
