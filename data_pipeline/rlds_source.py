@@ -6,13 +6,15 @@ from the TFDS catalog (`tfds_name_dir` finds it by name). Several directories ar
 episode is reduced to the fields the learners read:
 
 - observation: the step field at `observation_key`, a '/'-separated path into nested observations (e.g.
-  'observation/state'); vectors become float32 (float64 and integer fields are cast), images stay uint8
-  [H, W, C];
-- action: float32, mapped to [-1, 1] by the run's ActionScaling when it has one;
+  'observation/state'), or several such fields joined by commas; vectors become float32 (float64 and integer
+  fields are cast), images stay uint8 [H, W, C], resized to `image_size` when one is given; several fields are
+  packed into one byte vector per step (data_pipeline.step_format);
+- action: the step's `action` vector, or the fields of an `action` dict that `action_key` names, joined;
+  float32, mapped to [-1, 1] by the run's ActionScaling when it has one;
 - is_terminal: False at every step when the dataset has no such field;
 - and, on request, one step field as a boolean flag (nonzero is true), to draw success examples from.
 
-Image fields that the run does not read are never decoded. Episodes of fewer than two steps hold no
+Image and text fields that the run does not read are never decoded. Episodes of fewer than two steps hold no
 transition and are skipped (`DatasetSpec.num_skipped_episodes` counts them).
 """
 
@@ -25,8 +27,10 @@ import numpy as np
 
 from data_pipeline import action_scaling as scaling_lib
 from data_pipeline import rlds_io
+from data_pipeline import step_format
 
 DEFAULT_OBSERVATION_KEY = "observation"
+DEFAULT_ACTION_KEY = "action"
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -92,14 +96,18 @@ def step_field_paths(step_features, prefix: str = "") -> List[str]:
   return paths
 
 
-def _feature_at(step_features, path: str, dataset_dir: str):
+def _feature_at(step_features, path: str, dataset_dir: str, flag: str = "--observation_key"):
   node = step_features
   for part in path.split("/"):
     if not hasattr(node, "keys") or part not in node.keys():
       raise ValueError(f"No step field {path!r} in {dataset_dir}; its step fields: {step_field_paths(step_features)}.")
     node = node[part]
   if hasattr(node, "keys"):
-    raise ValueError(f"Step field {path!r} of {dataset_dir} is a dict; name one of its fields: {sorted(node.keys())}.")
+    fields = ",".join(f"{path}/{p}" for p in step_field_paths(node))
+    raise ValueError(
+      f"Step field {path!r} of {dataset_dir} is a dict; name the fields to use with {flag} (several are joined in "
+      f"the order given), e.g. {flag}={fields}."
+    )
   return node
 
 
@@ -108,19 +116,58 @@ def _shape_and_dtype(feature) -> Tuple[Tuple[Any, ...], np.dtype]:
   return tuple(feature.shape), np.dtype(tf.as_dtype(feature.dtype).as_numpy_dtype)
 
 
-def _observation_kind(feature, path: str, dataset_dir: str) -> Tuple[Tuple[int, ...], str]:
-  """(shape, dtype) of observations as the networks take them: float32 vectors or uint8 [H, W, C] images."""
+def _type_name(dtype: np.dtype, shape) -> str:
+  return "text" if dtype == np.object_ else f"{dtype.name} {shape}"
+
+
+def _observation_field(feature, path: str, dataset_dir: str, image_size) -> step_format.Field:
+  """One observation field as the networks take it: a float32 vector or a uint8 [H, W, C] image (resized to
+  `image_size` when given)."""
   shape, dtype = _shape_and_dtype(feature)
   if None in shape:
     raise ValueError(f"Step field {path!r} of {dataset_dir} has a variable shape {shape}; laeo needs a fixed one.")
   if len(shape) == 3 and dtype == np.uint8 and shape[-1] in (1, 3, 4):
-    return shape, "uint8"
+    shape = (*image_size, shape[-1]) if image_size else shape
+    return step_format.Field(path, step_format.IMAGE, tuple(int(n) for n in shape))
   if len(shape) == 1 and (np.issubdtype(dtype, np.number) or dtype == np.bool_):
-    return shape, "float32"
+    return step_format.Field(path, step_format.VECTOR, tuple(int(n) for n in shape))
   raise ValueError(
-    f"Step field {path!r} of {dataset_dir} is {dtype.name} {shape}: laeo's networks take a vector or a uint8 "
-    "[H, W, C] image; pick another field with --observation_key."
+    f"Step field {path!r} of {dataset_dir} is {_type_name(dtype, shape)}: laeo's networks take vectors and uint8 "
+    "[H, W, C] images; pick other fields with --observation_key."
   )
+
+
+def _action_shape(feature, path: str, dataset_dir: str) -> Tuple[int, ...]:
+  shape, dtype = _shape_and_dtype(feature)
+  if None in shape or not np.issubdtype(dtype, np.number) or len(shape) > 1:
+    raise ValueError(
+      f"The action field {path!r} of {dataset_dir} is {_type_name(dtype, shape)}; laeo needs numeric vectors or scalars."
+    )
+  return tuple(int(n) for n in shape)
+
+
+def layouts(
+  dirs: Sequence[str],
+  observation_key: str = DEFAULT_OBSERVATION_KEY,
+  action_key: str = DEFAULT_ACTION_KEY,
+  image_size: Optional[Sequence[int]] = None,
+) -> Tuple[step_format.ObservationLayout, step_format.ActionLayout]:
+  """The observation fields and the action fields the keys name, from the datasets' features (shards must agree)."""
+  observation_paths = step_format.split_keys(observation_key)
+  action_paths = step_format.split_keys(action_key)
+  found = []
+  for d in dirs:
+    _, step_features = _step_features(d)
+    fields = tuple(_observation_field(_feature_at(step_features, p, d), p, d, image_size) for p in observation_paths)
+    shapes = tuple(_action_shape(_feature_at(step_features, p, d, "--action_key"), p, d) for p in action_paths)
+    found.append((fields, shapes))
+    if found[-1] != found[0]:
+      raise ValueError(
+        f"{d} has observation fields {fields} and action shapes {shapes}, but {dirs[0]} has {found[0][0]} and "
+        f"{found[0][1]}: shards of one dataset must agree."
+      )
+  fields, shapes = found[0]
+  return step_format.ObservationLayout(fields), step_format.ActionLayout(tuple(action_paths), shapes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +182,29 @@ class DatasetSpec:
   action_min: Tuple[float, ...]  # Per dimension, over the actions taken (each episode's last step holds none).
   action_max: Tuple[float, ...]
   num_skipped_episodes: int = 0  # Episodes of fewer than two steps.
+  # step_format.ObservationLayout.to_dict() of several observation fields packed into one (None: one field).
+  observation_layout: Optional[Dict[str, Any]] = None
+  # step_format.ActionLayout.to_dict() when the actions are fields of a dict (None: the step's action vector).
+  action_layout: Optional[Dict[str, Any]] = None
 
   @property
   def is_image(self) -> bool:
     return len(self.observation_shape) == 3
+
+  @property
+  def has_images(self) -> bool:
+    """An image is among the observation fields (one image, or packed with others)."""
+    return self.is_image or any(f.kind == step_format.IMAGE for f in self.layout().fields)
+
+  def layout(self, observation_key: str = DEFAULT_OBSERVATION_KEY) -> step_format.ObservationLayout:
+    """The observation fields (runs created before layouts were recorded: the one field at observation_key)."""
+    if self.observation_layout:
+      return step_format.ObservationLayout.from_dict(self.observation_layout)
+    kind = step_format.IMAGE if self.is_image else step_format.VECTOR
+    return step_format.ObservationLayout((step_format.Field(observation_key, kind, self.observation_shape),))
+
+  def action_fields(self) -> Optional[step_format.ActionLayout]:
+    return step_format.ActionLayout.from_dict(self.action_layout)
 
   def to_dict(self) -> Dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -149,7 +215,7 @@ class DatasetSpec:
 
 
 def _decoders(step_features, keep: Sequence[str], prefix: str = ""):
-  """TFDS decoders that skip decoding every image step field not in `keep`."""
+  """TFDS decoders that skip decoding every image and text step field not in `keep`."""
   _, tfds = _tfds()
   decoders = {}
   for name in step_features.keys():
@@ -158,7 +224,7 @@ def _decoders(step_features, keep: Sequence[str], prefix: str = ""):
       nested = _decoders(feature, keep, f"{path}/")
       if nested:
         decoders[name] = nested
-    elif isinstance(feature, tfds.features.Image) and path not in keep:
+    elif isinstance(feature, (tfds.features.Image, tfds.features.Text)) and path not in keep:
       decoders[name] = tfds.decode.SkipDecoding()
   return decoders
 
@@ -244,66 +310,64 @@ class Measurement:
   observation_stats: Optional[Dict[str, List[float]]]
 
 
-def measure(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> Measurement:
-  """Shapes from the datasets' features; episode count, longest episode, action range and the observations'
-  statistics from one pass over them, which also refuses NaN or infinity in the actions taken and in vector
-  observations, naming the episode and step (image observations, uint8, are not decoded)."""
-  kinds = []
-  for d in dirs:
-    _, step_features = _step_features(d)
-    observation = _observation_kind(_feature_at(step_features, observation_key, d), observation_key, d)
-    action_shape, action_dtype = _shape_and_dtype(_feature_at(step_features, "action", d))
-    if len(action_shape) != 1 or None in action_shape or not np.issubdtype(action_dtype, np.number):
-      raise ValueError(f"The actions of {d} are {action_dtype.name} {action_shape}; laeo needs a numeric vector.")
-    kinds.append((observation, action_shape))
-    if kinds[-1] != kinds[0]:
-      raise ValueError(
-        f"{d} has observations {observation} and actions {action_shape}, but {dirs[0]} has "
-        f"{kinds[0][0]} and {kinds[0][1]}: shards of one dataset must agree."
-      )
-  (observation_shape, observation_dtype), action_shape = kinds[0]
-  vector = observation_dtype != "uint8"
-  fields = {"action": "action", **({"observation": observation_key} if vector else {})}
+def measure(
+  dirs: Sequence[str],
+  observation_key: str = DEFAULT_OBSERVATION_KEY,
+  action_key: str = DEFAULT_ACTION_KEY,
+  image_size: Optional[Sequence[int]] = None,
+) -> Measurement:
+  """Shapes from the datasets' features; episode count, longest episode, action range and the vector
+  observations' statistics from one pass over them, which also refuses NaN or infinity in the actions taken and
+  in vector observations, naming the episode and step (images, uint8, are not decoded)."""
+  layout, action_layout = layouts(dirs, observation_key, action_key, image_size)
+  vectors = [f.path for f in layout.fields if f.kind == step_format.VECTOR]
+  action_paths = step_format.split_keys(action_key)
+  fields = {**{f"action:{p}": p for p in action_paths}, **{f"observation:{p}": p for p in vectors}}
+  action_size = sum(action_layout.sizes)
   num_episodes = skipped = longest = 0
-  low = np.full(action_shape, np.inf)
-  high = np.full(action_shape, -np.inf)
+  low = np.full(action_size, np.inf)
+  high = np.full(action_size, -np.inf)
   moments = _RunningMoments()
   for d in dirs:
     for index, episode in enumerate(_read(d, fields)):
-      length = len(episode["action"])
+      length = len(episode[f"action:{action_paths[0]}"])
       if length < 2:
         skipped += 1
         continue
       num_episodes += 1
       longest = max(longest, length)
       # Each episode's last action is never taken (no transition starts at its last step).
-      taken = episode["action"][:-1]
+      taken = action_layout.join({p: episode[f"action:{p}"] for p in action_paths})[:-1]
       _check_finite(taken, taken.astype(np.float32), d, index, "action")
       taken = taken.astype(np.float64)
       low, high = np.minimum(low, taken.min(axis=0)), np.maximum(high, taken.max(axis=0))
-      if vector:
-        observations = episode["observation"]
-        as_taken = observations.astype(np.float32)  # What the networks get (rlds_source.iter_episodes).
-        _check_finite(observations, as_taken, d, index, f"observation {observation_key!r}")
-        moments.add(as_taken.astype(np.float64))
+      as_taken = []
+      for path in vectors:
+        observations = episode[f"observation:{path}"]
+        as_taken.append(observations.astype(np.float32))  # What the networks get (iter_episodes).
+        _check_finite(observations, as_taken[-1], d, index, f"observation {path!r}")
+      if as_taken:
+        moments.add(np.concatenate(as_taken, axis=-1).astype(np.float64))
   if num_episodes == 0:
     raise ValueError(f"{', '.join(dirs)} holds no episode of two or more steps: there is no transition to learn from.")
   spec = DatasetSpec(
     num_episodes=num_episodes,
     max_episode_length=longest,
-    observation_shape=tuple(int(n) for n in observation_shape),
-    observation_dtype=observation_dtype,
-    action_shape=tuple(int(n) for n in action_shape),
+    observation_shape=tuple(int(n) for n in layout.shape),
+    observation_dtype=layout.dtype,
+    action_shape=(action_size,),
     action_min=tuple(float(x) for x in low),
     action_max=tuple(float(x) for x in high),
     num_skipped_episodes=skipped,
+    observation_layout=layout.to_dict(),
+    action_layout=None if action_layout.is_plain else action_layout.to_dict(),
   )
-  return Measurement(spec, moments.stats() if vector else None)
+  return Measurement(spec, moments.stats() if vectors else None)
 
 
-def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> DatasetSpec:
+def describe(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY, **kwargs) -> DatasetSpec:
   """The DatasetSpec of `measure`'s one pass (which also refuses non-finite inputs)."""
-  return measure(dirs, observation_key).spec
+  return measure(dirs, observation_key, **kwargs).spec
 
 
 def iter_episodes(
@@ -311,22 +375,26 @@ def iter_episodes(
   observation_key: str = DEFAULT_OBSERVATION_KEY,
   scaling: Optional[scaling_lib.ActionScaling] = None,
   flag_key: Optional[str] = None,
+  action_key: str = DEFAULT_ACTION_KEY,
+  image_size: Optional[Sequence[int]] = None,
 ) -> Iterator[Dict[str, np.ndarray]]:
-  """Yields each episode's {'observation', 'action', 'is_terminal'} (and 'flag' for `flag_key`), in order."""
+  """Yields each episode's {'observation', 'action', 'is_terminal'} (and 'flag' for `flag_key`), in order, as the
+  networks take them: observations converted by the fields' step_format layout (images resized once, here)."""
+  layout, action_layout = layouts(dirs, observation_key, action_key, image_size)
+  action_paths = step_format.split_keys(action_key)
   for d in dirs:
-    fields = {"observation": observation_key, "action": "action"}
+    fields = {**{f"observation:{f.path}": f.path for f in layout.fields}, **{f"action:{p}": p for p in action_paths}}
     if _has_step_field(d, "is_terminal"):
       fields["is_terminal"] = "is_terminal"
     if flag_key is not None:
       fields["flag"] = flag_key
     for episode in _read(d, fields):
-      length = len(episode["action"])
+      action = action_layout.join({p: episode[f"action:{p}"] for p in action_paths})
+      length = len(action)
       if length < 2:
         continue
-      observation = episode["observation"]
-      action = episode["action"].astype(np.float32)
       out = {
-        "observation": observation if observation.dtype == np.uint8 else observation.astype(np.float32),
+        "observation": layout.convert({f.path: episode[f"observation:{f.path}"] for f in layout.fields}),
         "action": action if scaling is None else scaling.normalise(action),
         "is_terminal": episode["is_terminal"].astype(bool) if "is_terminal" in episode else np.zeros(length, bool),
       }

@@ -50,7 +50,20 @@ flags.DEFINE_string("tfds_data_dir", None, "Where --tfds_name is prepared (defau
 flags.DEFINE_string(
   "observation_key",
   "observation",
-  "The step field the agents observe, a '/'-separated path into nested observations (e.g. observation/state).",
+  "The step fields the agents observe: '/'-separated paths into nested observations, several joined by commas "
+  "(e.g. observation/image,observation/state: each image gets its own encoder, the features are joined).",
+)
+flags.DEFINE_string(
+  "action_key",
+  "action",
+  "The step fields that make the action: 'action' (a vector), or fields of a dict action joined in the order "
+  "given (e.g. action/world_vector,action/gripper_closedness_action); the policy returns such a dict.",
+)
+flags.DEFINE_string(
+  "image_size",
+  "64",
+  "Every image observation is resized (area averaging) to N x N or HxW on its way into Reverb, and in the "
+  "evaluators and load_policy the same way.",
 )
 flags.DEFINE_string(
   "action_bounds",
@@ -111,7 +124,14 @@ flags.DEFINE_string(
   "Take the success examples from the observations of the steps whose step field at this '/'-separated path "
   "is true or nonzero (a seeded sample of --num_success_examples), instead of the dataset's own file.",
 )
-flags.DEFINE_integer("num_success_examples", 200, "Success examples sampled with --success_key.")
+flags.DEFINE_enum(
+  "success_from",
+  "flagged_steps",
+  ["flagged_steps", "last_step"],
+  "Where success examples from the data come from: the steps --success_key flags, or each episode's last "
+  "observation (with --success_key, only of the episodes whose last step has it true or nonzero, e.g. reward).",
+)
+flags.DEFINE_integer("num_success_examples", 200, "Success examples sampled with --success_key / --success_from.")
 flags.DEFINE_string("wandb_project", None, "Also log metrics to this Weights & Biases project (pip install wandb).")
 flags.DEFINE_bool(
   "verbose", False, "Show every line the nodes print, library logs included (always kept in <workdir>/logs/nodes/)."
@@ -161,6 +181,9 @@ def main(argv):
       tfds_data_dir=FLAGS.tfds_data_dir,
       observation_key=FLAGS.observation_key,
       action_bounds=FLAGS.action_bounds,
+      action_key=FLAGS.action_key,
+      image_size=FLAGS.image_size,
+      success_from=FLAGS.success_from,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

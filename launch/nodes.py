@@ -44,7 +44,7 @@ def load_dataset_into_reverb(
 ) -> None:
   """Inserts every episode of the run's dataset, as the learners read it (rlds_source) and padded to the table's
   signature, into Reverb. Streamed: one episode in memory at once."""
-  episodes = rlds_source.iter_episodes(config.dataset_dirs, config.observation_key, config.scaling())
+  episodes = rlds_source.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
   count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, episode_signature)
   print(f"[dataset_loader] inserted {count} episodes from {config.dataset_dir} into Reverb", flush=True)
 

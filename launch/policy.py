@@ -5,20 +5,21 @@
   action = policy(observation)                            # numpy in, numpy out, in [-1, 1]
 
 It needs neither TensorFlow, Reverb nor Launchpad, nor the run's environment: only JAX, Haiku and the run's
-config, which holds the dataset's observation and action shapes. The observation is what the dataset held at
-the run's --observation_key (a dict of nested observations is picked the same way); actions come back in the
-dataset's units (mapped back from [-1, 1] when the run rescaled them). The policy is deterministic (the tanh of
-the Gaussian's mean, or the TD3 actor) unless `deterministic=False`, which samples with the given seed.
+config, which holds the dataset's observation and action layouts. The observation is a step's `observation` as
+the dataset stores it (a dict of nested fields, from which the run's --observation_key fields are picked, images
+resized as in training), or the array itself for a run on one field. Actions come back in the dataset's units
+(mapped back from [-1, 1] when the run rescaled them), and as a dict of its action fields when the run named
+them with --action_key. The policy is deterministic (the tanh of the Gaussian's mean, or the TD3 actor) unless
+`deterministic=False`, which samples with the given seed.
 """
 
-from typing import List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 
 from agents.common import learner as learner_lib
 from launch import checkpointing
-from launch import rollout
 from launch import run_config as run_config_lib
 
 
@@ -36,23 +37,27 @@ class Policy:
     (self._policy_params,) = learner_lib.state_variables(self._state, ["policy"])
     self.observation_spec, self.action_spec = self.config.specs()
     self._scaling = self.config.scaling()
-    self._pick = rollout.observation_path(self.config.observation_key)
+    self._layout = self.config.observation_layout()
+    self._action_layout = self.config.action_layout()
     builder = self.config.make_builder()
     networks = builder.make_networks(self.observation_spec, self.action_spec, self.config.observation_stats)
     self._act = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
     self._deterministic = deterministic
     self._key = jax.random.PRNGKey(seed)
 
-  def __call__(self, observation: np.ndarray) -> np.ndarray:
+  def __call__(self, observation: Any) -> Any:
     """One action for one observation (or a batch of actions for a batch of observations)."""
-    for part in self._pick if isinstance(observation, Mapping) else ():
-      observation = observation[part]
+    if isinstance(observation, Mapping):
+      observation = self._layout.convert(self._layout.pick(observation))
+    elif not self._layout.packed:
+      observation = self._layout.convert({self._layout.fields[0].path: observation})
     observation = np.asarray(observation, dtype=self.observation_spec.dtype)
     if observation.shape[-len(self.observation_spec.shape) :] != self.observation_spec.shape:
       raise ValueError(f"Observation of shape {observation.shape}; this policy takes {self.observation_spec.shape}.")
     self._key, key = jax.random.split(self._key)
     action = np.asarray(self._act(self._policy_params, key, observation, evaluation=self._deterministic))
-    return action if self._scaling is None else self._scaling.unnormalise(action)
+    action = action if self._scaling is None else self._scaling.unnormalise(action)
+    return action if self._action_layout is None else self._action_layout.split(action)
 
   def get_variables(self, names: Sequence[str]) -> List:
     """The checkpoint's parameters by name, as a learner serves them ("policy": the policy's)."""

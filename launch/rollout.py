@@ -1,6 +1,6 @@
 """One evaluation episode of a policy, shared by the evaluator workers, scripts and tests."""
 
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import dm_env
 import jax
@@ -8,31 +8,28 @@ import numpy as np
 
 import environments
 from data_pipeline import action_scaling as scaling_lib
-
-
-def observation_path(observation_key: str) -> List[str]:
-  """The keys that lead from an environment's (possibly nested) observation to the run's observation: the
-  dataset's step field 'observation' is what the environment returns."""
-  parts = observation_key.split("/")
-  return parts[1:] if parts[0] == "observation" else parts
+from data_pipeline import step_format
 
 
 class EvaluationEnv:
-  """A run's view of its environment: observations as its dataset holds them (the run's observation_key picked
-  out of nested observations, cast as the networks take them), the policy's [-1, 1] actions mapped back to the
-  dataset's units, and a user's episodes cut after `max_steps` actions (the dataset's longest episode)."""
+  """A run's view of its environment: observations as its dataset holds them (the run's observation fields picked
+  out of nested observations and converted as the networks take them: data_pipeline.step_format), the policy's
+  [-1, 1] actions mapped back to the dataset's units (and split into its action dict when it had one), and a
+  user's episodes cut after `max_steps` actions (the dataset's longest episode)."""
 
   def __init__(
     self,
     env: Any,
-    observation_key: str = "observation",
+    layout: step_format.ObservationLayout,
     scaling: Optional[scaling_lib.ActionScaling] = None,
     max_steps: Optional[int] = None,
     can_render: bool = True,
+    action_layout: Optional[step_format.ActionLayout] = None,
   ):
     self._env = env
-    self._path = observation_path(observation_key)
+    self._layout = layout
     self._scaling = scaling
+    self._action_layout = action_layout
     self._max_steps = max_steps
     self._t = 0
     self.can_render = can_render and callable(getattr(env, "render_frame", None))
@@ -40,15 +37,15 @@ class EvaluationEnv:
 
   @property
   def action_shape(self) -> Tuple[int, ...]:
+    if self._action_layout is not None:
+      return (sum(self._action_layout.sizes),)
     return tuple(self._env.action_spec().shape)
 
   def _observation(self, observation):
-    for part in self._path:
-      if not isinstance(observation, Mapping) or part not in observation:
-        raise ValueError(f"The environment's observation has no field {part!r} (--observation_key picks it).")
-      observation = observation[part]
-    observation = np.asarray(observation)
-    return observation if observation.dtype == np.uint8 else observation.astype(np.float32)
+    try:
+      return self._layout.convert(self._layout.pick(observation))
+    except ValueError as e:
+      raise ValueError(f"The environment's observation does not fit the run (--observation_key picks it): {e}") from e
 
   def _timestep(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
     timestep = timestep._replace(observation=self._observation(timestep.observation))
@@ -63,6 +60,8 @@ class EvaluationEnv:
   def step(self, action) -> dm_env.TimeStep:
     self._t += 1
     action = np.asarray(action) if self._scaling is None else self._scaling.unnormalise(action)
+    if self._action_layout is not None:
+      action = self._action_layout.split(action)
     return self._timestep(self._env.step(action))
 
   def success(self) -> bool:
@@ -79,12 +78,23 @@ def make_evaluation_env(config, seed: int) -> EvaluationEnv:
   """The evaluation environment of a run (a launch.run_config.RunConfig)."""
   own = config.env in environments.ENV_NAMES
   spec = config.spec() if config.dataset_spec is not None else None
+  layout = config.observation_layout() if spec is not None else _single_field_layout(config)
   return EvaluationEnv(
     environments.make(config.env, seed=seed),
-    config.observation_key,
+    layout,
     config.scaling(),
     max_steps=None if own or spec is None else spec.max_episode_length - 1,
     can_render=own,
+    action_layout=config.action_layout() if spec is not None else None,
+  )
+
+
+def _single_field_layout(config) -> step_format.ObservationLayout:
+  """Runs created before dataset specs were recorded: their environment's observation at observation_key."""
+  observation_spec, _ = config.specs()
+  kind = step_format.IMAGE if len(observation_spec.shape) == 3 else step_format.VECTOR
+  return step_format.ObservationLayout(
+    (step_format.Field(config.observation_key, kind, tuple(observation_spec.shape)),)
   )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import agents
 from data_pipeline import action_scaling as scaling_lib
 from data_pipeline import rlds_source
+from data_pipeline import step_format
 from data_pipeline import success_examples as success_lib
 import environments
 from launch import checkpointing
@@ -32,6 +33,7 @@ from launch import failures
 # (results/throughput.md), so image runs make one update per call.
 AUTO_SGD_STEPS_PER_STEP = {"vector": 10, "image": 1}
 MIN_IMAGE_SIZE = 36  # The smallest image the Atari torso's three unpadded ('VALID') convolutions reduce to 1x1.
+SUCCESS_FROM = ("flagged_steps", "last_step")  # Where --success_key's success examples come from.
 
 
 @dataclasses.dataclass
@@ -71,8 +73,17 @@ class RunConfig:
   # written to <workdir>/success_examples.npy when the run is created.
   success_examples: Optional[str] = None
   success_key: Optional[str] = None
-  # The step field that holds the observation: a '/'-separated path into nested observations.
+  # The step fields the agents observe: '/'-separated paths into nested observations, several joined by commas
+  # (images and vectors together; see data_pipeline.step_format).
   observation_key: str = rlds_source.DEFAULT_OBSERVATION_KEY
+  # The step fields that make the action: 'action' (a vector), or fields of a dict action joined in that order.
+  action_key: str = rlds_source.DEFAULT_ACTION_KEY
+  # [height, width] every image observation is resized to on its way in (None: as the dataset stores them).
+  image_size: Optional[List[int]] = None
+  # Success examples drawn from the data: the observations of every step whose success_key is true
+  # ('flagged_steps'), or the last observation of each episode ('last_step'; with success_key, of the episodes
+  # whose last step has it true).
+  success_from: str = "flagged_steps"
   # How actions map to the policy's [-1, 1]: 'auto', 'data' or explicit bounds (data_pipeline.action_scaling).
   action_bounds: str = scaling_lib.AUTO
   # Measured from the dataset when the run is created: its rlds_source.DatasetSpec, and the ActionScaling of
@@ -120,6 +131,10 @@ class RunConfig:
     for name in ("num_evaluators", "video_every"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+    if self.success_from not in SUCCESS_FROM:
+      raise ValueError(f"--success_from must be one of {', '.join(SUCCESS_FROM)}, got {self.success_from!r}.")
+    if self.image_size is not None:
+      step_format.parse_image_size(self.image_size)
     if self.wandb_project and importlib.util.find_spec("wandb") is None:
       raise ValueError(
         "--wandb_project needs Weights & Biases, which the default install leaves out: "
@@ -151,9 +166,25 @@ class RunConfig:
         instance.close()
     spec = self.spec()
     return (
-      dm_specs.Array(spec.observation_shape, np.dtype(spec.observation_dtype), "observation"),
+      self.observation_layout().spec(),
       dm_specs.BoundedArray(spec.action_shape, np.float32, -1.0, 1.0, "action"),
     )
+
+  def observation_layout(self) -> step_format.ObservationLayout:
+    """How a step's observation fields become the networks' input."""
+    return self.spec().layout(self.observation_key)
+
+  def action_layout(self) -> Optional[step_format.ActionLayout]:
+    """How the policy's action vector splits into the dataset's action dict (None: the action is a vector)."""
+    return self.spec().action_fields()
+
+  def read_options(self) -> Dict[str, Any]:
+    """rlds_source.iter_episodes's options for this run's fields."""
+    return {
+      "observation_key": self.observation_key,
+      "action_key": self.action_key,
+      "image_size": tuple(self.image_size) if self.image_size else None,
+    }
 
   def scaling(self) -> Optional[scaling_lib.ActionScaling]:
     return scaling_lib.ActionScaling.from_dict(self.action_scaling)
@@ -226,6 +257,20 @@ def check_run_config(config: RunConfig) -> Dict[str, Tuple[Any, Any]]:
       f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
       "another run, or the same flags to resume this one."
     )
+
+
+def keep_fields_of_older_run(config: RunConfig) -> None:
+  """A run stored before a RunConfig field existed resumes with that field's default (what it ran with), whatever
+  the flag's default is now."""
+  path = run_config_path(config.workdir)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f)
+  for field in dataclasses.fields(RunConfig):
+    if field.name not in stored:
+      default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+      setattr(config, field.name, default)
 
 
 def stored_run_config(workdir: str) -> Optional[RunConfig]:
@@ -356,9 +401,9 @@ def check_success_examples(config: RunConfig) -> None:
       f"The success examples of {path} have shape {examples.shape}; expected "
       f"(N >= 1, {', '.join(map(str, spec.observation_shape))}), the dataset's observations."
     )
-  if spec.is_image and examples.dtype != np.uint8:
-    raise ValueError(f"The success examples of {path} are {examples.dtype}; image observations are uint8.")
-  if not spec.is_image:
+  if spec.observation_dtype == "uint8" and examples.dtype != np.uint8:
+    raise ValueError(f"The success examples of {path} are {examples.dtype}; this run's observations are uint8.")
+  if spec.observation_dtype == "float32":
     bad = np.argwhere(~np.isfinite(examples.astype(np.float32)))
     if len(bad):
       example, dimension = bad[0]
@@ -368,20 +413,27 @@ def check_success_examples(config: RunConfig) -> None:
       )
 
 
-def success_examples_from_flag(config: RunConfig, num_examples: int) -> np.ndarray:
-  """A seeded sample of the observations of the steps whose field `config.success_key` is true (the user names
-  the flag: laeo's own datasets keep theirs out of the agents' reach)."""
+def success_examples_from_data(config: RunConfig, num_examples: int) -> np.ndarray:
+  """A seeded sample of the dataset's own observations (as the networks take them): those of the steps whose
+  field `config.success_key` is true, or with success_from 'last_step' each episode's last one (only where
+  success_key, when given, is true there). laeo's own datasets keep their success flag out of the agents' reach:
+  the user names it."""
+  last = config.success_from == "last_step"
 
-  def flagged():
-    for episode in rlds_source.iter_episodes(config.dataset_dirs, config.observation_key, flag_key=config.success_key):
-      yield {"observation": episode["observation"], "success": episode["flag"]}
+  def marked():
+    for episode in rlds_source.iter_episodes(config.dataset_dirs, flag_key=config.success_key, **config.read_options()):
+      success = episode["flag"] if config.success_key else np.ones(len(episode["observation"]), bool)
+      if last:
+        success = np.arange(len(success)) == len(success) - 1 if success[-1] else np.zeros_like(success)
+      yield {"observation": episode["observation"], "success": success}
 
   try:
-    return success_lib.extract_success_examples(flagged(), num_examples, config.seed)
+    return success_lib.extract_success_examples(marked(), num_examples, config.seed)
   except ValueError as e:
     if "No successful step" in str(e):
+      where = "on any episode's last step" if last else "on any step"
       raise ValueError(
-        f"{config.success_key!r} is never true in {config.dataset_dir}: there is no success example to take."
+        f"{config.success_key!r} is never true {where} of {config.dataset_dir}: there is no success example to take."
       ) from e
     raise
 
@@ -458,6 +510,9 @@ def make_run_config(
   tfds_data_dir: Optional[str] = None,
   observation_key: str = rlds_source.DEFAULT_OBSERVATION_KEY,
   action_bounds: str = scaling_lib.AUTO,
+  action_key: str = rlds_source.DEFAULT_ACTION_KEY,
+  image_size: Optional[str] = None,
+  success_from: str = "flagged_steps",
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
@@ -474,8 +529,9 @@ def make_run_config(
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
 
-  if success_examples and success_key:
-    raise ValueError("Give at most one of --success_examples and --success_key.")
+  if success_examples and (success_key or success_from == "last_step"):
+    raise ValueError("Give --success_examples, or take them from the data with --success_key / --success_from.")
+  from_data = bool(success_key) or success_from == "last_step"
   overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
   dirs = resolve_dataset_dirs(dataset_dir, tfds_name, tfds_data_dir)
   generated = dirs is None
@@ -505,14 +561,18 @@ def make_run_config(
     wandb_project=wandb_project,
     success_examples=(
       os.path.join(workdir, "success_examples.npy")
-      if success_key
+      if from_data
       else (os.path.abspath(success_examples) if success_examples else None)
     ),
     success_key=success_key,
     observation_key=observation_key,
     action_bounds=action_bounds,
+    action_key=action_key,
+    image_size=list(step_format.parse_image_size(image_size)) if image_size else None,
+    success_from=success_from,
   )
   config.validate()
+  keep_fields_of_older_run(config)
   changes = check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
   checkpointing.for_run(workdir).check_format()
   if generated and not rlds_io.is_dataset_dir(dirs[0]):
@@ -527,27 +587,28 @@ def make_run_config(
       check_diverged_run_change(previous, config, changes)
   else:
     # One pass; also refuses a missing or damaged dataset, and NaN or infinity in it.
-    measured = rlds_source.measure(dirs, observation_key)
+    measured = rlds_source.measure(dirs, **config.read_options())
     spec = measured.spec
     if spec.num_skipped_episodes:
       print(f"Skipping {spec.num_skipped_episodes} episodes of fewer than two steps (no transition in them).")
     scaling = scaling_lib.resolve(action_bounds, spec.action_min, spec.action_max)
     config.dataset_spec = spec.to_dict()
     config.action_scaling = scaling.to_dict() if scaling else None
-    if normalize_observations and not spec.is_image:
+    if normalize_observations and measured.observation_stats is not None:
       config.observation_stats = measured.observation_stats
   spec = config.spec()
   padding = agents.make_config(config.agent, **config.overrides).torso_padding
-  if spec.is_image and padding == "VALID" and min(spec.observation_shape[:2]) < MIN_IMAGE_SIZE:
-    raise ValueError(
-      f"{config.observation_key!r} holds {spec.observation_shape} images; the conv torso (8x8, 4x4 and 3x3 "
-      f"unpadded convolutions) needs at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}; 'SAME' padding takes any size."
-    )
+  for field in config.observation_layout().images:
+    if padding == "VALID" and min(field.shape[:2]) < MIN_IMAGE_SIZE:
+      raise ValueError(
+        f"{field.path!r} holds {field.shape} images; the conv torso (8x8, 4x4 and 3x3 unpadded convolutions) "
+        f"needs at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (--image_size); 'SAME' padding takes any size."
+      )
   if num_sgd_steps_per_step == 0:
-    config.num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if spec.is_image else "vector"]
+    config.num_sgd_steps_per_step = AUTO_SGD_STEPS_PER_STEP["image" if spec.has_images else "vector"]
   sampled = None
-  if success_key and not os.path.exists(config.success_examples):
-    sampled = success_examples_from_flag(config, num_success_examples)  # The dataset's own observations.
+  if from_data and not os.path.exists(config.success_examples):
+    sampled = success_examples_from_data(config, num_success_examples)  # The dataset's own observations.
   else:
     check_success_examples(config)
   if env is not None:

@@ -1,4 +1,4 @@
-"""Shared network pieces: observation encoder (standardised vector or Atari conv torso)."""
+"""Shared network pieces: observation encoder (standardised vector, Atari conv torso, or both for packed fields)."""
 
 from typing import Mapping, Optional, Sequence
 
@@ -10,6 +10,7 @@ from dm_env import specs
 
 from agents.common import config_utils
 from agents.common import distributions
+from data_pipeline import step_format
 
 
 def is_image_spec(observation_spec: specs.Array) -> bool:
@@ -52,9 +53,10 @@ class Encoder(hk.Module):
   ((x - mean) / std, when given: raw Fetch positions vary by centimetres around
   ~1, too little for an MLP to resolve in a short run) and flattened. Image observations
   (rank-3 spec) are cast to float32 (divided by 255 when the spec is uint8)
-  and passed through an AtariTorso with `torso_channels` and `torso_padding`. One Encoder instance
-  = one set of torso weights, so calling the same instance from several heads
-  shares the torso.
+  and passed through an AtariTorso with `torso_channels` and `torso_padding`. Packed observations of several
+  fields (data_pipeline.step_format.PackedSpec) are unpacked: each image through a torso of its own, the vector
+  fields joined and standardised, then all features joined. One Encoder instance = one set of torso weights,
+  so calling the same instance from several heads shares the torso.
   """
 
   def __init__(
@@ -72,8 +74,11 @@ class Encoder(hk.Module):
     self._image = is_image_spec(observation_spec)
     self._uint8 = np.dtype(observation_spec.dtype) == np.uint8
     self._ndim = len(observation_spec.shape)
+    self._layout = getattr(observation_spec, "layout", None)
 
   def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
+    if self._layout is not None:
+      return self._packed(obs)
     x = obs.astype(jnp.float32)
     if self._image:
       if self._uint8:
@@ -82,6 +87,20 @@ class Encoder(hk.Module):
     if self._stats is not None:
       x = (x - self._stats[0]) / self._stats[1]
     return x.reshape(x.shape[: x.ndim - self._ndim] + (-1,))
+
+  def _packed(self, obs: jnp.ndarray) -> jnp.ndarray:
+    images, vectors = [], []
+    for field, value in step_format.unpack(obs, self._layout):
+      if field.kind == step_format.IMAGE:
+        torso = AtariTorso(self._torso_channels, self._torso_padding, name=f"atari_torso_{len(images)}")
+        images.append(torso(value.astype(jnp.float32) / 255.0))
+      else:
+        vectors.append(value)
+    features = images
+    if vectors:
+      x = jnp.concatenate(vectors, axis=-1)
+      features.append(x if self._stats is None else (x - self._stats[0]) / self._stats[1])
+    return jnp.concatenate(features, axis=-1)
 
 
 def mlp(hidden_sizes: Sequence[int], output_size: int, name: str) -> hk.nets.MLP:
@@ -188,12 +207,14 @@ def check_observation_stats(observation_spec: specs.Array, observation_stats: Ob
   """(mean, std) float32 arrays shaped like the observation, or None; raises on stats that do not fit."""
   if observation_stats is None:
     return None
-  if is_image_spec(observation_spec):
+  layout = getattr(observation_spec, "layout", None)
+  if is_image_spec(observation_spec) or (layout is not None and not layout.vector_size):
     raise ValueError("observation_stats standardise vector observations; images are scaled to [0, 1].")
+  shape = (layout.vector_size,) if layout is not None else observation_spec.shape
   try:
-    mean, std = (np.asarray(observation_stats[k], np.float32).reshape(observation_spec.shape) for k in ("mean", "std"))
+    mean, std = (np.asarray(observation_stats[k], np.float32).reshape(shape) for k in ("mean", "std"))
   except (KeyError, ValueError) as e:
-    raise ValueError(f'observation_stats need "mean" and "std" of shape {observation_spec.shape}: {e}') from e
+    raise ValueError(f'observation_stats need "mean" and "std" of shape {shape}: {e}') from e
   if not np.all(std > 0):
     raise ValueError('observation_stats["std"] must be positive.')
   return mean, std
