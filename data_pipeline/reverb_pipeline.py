@@ -18,8 +18,7 @@ the Reverb path moves 1/R of the bytes per batch (pulling whole episodes out of 
 laptop-preset update: results/throughput.md).
 
 The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads, autotuned (without autotuning
-a batch cut from fresh episodes costs ~1.6x the CPU time: scripts/benchmark_input_pipeline.py,
-results/input_pipeline.md), and Reverb streams with as many workers.
+a batch cut from fresh episodes costs ~1.6x the CPU time: results/input_pipeline.md), and Reverb streams with as many workers.
 """
 
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -96,7 +95,7 @@ def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
 
 
 # Resident memory of a Reverb server per raw byte of the padded episodes it holds, by kind of observation
-# (scripts/benchmark_reverb_memory.py, results/reverb_memory.json: 1.61 for FetchPush states, 0.088 for its
+# (results/reverb_memory.json: 1.61 for FetchPush states, 0.088 for its
 # 64x64 renders, which Reverb's chunk compression shrinks ~11x; twice that for images, whose compressibility
 # depends on the scene).
 REVERB_RSS_PER_RAW_BYTE = {"vector": 1.7, "image": 0.2}

@@ -38,7 +38,7 @@ import agents  # noqa: E402
 import environments  # noqa: E402
 from agents.laeo import learning as laeo_learning  # noqa: E402
 from data_pipeline import reverb_pipeline  # noqa: E402
-from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import rlds_source  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
@@ -142,7 +142,7 @@ def main():
     budget = dataclasses.replace(reproduce.BUDGETS["cpu"], image_dataset_episodes=args.episodes)
     dataset = reproduce.dataset_dir(run, budget)
     reproduce.ensure_dataset(dataset, run, args.episodes)
-  episodes = rlds_io.load_episodes(dataset, include_success=False)
+  episodes = list(rlds_source.iter_episodes([dataset]))
   held_out, train = episodes[: len(episodes) // 10], episodes[len(episodes) // 10 :]
   examples = success_lib.load_success_examples(dataset)
   images, positions, actions, expert = probe_frames(args.env, args.probe_episodes, seed=10_000 + args.seed)

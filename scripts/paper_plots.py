@@ -1,9 +1,14 @@
 """Draws results/paper/fig<N>.png from the table scripts/reproduce.py writes (bars with per-seed points, or
-per-seed training curves for Fig. 4)."""
+per-seed training curves for Fig. 4); reproduce.py calls it after every run.
 
+  python scripts/paper_plots.py --figure=3     # redraw one figure and its README table from its CSV
+"""
+
+import argparse
 import collections
 import csv
 import os
+import sys
 from typing import Dict, List
 
 import matplotlib
@@ -11,6 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from launch import plot  # noqa: E402
 
@@ -204,3 +212,16 @@ def summary_markdown(figure: int, table: str) -> str:
       )
     lines.append(f"| {label} | {' | '.join(entries)} |")
   return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--figure", type=int, required=True, choices=sorted({0, 3, 4, 5, 6, 7}))
+  parser.add_argument("--out_dir", default=os.path.join(ROOT, "results", "paper"))
+  args = parser.parse_args()
+  table = os.path.join(args.out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
+  print(plot_figure(args.figure, table, args.out_dir, ROOT))
+
+
+if __name__ == "__main__":
+  main()

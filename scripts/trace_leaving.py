@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import environments  # noqa: E402
-from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import rlds_source  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch.policy import load_policy  # noqa: E402
 
@@ -136,9 +136,9 @@ def summarise(records, at_success, dataset_dir: str, task: str):
     else None,
     "policy_at_success_hand_speed": float(np.mean([s["hand_speed"] for s, _ in at_success])) if at_success else None,
   }
-  episodes = rlds_io.load_episodes(dataset_dir, include_success=True)
+  episodes = list(rlds_source.iter_episodes([dataset_dir], flag_key="success"))
   # Steps hold (s_t, a_t); the last step's action is padding.
-  acted = [np.r_[e["success"][:-1], False] for e in episodes]
+  acted = [np.r_[e["flag"][:-1], False] for e in episodes]
   data_actions = np.concatenate([e["action"][m] for e, m in zip(episodes, acted) if m.any()])
   summary["data_at_success_mean_abs_action"] = float(np.abs(data_actions[:, :3]).mean())
   summary["data_successful_steps"] = int(len(data_actions))

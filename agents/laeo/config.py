@@ -30,8 +30,8 @@ class LaeoConfig:
       uniformly per batch element.
     num_q_success_examples: 'logmeanexp' only: the log-mean-exp of each update runs over this many success
       examples drawn without replacement (a fresh subset per update, shared by the batch) instead of all of them;
-      0 (default) = all. A subset's log-mean-exp underestimates the full one (Jensen); its bias is measured by
-      scripts/measure_q_subset_bias.py (results/q_subset_bias.md). It saves encoding every success example at
+      0 (default) = all. A subset's log-mean-exp underestimates the full one (Jensen); its bias is measured in
+      results/q_subset_bias.md. It saves encoding every success example at
       every step, most of the cost for images.
     log_std_min, log_std_max: clipping range of the policy log-std.
     action_clip_eps: data actions are clipped to (-1+eps, 1-eps) before atanh.
