@@ -129,11 +129,6 @@ class ExampleControlEnv(dm_env.Environment, abc.ABC):
     self._seed = int(seed)
     self._rng = np.random.default_rng(self._seed)
 
-  @property
-  def steps_taken(self) -> int:
-    """Number of ``step`` calls since the last ``reset``."""
-    return self._t
-
   # ------------------------------------------------------- task-specific part
   @abc.abstractmethod
   def success(self) -> bool:

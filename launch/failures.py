@@ -20,10 +20,6 @@ FAILURE_FILE = "node_failures.txt"
 DIVERGENCE_FILE = "diverged.json"
 
 
-class NodeFailure(RuntimeError):
-  """A node of the program failed; the message says which, how, and where the run can resume from."""
-
-
 def failure_path(workdir: str) -> str:
   return os.path.join(workdir, FAILURE_FILE)
 

@@ -217,11 +217,6 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
   return overrides
 
 
-def preset_overrides(agent: str, preset: str) -> Dict[str, Any]:
-  """The config fields of `agent` that size preset `preset` sets (see each agent's config.PRESETS)."""
-  return agents.preset(agent, preset)
-
-
 def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str:
   return os.path.join("data", f"{env}_{quality}_{episodes}ep_seed{seed}")
 
@@ -532,7 +527,7 @@ def make_run_config(
   if success_examples and (success_key or success_from == "last_step"):
     raise ValueError("Give --success_examples, or take them from the data with --success_key / --success_from.")
   from_data = bool(success_key) or success_from == "last_step"
-  overrides = {**preset_overrides(agent, preset), **parse_overrides(config_overrides)}
+  overrides = {**agents.preset(agent, preset), **parse_overrides(config_overrides)}
   dirs = resolve_dataset_dirs(dataset_dir, tfds_name, tfds_data_dir)
   generated = dirs is None
   if generated:

@@ -41,7 +41,6 @@ from acme import specs  # noqa: E402
 
 import agents  # noqa: E402
 from agents.common import learner as common_learner  # noqa: E402
-from launch import run_config as run_config_lib  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "throughput")
 SHAPES = {"state": ((25,), np.float32), "image": ((64, 64, 3), np.uint8)}
@@ -95,7 +94,7 @@ def _batch(rng, batch_kind: str, obs: str, size: int):
 
 def update_benchmark(agent: str, obs: str, per_call_counts, seconds: float, overrides=None) -> dict:
   """FLOPs of one update and steps/s with each of `per_call_counts` updates per call, on a batch held in memory."""
-  overrides = {**run_config_lib.preset_overrides(agent, "laptop"), **(overrides or {})}
+  overrides = {**agents.preset(agent, "laptop"), **(overrides or {})}
   builder = agents.make_builder(agent, **overrides)
   shape, dtype = SHAPES[obs]
   networks = builder.make_networks(specs.Array(shape, dtype), ACTION_SPEC)

@@ -152,7 +152,7 @@ def main():
   names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: positions.shape[1]]
   for variant in args.variants:
     preset, overrides = parse_variant(variant)
-    overrides = {**run_config_lib.preset_overrides("laeo", preset), "batch_size": args.batch_size, **overrides}
+    overrides = {**agents.preset("laeo", preset), "batch_size": args.batch_size, **overrides}
     builder = agents.make_builder("laeo", **overrides)
     networks = builder.make_networks(env.observation_spec(), env.action_spec(), None)
     iterator = reverb_pipeline.make_in_memory_iterator(
