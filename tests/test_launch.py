@@ -733,3 +733,52 @@ def test_an_evaluator_does_not_evaluate_non_finite_parameters(capsys):
   evaluator.run_episode = lambda *args: pytest.fail("a diverged policy was rolled out")
   assert evaluator.evaluate_round() is None
   assert "not evaluating the diverged parameters of learner step 0: policy_mlp/w is nan" in capsys.readouterr().out
+
+
+def test_every_evaluation_round_acts_with_the_parameters_the_learner_holds_then(dataset_dir, tmp_path):
+  """The evaluator fetches the learner's policy at the start of each round and every action of the round comes
+  from those parameters (not the first ones it ever fetched, nor a mix)."""
+  from acme import core
+  from acme.utils import counting
+
+  from agents.common import learner as learner_lib
+  from launch import nodes
+
+  config = make_tiny_run_config(dataset_dir, tmp_path / "run", episodes_per_eval=1, video_every=0)
+  builder = config.make_builder()
+  networks = builder.make_networks(*config.specs(), config.observation_stats)
+  examples = config.load_success_examples()[:1]
+  state = builder.make_learner(networks, iter(()), examples, jax.random.PRNGKey(0)).save()
+  (initial,) = learner_lib.state_variables(state, ["policy"])
+
+  class Learner(core.VariableSource):
+    version = 0
+
+    def get_variables(self, names):
+      assert list(names) == ["policy"]
+      return [jax.tree_util.tree_map(lambda x: x * (1.0 + self.version), initial)]
+
+  learner, counter = Learner(), counting.Counter()
+  evaluator = nodes.Evaluator(config, learner, counter, "evaluator_0", seed=1)
+  policy, used = evaluator._policy, []
+
+  leaf = max(
+    range(len(jax.tree_util.tree_leaves(initial))), key=lambda i: abs(jax.tree_util.tree_leaves(initial)[i]).max()
+  )
+  marker = np.asarray(jax.tree_util.tree_leaves(initial)[leaf]).ravel()
+  index = int(np.abs(marker).argmax())
+
+  def spy(params, key, observation, evaluation):
+    value = np.asarray(jax.tree_util.tree_leaves(params)[leaf]).ravel()[index]
+    used.append(round(float(value / marker[index]) - 1.0))  # The version of the parameters acted with.
+    return policy(params, key, observation, evaluation=evaluation)
+
+  evaluator._policy = spy
+  rounds = []
+  for version in (0, 3, 7):
+    learner.version = version
+    counter.increment(learner_steps=5)
+    before = len(used)
+    assert evaluator.evaluate_round()["learner_steps"] == counter.get_counts()["learner_steps"]
+    rounds.append(set(used[before:]))
+  assert rounds == [{0}, {3}, {7}]
