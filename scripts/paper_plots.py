@@ -1,7 +1,7 @@
 """Draws results/paper/fig<N>.png from the table scripts/reproduce.py writes (bars with per-seed points, or
 per-seed training curves for Fig. 4); reproduce.py calls it after every run.
 
-  python scripts/paper_plots.py --figure=3     # redraw one figure and its README table from its CSV
+  python scripts/paper_plots.py --figure=3     # redraw one figure and its table in docs/results.md from its CSV
 """
 
 import argparse
@@ -123,19 +123,22 @@ def stability_markdown(rows: List[Dict], root: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: str, name: str, text: str) -> bool:
-  """Replaces the README's block between `<!-- table:NAME -->` and `<!-- end table:NAME -->` by `text`; False
-  when the README has no such block."""
-  if not os.path.exists(readme):
+RESULTS_DOC = os.path.join("docs", "results.md")  # Quotes the project's own tables, between markers.
+
+
+def update_table(document: str, name: str, text: str) -> bool:
+  """Replaces the document's block between `<!-- table:NAME -->` and `<!-- end table:NAME -->` by `text`; False
+  when it has no such block."""
+  if not os.path.exists(document):
     return False
-  with open(readme) as f:
+  with open(document) as f:
     content = f.read()
   start, end = f"<!-- table:{name} -->", f"<!-- end table:{name} -->"
   if start not in content or end not in content:
     return False
   head, rest = content.split(start, 1)
   _, tail = rest.split(end, 1)
-  with open(readme, "w") as f:
+  with open(document, "w") as f:
     f.write(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
   return True
 
@@ -154,7 +157,7 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     with open(os.path.join(out_dir, "fig4.md"), "w") as f:
       f.write(stability)
     if out_dir == os.path.join(root, "results", "paper"):
-      update_readme(os.path.join(root, "README.md"), "fig4", stability)
+      update_table(os.path.join(root, RESULTS_DOC), "fig4", stability)
   else:
     metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -183,8 +186,8 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
         "Success rate of the final checkpoint: mean over seeds, any step / final step "
         "(per-seed any-step values in brackets).\n\n" + summary
       )
-    if out_dir == os.path.join(root, "results", "paper"):  # The README quotes the project's own tables.
-      update_readme(os.path.join(root, "README.md"), f"fig{figure}", summary)
+    if out_dir == os.path.join(root, "results", "paper"):  # docs/results.md quotes the project's own tables.
+      update_table(os.path.join(root, RESULTS_DOC), f"fig{figure}", summary)
   return out
 
 

@@ -149,10 +149,10 @@ def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path
   assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 0.188 ± 0.188 (n=2) | 4 | 50 |" in text
 
 
-def test_readme_tables_are_replaced_between_their_markers_only(tmp_path):
-  readme = tmp_path / "README.md"
+def test_result_tables_are_replaced_between_their_markers_only(tmp_path):
+  readme = tmp_path / "results.md"
   readme.write_text("intro\n<!-- table:fig3 -->\n| old |\n<!-- end table:fig3 -->\nafter\n")
-  assert paper_plots.update_readme(str(readme), "fig3", "| new |\n")
+  assert paper_plots.update_table(str(readme), "fig3", "| new |\n")
   assert readme.read_text() == "intro\n<!-- table:fig3 -->\n| new |\n<!-- end table:fig3 -->\nafter\n"
-  assert not paper_plots.update_readme(str(readme), "fig5", "| x |")
+  assert not paper_plots.update_table(str(readme), "fig5", "| x |")
   assert "| x |" not in readme.read_text()
