@@ -150,7 +150,7 @@ class ObservationLayout:
         lead = value.shape[:-1]
       if value.shape[len(lead) :] != field.shape:
         raise ValueError(
-          f"Observation field {field.path!r} has shape {value.shape[len(lead):]}; expected {field.shape}."
+          f"Observation field {field.path!r} has shape {value.shape[len(lead):]}; the run takes {field.shape}."
         )
       if not self.packed:
         return value
