@@ -27,12 +27,9 @@ import time
 import warnings
 from typing import Any, Dict, List, Optional
 
-import launchpad as lp
-from launchpad import context as lp_context
-from launchpad.nodes.python import local_multi_processing
-
 from launch import checkpointing
 from launch import failures
+from launch import launchpad_local
 from launch import program as program_lib
 from launch import terminal as terminal_lib
 from launch.run_config import RunConfig
@@ -69,26 +66,6 @@ class _Node:
   @property
   def group(self) -> str:
     return self.title.split("/")[0]
-
-
-def _node_commands(program: lp.Program, resources: Dict[str, Any]) -> List[Any]:
-  """Launchpad's local multi-processing launch up to the point where it hands the commands to a terminal."""
-  for label, group in program.groups.items():
-    for node in group:
-      node._initialize_context(
-        lp_context.LaunchType.LOCAL_MULTI_PROCESSING,  # pylint: disable=protected-access
-        launch_config=resources.get(label),
-      )
-  for label, group in program.groups.items():
-    for node in group:
-      for handle in node.input_handles:
-        handle.connect(node, label)
-  for node in program.get_all_nodes():
-    node.bind_addresses()
-  commands = []
-  for label, group in program.groups.items():
-    commands.extend(group[0].to_executables(group, label, group[0].launch_context))
-  return commands
 
 
 def _die_with_parent():
@@ -237,23 +214,16 @@ class Supervisor:
     failures.clear_failures(config.workdir)
     program = program_lib.make_program(config)
     # Only the learner may use an accelerator; the other processes stay on the CPU.
-    cpu_only = local_multi_processing.PythonProcess(env={"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""})
+    cpu_only = launchpad_local.process_resources({"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""})
     resources = {group: cpu_only for group in program.groups if group != "learner"}
     log_dir = os.path.join(config.workdir, "logs", "nodes")
     os.makedirs(log_dir, exist_ok=True)
-    for command in _node_commands(program, resources):
-      env = {
-        **os.environ,
-        **{k: str(v) for k, v in command.env_overrides.items()},
-        "PYTHONUNBUFFERED": "1",
-        "LAEO_NODE": command.title,
-      }
+    for command in launchpad_local.node_commands(program, resources):
+      env = {**os.environ, **command.env, "PYTHONUNBUFFERED": "1", "LAEO_NODE": command.title}
       for key, flags in GROUP_ENV.get(command.title.split("/")[0], {}).items():
         env[key] = f"{env.get(key, '')} {flags}".strip()  # After the user's own flags: these win.
       self._nodes.append(
-        _Node(
-          command.title, command.command_as_list, env, os.path.join(log_dir, command.title.replace("/", "_") + ".log")
-        )
+        _Node(command.title, command.command, env, os.path.join(log_dir, command.title.replace("/", "_") + ".log"))
       )
     previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -1,4 +1,4 @@
-"""A two-node Launchpad program used by tests/test_stack.py.
+"""A two-node Launchpad program used by tests/test_stack.py and tests/test_launchpad_local.py.
 
 `Echo` serves a courier method; `Caller` calls it over courier, writes the answer to a file and stops the
 program. Launched with local multi-processing, each node is its own process.
@@ -26,11 +26,15 @@ class Caller:
     lp.stop()
 
 
-def main(out_path):
+def make_program(out_path) -> lp.Program:
   program = lp.Program("two_courier_nodes")
   echo = program.add_node(lp.CourierNode(Echo), label="echo")
   program.add_node(lp.CourierNode(Caller, echo, out_path), label="caller")
-  lp.launch(program, launch_type=lp.LaunchType.LOCAL_MULTI_PROCESSING, terminal="current_terminal")
+  return program
+
+
+def main(out_path):
+  lp.launch(make_program(out_path), launch_type=lp.LaunchType.LOCAL_MULTI_PROCESSING, terminal="current_terminal")
 
 
 if __name__ == "__main__":
