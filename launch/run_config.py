@@ -263,9 +263,12 @@ def keep_fields_of_older_run(config: RunConfig) -> None:
   with open(path) as f:
     stored = json.load(f)
   for field in dataclasses.fields(RunConfig):
-    if field.name not in stored:
-      default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-      setattr(config, field.name, default)
+    if field.name in stored:
+      continue
+    if field.default is not dataclasses.MISSING:
+      setattr(config, field.name, field.default)
+    elif field.default_factory is not dataclasses.MISSING:
+      setattr(config, field.name, field.default_factory())
 
 
 def stored_run_config(workdir: str) -> Optional[RunConfig]:
@@ -525,7 +528,7 @@ def make_run_config(
   from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
 
   if success_examples and (success_key or success_from == "last_step"):
-    raise ValueError("Give --success_examples, or take them from the data with --success_key / --success_from.")
+    raise ValueError("Give at most one of --success_examples and --success_key / --success_from=last_step.")
   from_data = bool(success_key) or success_from == "last_step"
   overrides = {**agents.preset(agent, preset), **parse_overrides(config_overrides)}
   dirs = resolve_dataset_dirs(dataset_dir, tfds_name, tfds_data_dir)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from data_pipeline import generate
 from data_pipeline import rlds_source
 from launch import run_config as run_config_lib
+from tests.helpers import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBNET = "10.231.77"
@@ -84,18 +86,22 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
   run_config_lib.save_run_config(config)
   run_config = os.path.join(config.workdir, "run_config.json")
   (replay_ns, replay_ip), (learner_ns, learner_ip), (evaluator_ns, _) = hosts
+  counter, reverb, learner = free_ports(3)  # Free here; in namespaces any port is.
   roles = {
-    "replay": (replay_ns, ["--counter_port=19001", "--reverb_port=19002", "--linger_s=5"]),
+    "replay": (replay_ns, [f"--counter_port={counter}", f"--reverb_port={reverb}", "--linger_s=5"]),
     "learner": (
       learner_ns,
       [
-        f"--counter_address={replay_ip}:19001",
-        f"--reverb_address={replay_ip}:19002",
-        "--learner_port=19003",
+        f"--counter_address={replay_ip}:{counter}",
+        f"--reverb_address={replay_ip}:{reverb}",
+        f"--learner_port={learner}",
         "--linger_s=5",
       ],
     ),
-    "evaluator": (evaluator_ns, [f"--counter_address={replay_ip}:19001", f"--learner_address={learner_ip}:19003"]),
+    "evaluator": (
+      evaluator_ns,
+      [f"--counter_address={replay_ip}:{counter}", f"--learner_address={learner_ip}:{learner}"],
+    ),
   }
   procs = {}
   try:
@@ -115,7 +121,8 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
         cwd=ROOT,
         env={**os.environ, "MUJOCO_GL": "egl"},
       )
-    outputs = {role: proc.communicate(timeout=400)[0] for role, proc in procs.items()}
+    deadline = time.time() + 400  # One limit for the three roles together.
+    outputs = {role: proc.communicate(timeout=max(deadline - time.time(), 1.0))[0] for role, proc in procs.items()}
   finally:
     for proc in procs.values():
       if proc.poll() is None:

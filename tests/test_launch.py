@@ -18,6 +18,7 @@ from data_pipeline import generate
 from launch import checkpointing
 from launch import evaluate
 from launch import policy as policy_lib
+from tests.helpers import make_tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -76,32 +77,6 @@ def launch(agent, dataset_dir, workdir, num_steps, extra=()):
 def read_csv(path):
   with open(path) as f:
     return list(csv.DictReader(f))
-
-
-def make_tiny_run_config(dataset_dir, workdir, **kwargs):
-  """run_config.make_run_config for a 10-step BC run on the tiny dataset; kwargs add or override arguments."""
-  from launch import run_config
-
-  return run_config.make_run_config(
-    **{
-      "agent": "bc",
-      "env": "fetch_reach",
-      "dataset_dir": dataset_dir,
-      "quality": "medium",
-      "dataset_episodes": 12,
-      "num_evaluators": 1,
-      "num_steps": 10,
-      "seed": 0,
-      "workdir": str(workdir),
-      "episodes_per_eval": 1,
-      "eval_every": 5,
-      "checkpoint_every": 5,
-      "log_every": 5,
-      "preset": "laptop",
-      "config_overrides": [],
-      **kwargs,
-    }
-  )
 
 
 def tagged_processes(workdir):

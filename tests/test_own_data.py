@@ -12,7 +12,7 @@ from data_pipeline import action_scaling
 from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_source
 from launch import evaluate
-from tests.test_launch import make_tiny_run_config
+from tests.helpers import make_tiny_run_config
 from tests.programs import foreign_robot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

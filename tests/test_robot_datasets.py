@@ -15,7 +15,7 @@ from agents.common import networks as common_networks
 from data_pipeline import rlds_source
 from data_pipeline import step_format
 from tests.programs import oxe_robot
-from tests.test_launch import make_tiny_run_config
+from tests.helpers import make_tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERAS_AND_STATE = "observation/image,observation/wrist_image,observation/state"

@@ -1,0 +1,44 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+import socket
+from typing import List
+
+
+def make_tiny_run_config(dataset_dir, workdir, **kwargs):
+  """run_config.make_run_config for a 10-step BC run on the tiny dataset; kwargs add or override arguments."""
+  from launch import run_config
+
+  return run_config.make_run_config(
+    **{
+      "agent": "bc",
+      "env": "fetch_reach",
+      "dataset_dir": dataset_dir,
+      "quality": "medium",
+      "dataset_episodes": 12,
+      "num_evaluators": 1,
+      "num_steps": 10,
+      "seed": 0,
+      "workdir": str(workdir),
+      "episodes_per_eval": 1,
+      "eval_every": 5,
+      "checkpoint_every": 5,
+      "log_every": 5,
+      "preset": "laptop",
+      "config_overrides": [],
+      **kwargs,
+    }
+  )
+
+
+def free_ports(count: int) -> List[int]:
+  """`count` distinct TCP ports that nothing listens on now (held open together while picked)."""
+  sockets = []
+  try:
+    for _ in range(count):
+      s = socket.socket()
+      s.bind(("", 0))
+      sockets.append(s)
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
