@@ -1,4 +1,4 @@
-"""The Launchpad program of a run: counter, Reverb, dataset loader, learner, evaluators, steps limiter."""
+"""The Launchpad program of a run: counter, Reverb (one server per replay shard), dataset loader, learner, evaluators, steps limiter."""
 
 import functools
 import os
@@ -29,7 +29,11 @@ def make_program(config: RunConfig) -> lp.Program:
   with program.group("counter"):
     counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
   with program.group("reverb"):
-    replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
+    # One server per replay shard, each holding its shard's episodes only.
+    replay = [
+      program.add_node(lp.ReverbNode(functools.partial(_episode_tables, n, signature)))
+      for n in reverb_pipeline.shard_sizes(num_episodes, config.num_replay_shards)
+    ]
   with program.group("dataset_loader"):
     program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config, signature, replay))
   with program.group("learner"):
