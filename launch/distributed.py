@@ -16,7 +16,7 @@ With --rendezvous_dir instead of ports and addresses (as launch/slurm.py runs th
 ports of its host, publishes its host:port in that directory and finds its peers' there. Replay may be sharded
 (the run's num_replay_shards): one replay role per shard (--shard_index), the first also serving the counter.
 
-Each server binds only the calls the run's peers make (SERVED); courier and Reverb servers carry no
+Each server binds only the calls the run's peers make (nodes.SERVED); courier and Reverb servers carry no
 authentication and listen on every interface of their host.
 
 RUN.json is a run config as written by `launch/local.py` into its workdir (`run_config.json`); the dataset and
@@ -74,6 +74,9 @@ flags.DEFINE_string(
 flags.DEFINE_float("rendezvous_timeout_s", 600.0, "Seconds to wait for a peer's address to appear in --rendezvous_dir.")
 flags.DEFINE_string("learner_address", None, "host:port of the learner (evaluator role).")
 flags.DEFINE_integer("evaluator_id", 0, "evaluator role: index, used for its seed and log label.")
+flags.DEFINE_float(
+  "stop_grace_s", 20.0, "replay role: seconds it keeps serving after SIGTERM, until the learner has checkpointed."
+)
 flags.DEFINE_float("linger_s", 30.0, "learner and replay roles: seconds to keep serving after the last step.")
 flags.DEFINE_float(
   "peer_timeout_s",
@@ -82,17 +85,10 @@ flags.DEFINE_float(
 )
 
 
-# The calls each server answers: those its peers make (the learner reads and counts; evaluators and replay shards
-# read; evaluators fetch parameters). Everything else of the object (a learner's run() or train(), a counter's
-# restore()) is refused.
-SERVED = {"counter": ("get_counts", "increment"), "learner": ("get_variables",)}
-
-
 def serve(instance: Any, kind: str, port: Optional[int] = None) -> courier.Server:
-  """A started courier server of `instance` answering only SERVED[kind] (port None: a free one)."""
+  """A started courier server of `instance` answering only nodes.SERVED[kind] (port None: a free one)."""
   server = courier.Server(port=port)
-  for name in SERVED[kind]:
-    server.Bind(name, getattr(instance, name))
+  nodes.bind_served(server, instance, kind)
   server.Start()
   return server
 
@@ -162,8 +158,18 @@ def _watch_reverb(addresses: Sequence[str], timeout_s: float, poll_s: float = 5.
           os._exit(1)  # pylint: disable=protected-access
 
 
-def _wait_until_done(counter, num_steps: int, poll_s: float = 1.0) -> None:
-  while counter.get_counts().get("learner_steps", 0) < num_steps:
+def _wait_until_done(counter, num_steps: int, stop: threading.Event, poll_s: float = 1.0) -> None:
+  while not stop.is_set() and counter.get_counts().get("learner_steps", 0) < num_steps:
+    stop.wait(poll_s)
+
+
+def _learner_stopped_path(config: run_config_lib.RunConfig) -> str:
+  return os.path.join(FLAGS.rendezvous_dir or config.workdir, "learner_stopped")
+
+
+def _wait_for_learner_to_stop(config: run_config_lib.RunConfig, poll_s: float = 0.5) -> None:
+  deadline = time.time() + FLAGS.stop_grace_s
+  while not os.path.exists(_learner_stopped_path(config)) and time.time() < deadline:
     time.sleep(poll_s)
 
 
@@ -181,6 +187,7 @@ def _require(**addresses):
 
 
 def run_replay(config: run_config_lib.RunConfig) -> None:
+  stop = _stop_on_sigterm()
   shard = FLAGS.shard_index
   if not 0 <= shard < config.num_replay_shards:
     raise app.UsageError(f"--shard_index={shard}: the run has num_replay_shards={config.num_replay_shards}.")
@@ -204,10 +211,15 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
     if counter is None:
       counter = _client(_counter_address())
     try:
-      _wait_until_done(counter, config.num_steps)
+      _wait_until_done(counter, config.num_steps, stop)
     except Exception:  # pylint: disable=broad-except
       if not _run_finished(config):
         raise  # The counter's host is gone before the run's end.
+    if stop.is_set():
+      # Everyone got SIGTERM: serve until the learner, which may still need a batch, has checkpointed.
+      _wait_for_learner_to_stop(config)
+      print(f"[replay_{shard}] stopped by SIGTERM", flush=True)
+      sys.exit(143)
     time.sleep(FLAGS.linger_s)  # The evaluators read the final count before the counter goes away.
     print(f"[replay_{shard}] learner finished; shutting down", flush=True)
   finally:
@@ -224,13 +236,17 @@ def run_learner(config: run_config_lib.RunConfig) -> None:
   addresses = _reverb_addresses(config)
   threading.Thread(target=_watch_reverb, args=(addresses, FLAGS.peer_timeout_s), daemon=True).start()
   learner = nodes.LearnerWorker(config, signature, [reverb.Client(a) for a in addresses], _client(_counter_address()))
+  if os.path.exists(_learner_stopped_path(config)):
+    os.remove(_learner_stopped_path(config))  # An earlier start's.
   server = serve(learner, "learner", None if FLAGS.rendezvous_dir else FLAGS.learner_port)
   if FLAGS.rendezvous_dir:
     _publish("learner", learner=server.port)
   try:
     step = learner.train(stop.is_set)
-    if step < config.num_steps:
-      sys.exit(143)  # Stopped from outside, the step reached checkpointed.
+    if step < config.num_steps:  # Stopped from outside, the step reached checkpointed.
+      with open(_learner_stopped_path(config), "w") as f:
+        f.write(f"{step}\n")
+      sys.exit(143)
     time.sleep(FLAGS.linger_s)  # Evaluators finish their round with the final parameters.
   except learner_lib.DivergenceError as e:
     failures.stop_program(config.workdir, "learner", learner.describe_divergence(e))

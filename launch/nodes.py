@@ -13,11 +13,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import courier
 import jax
 import launchpad as lp
 import numpy as np
 from acme import core
 from acme.utils import counting
+from launchpad import address as lp_address
+from launchpad.launch import worker_manager
 
 from agents.common import learner as learner_lib
 from data_pipeline import reverb_pipeline
@@ -30,6 +33,41 @@ from launch import run_config as run_config_lib
 from launch import terminal
 from launch import variable_client
 from launch import video
+
+
+# The calls each courier server of a run answers: those the run's own peers make (the learner counts steps and
+# everyone reads the counts; evaluators fetch the learner's parameters). Nothing else, e.g. the learner's run() or
+# train() (a second training loop) or the counter's restore(), is reachable over the network. No authentication:
+# whoever reaches a port may make these calls.
+SERVED = {"counter": ("get_counts", "increment"), "learner": ("get_variables",), "none": ()}
+
+
+def bind_served(server: courier.Server, instance: Any, kind: str) -> None:
+  """Binds to `server` the methods of `instance` that SERVED[kind] names, and only those."""
+  for name in SERVED[kind]:
+    server.Bind(name, getattr(instance, name))
+
+
+class ServedCourierNode(lp.CourierNode):
+  """A CourierNode whose server answers only SERVED[kind] (Launchpad's binds every public method of the instance)."""
+
+  def __init__(self, kind: str, constructor: Callable[..., Any], *args):
+    super().__init__(constructor, *args)
+    self._kind = kind
+
+  def run(self) -> None:
+    instance = self._construct_instance()
+    server = courier.Server(port=lp_address.get_port_from_address(self._address.resolve()))
+    bind_served(server, instance, self._kind)
+    server.Start()
+    try:
+      if hasattr(instance, "run") and self._should_run:
+        instance.run()
+      else:
+        worker_manager.wait_for_stop()
+    finally:
+      server.Stop()
+      server.Join()
 
 
 def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:

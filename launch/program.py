@@ -27,7 +27,7 @@ def make_program(config: RunConfig) -> lp.Program:
 
   program = lp.Program(os.path.basename(config.workdir))
   with program.group("counter"):
-    counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
+    counter = program.add_node(nodes.ServedCourierNode("counter", nodes.make_counter, counts))
   with program.group("reverb"):
     # One server per replay shard, each holding its shard's episodes only.
     replay = [
@@ -38,15 +38,19 @@ def make_program(config: RunConfig) -> lp.Program:
     program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config, signature, replay))
   with program.group("learner"):
     learner = program.add_node(
-      lp.CourierNode(guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
+      nodes.ServedCourierNode("learner", guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
     )
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
       label = f"evaluator_{i}"
       program.add_node(
-        lp.CourierNode(guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i))
+        nodes.ServedCourierNode(
+          "none", guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i)
+        )
       )
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
-    program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))
+    program.add_node(
+      nodes.ServedCourierNode("none", lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps")
+    )
   return program
