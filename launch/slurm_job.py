@@ -80,6 +80,7 @@ def _steps(config: run_config_lib.RunConfig, rendezvous: str) -> List[_Step]:
       f"--ntasks={ntasks}",
       *placement,
       "--overlap",  # Evaluators may share the replay nodes' CPUs with the replay step.
+      "--kill-on-bad-exit=1",  # A task that dies ends its step at once, so this driver sees it.
       f"--job-name={role}",
       "bash",
       "-c",

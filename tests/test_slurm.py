@@ -141,7 +141,7 @@ def test_a_run_submitted_with_wait_finishes_over_three_nodes(cluster, dataset_di
 @needs_cluster
 def test_a_requeued_run_completes_from_its_checkpoint(cluster, dataset_dir, tmp_path):
   workdir = tmp_path / "run"
-  proc = start(cluster, slurm_command(dataset_dir, workdir, 20000, ["--wait", "--checkpoint_every=500"]))
+  proc = start(cluster, slurm_command(dataset_dir, workdir, 10000, ["--wait", "--checkpoint_every=500"]))
   try:
     wait_for_checkpoint(workdir, 1000, proc)
     job_id = cluster.run("squeue", "-h", "-o", "%F").split()[0]
@@ -151,12 +151,12 @@ def test_a_requeued_run_completes_from_its_checkpoint(cluster, dataset_dir, tmp_
     if proc.poll() is None:
       proc.kill()
   assert proc.returncode == 0, output[-4000:]
-  assert f"Job {job_id} was requeued" in output and "Run finished: 20000 learner steps" in output
+  assert f"Job {job_id} was requeued" in output and "Run finished: 10000 learner steps" in output
   learner_log = "".join(p.read_text() for p in (workdir / "logs" / "nodes").glob("learner_0_*.log"))
   stopped = int(re.search(r"stopped at step (\d+); checkpoint saved", learner_log).group(1))
   assert f"resumed from step {stopped}" in learner_log  # Nothing lost: the step it was stopped at.
   assert stopped >= 1000
-  assert checkpointing.for_run(str(workdir)).latest_step() == 20000
+  assert checkpointing.for_run(str(workdir)).latest_step() == 10000
 
 
 @needs_cluster
@@ -202,3 +202,18 @@ def test_a_node_that_dies_ends_the_job_with_the_supervisors_message(cluster, dat
     output,
   ), output[-3000:]
   assert not run_processes(workdir)
+
+
+@needs_cluster
+def test_a_partition_the_cluster_lacks_is_refused_before_anything_is_prepared(cluster, dataset_dir, tmp_path):
+  proc = subprocess.run(
+    slurm_command(dataset_dir, tmp_path / "run", 400, ["--partition=nope"]),
+    env=cluster.env,
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "No partition 'nope' on this cluster; its partitions: debug." in proc.stderr
+  assert not (tmp_path / "run").exists()
