@@ -180,6 +180,8 @@ class Driver:
     signal.signal(signal.SIGUSR1, self._on_signal)
     for s in self._steps:
       env = {**os.environ, **ROLE_ENV.get(s.role, {}), "PYTHONUNBUFFERED": "1"}
+      if "XLA_FLAGS" in ROLE_ENV.get(s.role, {}):  # After the user's own flags: these win.
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ROLE_ENV[s.role]['XLA_FLAGS']}".strip()
       s.process = subprocess.Popen(s.srun, env=env, stdin=subprocess.DEVNULL)
     self._print(f"started {', '.join(f'{s.role} on {s.nodes}' for s in self._steps)}; logs in {config.workdir}/logs")
     death = self._watch()
