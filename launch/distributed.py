@@ -180,10 +180,12 @@ def _wait_for_learner_to_stop(config: run_config_lib.RunConfig, poll_s: float = 
     time.sleep(poll_s)
 
 
-def _stop_on_sigterm() -> threading.Event:
-  """An event set by SIGTERM (scancel, a requeue, a preemption, the job's driver), for the learner to checkpoint."""
+def _stop_on_signals() -> threading.Event:
+  """An event set by SIGTERM (scancel, a requeue, a preemption) or SIGUSR1 (launch/slurm_job.py stopping the run:
+  srun passes SIGUSR1 on to its tasks, while on SIGTERM it kills them)."""
   stop = threading.Event()
-  signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+  for sig in (signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(sig, lambda signum, frame: stop.set())
   return stop
 
 
@@ -194,7 +196,7 @@ def _require(**addresses):
 
 
 def run_replay(config: run_config_lib.RunConfig) -> None:
-  stop = _stop_on_sigterm()
+  stop = _stop_on_signals()
   shard = FLAGS.shard_index
   if not 0 <= shard < config.num_replay_shards:
     raise app.UsageError(f"--shard_index={shard}: the run has num_replay_shards={config.num_replay_shards}.")
@@ -223,9 +225,9 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
       if not _run_finished(config):
         raise  # The counter's host is gone before the run's end.
     if stop.is_set():
-      # Everyone got SIGTERM: serve until the learner, which may still need a batch, has checkpointed.
+      # The run is being stopped: serve until the learner, which may still need a batch, has checkpointed.
       _wait_for_learner_to_stop(config)
-      print(f"[replay_{shard}] stopped by SIGTERM", flush=True)
+      print(f"[replay_{shard}] stopped", flush=True)
       sys.exit(143)
     time.sleep(FLAGS.linger_s)  # The evaluators read the final count before the counter goes away.
     print(f"[replay_{shard}] learner finished; shutting down", flush=True)
@@ -236,7 +238,7 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
 
 
 def run_learner(config: run_config_lib.RunConfig) -> None:
-  stop = _stop_on_sigterm()
+  stop = _stop_on_signals()
   if not FLAGS.rendezvous_dir:
     _require(counter_address=FLAGS.counter_address, reverb_address=FLAGS.reverb_address)
   signature = reverb_pipeline.spec_signature(config.spec())

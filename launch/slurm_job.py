@@ -10,6 +10,8 @@ How the job ends (its exit code, also in `<workdir>/slurm/job_<id>/outcome.json`
   0    finished: the learner reached num_steps;
   1    a role died (which, on which nodes, how, the step of the last checkpoint, and its recorded error);
   143  stopped by SIGTERM (scancel, a preemption, a requeue): the learner checkpointed the step it reached.
+Roles are stopped with SIGUSR1 to their srun (passed on to the tasks; the learner checkpoints, the replay nodes
+serve until it has), the learner's first.
 Near the time limit (SIGUSR1, `--signal` in the batch script) the job stops its roles the same way and requeues
 itself; a requeued job (also after a preemption) resumes from the last checkpoint.
 """
@@ -155,20 +157,25 @@ class Driver:
     return ending
 
   def _stop_all(self) -> None:
-    """SIGTERM to the learner's step first (srun passes it on; the learner checkpoints), then to the others."""
+    """Stops the learner's step first (it checkpoints the step it reached), then the others: SIGUSR1, which srun
+    passes on to its tasks (on SIGTERM srun kills them); SIGTERM to a step still running after the grace."""
     for roles in (("learner",), None):
       chosen = [s for s in self._steps if roles is None or s.role in roles]
       for s in chosen:
         if s.process.poll() is None:
-          s.process.send_signal(signal.SIGTERM)
+          s.process.send_signal(signal.SIGUSR1)
       deadline = time.time() + FLAGS.stop_grace_s
       for s in chosen:
         try:
           s.process.wait(max(deadline - time.time(), 0.0))
         except subprocess.TimeoutExpired:
-          self._print(f"the {s.role} step did not stop within {FLAGS.stop_grace_s:.0f} s: killing it")
-          s.process.kill()  # srun cancels its step's tasks when it is killed.
-          s.process.wait()
+          self._print(f"the {s.role} step did not stop within {FLAGS.stop_grace_s:.0f} s: ending it")
+          s.process.terminate()  # srun ends its step's tasks.
+          try:
+            s.process.wait(60)
+          except subprocess.TimeoutExpired:
+            s.process.kill()
+            s.process.wait()
 
   def run(self) -> supervisor.Outcome:
     config = self._config
