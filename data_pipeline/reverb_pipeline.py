@@ -17,6 +17,10 @@ its episode's transitions, each future truncated-geometric), but R consecutive b
 the Reverb path moves 1/R of the bytes per batch (pulling whole episodes out of Reverb costs more CPU than a LAEO
 laptop-preset update: results/throughput.md).
 
+Replay may be sharded over K servers (`num_shards`): episode i lives in server i % K only, and the learner draws
+from server k with probability n_k / N (its share of the N episodes), then uniformly within it, so every episode,
+hence every transition, is drawn with the same probability as from one server holding all N.
+
 The input pipeline runs in a private tf.data thread pool of INPUT_THREADS threads, autotuned (without autotuning
 a batch cut from fresh episodes costs ~1.6x the CPU time: results/input_pipeline.md), and Reverb streams with as many workers.
 """
@@ -123,18 +127,44 @@ def make_episode_table(num_episodes: int, signature: Dict[str, tf.TensorSpec]) -
   )
 
 
+def shard_sizes(num_episodes: int, num_shards: int) -> List[int]:
+  """Episodes held by each of `num_shards` servers when episode i goes to server i % num_shards."""
+  if num_shards < 1:
+    raise ValueError(f"num_shards must be >= 1, got {num_shards}.")
+  if num_shards > num_episodes:
+    raise ValueError(f"{num_shards} replay shards for {num_episodes} episodes: a shard would hold none.")
+  return [len(range(k, num_episodes, num_shards)) for k in range(num_shards)]
+
+
 def insert_episodes(
   server_address: str, episodes: Iterable[Dict[str, np.ndarray]], signature: Dict[str, tf.TensorSpec]
 ) -> int:
   """Inserts episodes (any iterable: a streaming reader keeps only one in memory); returns how many."""
-  client = reverb.Client(server_address)
-  count = 0
-  with client.writer(max_sequence_length=1) as writer:
-    for episode in episodes:
+  return insert_sharded_episodes({0: server_address}, episodes, signature, num_shards=1)[0]
+
+
+def insert_sharded_episodes(
+  server_addresses: Dict[int, str],
+  episodes: Iterable[Dict[str, np.ndarray]],
+  signature: Dict[str, tf.TensorSpec],
+  num_shards: int,
+) -> Dict[int, int]:
+  """Inserts episode i into the server of shard i % num_shards, for the shards in `server_addresses`
+  ({shard: address}; the other shards' episodes are skipped: their servers load them); returns {shard: count}."""
+  counts = {k: 0 for k in server_addresses}
+  writers = {k: reverb.Client(a).writer(max_sequence_length=1) for k, a in server_addresses.items()}
+  try:
+    for i, episode in enumerate(episodes):
+      writer = writers.get(i % num_shards)
+      if writer is None:
+        continue
       writer.append(pad_episode(episode, signature))
       writer.create_item(EPISODE_TABLE, num_timesteps=1, priority=1.0)
-      count += 1
-  return count
+      counts[i % num_shards] += 1
+  finally:
+    for writer in writers.values():
+      writer.close()
+  return counts
 
 
 def _truncated_geometric(seed, max_offset, discount: float):
@@ -212,8 +242,39 @@ def _batches(
   return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
+def sharded_episode_dataset(
+  server_addresses: Sequence[str],
+  signature: Dict[str, tf.TensorSpec],
+  num_episodes: int,
+  seed: int,
+  max_in_flight: int = 2,
+  workers: int = INPUT_THREADS,
+) -> tf.data.Dataset:
+  """Endless episodes drawn uniformly from the `num_episodes` episodes spread over the servers of
+  `server_addresses` (shard k at index k, holding the episodes i with i % K == k): server k is chosen with
+  probability n_k / num_episodes (seeded), then Reverb samples uniformly within its table."""
+
+  def server(address):
+    ds = reverb.TimestepDataset(
+      server_address=address,
+      table=EPISODE_TABLE,
+      dtypes={k: s.dtype for k, s in signature.items()},
+      shapes={k: s.shape for k, s in signature.items()},
+      max_in_flight_samples_per_worker=max_in_flight,
+      num_workers_per_iterator=workers,
+    )
+    return ds.map(lambda sample: sample.data)
+
+  if len(server_addresses) == 1:
+    return server(server_addresses[0])
+  sizes = shard_sizes(num_episodes, len(server_addresses))
+  return tf.data.Dataset.sample_from_datasets(
+    [server(a) for a in server_addresses], weights=[n / num_episodes for n in sizes], seed=seed
+  )
+
+
 def make_reverb_iterator(
-  server_address: str,
+  server_addresses: Sequence[str],
   signature: Dict[str, tf.TensorSpec],
   batch_kind: str,
   batch_size: int,
@@ -221,17 +282,21 @@ def make_reverb_iterator(
   seed: int,
   samples_per_episode: int = 1,
   episode_reuse: int = 1,
+  num_episodes: Optional[int] = None,
 ) -> Iterator[Dict[str, np.ndarray]]:
-  """Endless numpy batches sampled from the Reverb episode table (Reverb's sampling order is not seeded)."""
-  episode_ds = reverb.TimestepDataset(
-    server_address=server_address,
-    table=EPISODE_TABLE,
-    dtypes={k: s.dtype for k, s in signature.items()},
-    shapes={k: s.shape for k, s in signature.items()},
-    max_in_flight_samples_per_worker=2 * max(1, batch_size // samples_per_episode),
-    num_workers_per_iterator=INPUT_THREADS,
+  """Endless numpy batches sampled from the Reverb episode table, sharded over `server_addresses` (one address:
+  one server; several need the dataset's `num_episodes`). Reverb's sampling order is not seeded."""
+  if isinstance(server_addresses, str):
+    server_addresses = [server_addresses]
+  if len(server_addresses) > 1 and num_episodes is None:
+    raise ValueError("Sampling from several replay shards needs the dataset's num_episodes.")
+  episode_ds = sharded_episode_dataset(
+    server_addresses,
+    signature,
+    num_episodes,
+    seed,
+    max_in_flight=2 * max(1, batch_size // samples_per_episode),
   )
-  episode_ds = episode_ds.map(lambda sample: sample.data)
   return _batches(
     episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode, episode_reuse
   ).as_numpy_iterator()

@@ -1,6 +1,7 @@
 """The workers of a run, each built inside its own Launchpad process.
 
-- `load_dataset_into_reverb` reads the RLDS dataset (TFDS directory) once and inserts every episode into Reverb.
+- `load_dataset_into_reverb` reads the RLDS dataset (TFDS directory) once and inserts every episode into the Reverb
+  server of its replay shard.
 - `LearnerWorker` samples batches from Reverb, runs the agent's learner, logs, checkpoints, counts
   `learner_steps` and serves the latest parameters (an acme VariableSource over courier). It stops the run at
   the first NaN or infinity in the learner's metrics or state, before any checkpoint holds it.
@@ -12,11 +13,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import courier
 import jax
 import launchpad as lp
 import numpy as np
 from acme import core
 from acme.utils import counting
+from launchpad import address as lp_address
+from launchpad.launch import worker_manager
 
 from agents.common import learner as learner_lib
 from data_pipeline import reverb_pipeline
@@ -31,6 +35,41 @@ from launch import variable_client
 from launch import video
 
 
+# The calls each courier server of a run answers: those the run's own peers make (the learner counts steps and
+# everyone reads the counts; evaluators fetch the learner's parameters). Nothing else, e.g. the learner's run() or
+# train() (a second training loop) or the counter's restore(), is reachable over the network. No authentication:
+# whoever reaches a port may make these calls.
+SERVED = {"counter": ("get_counts", "increment"), "learner": ("get_variables",), "none": ()}
+
+
+def bind_served(server: courier.Server, instance: Any, kind: str) -> None:
+  """Binds to `server` the methods of `instance` that SERVED[kind] names, and only those."""
+  for name in SERVED[kind]:
+    server.Bind(name, getattr(instance, name))
+
+
+class ServedCourierNode(lp.CourierNode):
+  """A CourierNode whose server answers only SERVED[kind] (Launchpad's binds every public method of the instance)."""
+
+  def __init__(self, kind: str, constructor: Callable[..., Any], *args):
+    super().__init__(constructor, *args)
+    self._kind = kind
+
+  def run(self) -> None:
+    instance = self._construct_instance()
+    server = courier.Server(port=lp_address.get_port_from_address(self._address.resolve()))
+    bind_served(server, instance, self._kind)
+    server.Start()
+    try:
+      if hasattr(instance, "run") and self._should_run:
+        instance.run()
+      else:
+        worker_manager.wait_for_stop()
+    finally:
+      server.Stop()
+      server.Join()
+
+
 def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
   """The run's central counter, restored from the last checkpoint's counts when resuming."""
   counter = counting.Counter(time_delta=0.0)
@@ -40,20 +79,35 @@ def make_counter(counts: Optional[Dict[str, float]] = None) -> counting.Counter:
 
 
 def load_dataset_into_reverb(
-  config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any
+  config: run_config_lib.RunConfig,
+  episode_signature: Dict[str, Any],
+  reverb_clients: Sequence[Any],
+  shards: Optional[Sequence[int]] = None,
 ) -> None:
-  """Inserts every episode of the run's dataset, as the learners read it (rlds_source) and padded to the table's
-  signature, into Reverb. Streamed: one episode in memory at once."""
+  """Inserts the episodes of the run's replay `shards` (default all; the clients in the same order), as the
+  learners read them (rlds_source) and padded to the table's signature, into their Reverb servers. Streamed: one
+  episode in memory at once."""
+  shards = range(config.num_replay_shards) if shards is None else shards
   episodes = rlds_source.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
-  count = reverb_pipeline.insert_episodes(reverb_client.server_address, episodes, episode_signature)
-  print(f"[dataset_loader] inserted {count} episodes from {config.dataset_dir} into Reverb", flush=True)
+  counts = reverb_pipeline.insert_sharded_episodes(
+    {k: c.server_address for k, c in zip(shards, reverb_clients)},
+    episodes,
+    episode_signature,
+    config.num_replay_shards,
+  )
+  where = ", ".join(f"{n} into shard {k}" for k, n in counts.items())
+  print(f"[dataset_loader] inserted episodes from {config.dataset_dir}: {where}", flush=True)
 
 
 class LearnerWorker(core.VariableSource):
   """Runs the run's `num_steps` learner updates in total (counting steps restored from a checkpoint)."""
 
   def __init__(
-    self, config: run_config_lib.RunConfig, episode_signature: Dict[str, Any], reverb_client: Any, counter: Any
+    self,
+    config: run_config_lib.RunConfig,
+    episode_signature: Dict[str, Any],
+    reverb_clients: Sequence[Any],
+    counter: Any,
   ):
     self._counter = counter
     self._config = config
@@ -71,13 +125,14 @@ class LearnerWorker(core.VariableSource):
     networks = builder.make_networks(*config.specs(), config.observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
     iterator = reverb_pipeline.make_reverb_iterator(
-      reverb_client.server_address,
+      [c.server_address for c in reverb_clients],
       episode_signature,
       builder.batch_kind,
       builder.config.batch_size,
       builder.config.discount,
       seed=config.seed + self._start_step,
       episode_reuse=config.episode_reuse,
+      num_episodes=config.spec().num_episodes,
     )
     # Metrics of every `log_every`-th step; the learner's own count starts where the checkpoint left off.
     logger = loggers.EveryNSteps(

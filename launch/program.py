@@ -1,4 +1,4 @@
-"""The Launchpad program of a run: counter, Reverb, dataset loader, learner, evaluators, steps limiter."""
+"""The Launchpad program of a run: counter, Reverb (one server per replay shard), dataset loader, learner, evaluators, steps limiter."""
 
 import functools
 import os
@@ -27,22 +27,30 @@ def make_program(config: RunConfig) -> lp.Program:
 
   program = lp.Program(os.path.basename(config.workdir))
   with program.group("counter"):
-    counter = program.add_node(lp.CourierNode(nodes.make_counter, counts))
+    counter = program.add_node(nodes.ServedCourierNode("counter", nodes.make_counter, counts))
   with program.group("reverb"):
-    replay = program.add_node(lp.ReverbNode(functools.partial(_episode_tables, num_episodes, signature)))
+    # One server per replay shard, each holding its shard's episodes only.
+    replay = [
+      program.add_node(lp.ReverbNode(functools.partial(_episode_tables, n, signature)))
+      for n in reverb_pipeline.shard_sizes(num_episodes, config.num_replay_shards)
+    ]
   with program.group("dataset_loader"):
     program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config, signature, replay))
   with program.group("learner"):
     learner = program.add_node(
-      lp.CourierNode(guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
+      nodes.ServedCourierNode("learner", guarded, "learner", nodes.LearnerWorker, config, signature, replay, counter)
     )
   with program.group("evaluator"):
     for i in range(config.num_evaluators):
       label = f"evaluator_{i}"
       program.add_node(
-        lp.CourierNode(guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i))
+        nodes.ServedCourierNode(
+          "none", guarded, label, nodes.Evaluator, config, learner, counter, label, config.evaluator_seed(i)
+        )
       )
   with program.group("steps_limiter"):
     # Stops every process once the learner has counted its last step (after its final checkpoint).
-    program.add_node(lp.CourierNode(lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps"))
+    program.add_node(
+      nodes.ServedCourierNode("none", lp_utils.StepsLimiter, counter, config.num_steps - 1, "learner_steps")
+    )
   return program

@@ -90,6 +90,8 @@ class RunConfig:
   # action_bounds (None: actions already lie in [-1, 1]).
   dataset_spec: Optional[Dict[str, Any]] = None
   action_scaling: Optional[Dict[str, List[float]]] = None
+  # Reverb servers the episodes are spread over (episode i in server i % K only; data_pipeline/reverb_pipeline).
+  num_replay_shards: int = 1
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = (
@@ -103,6 +105,7 @@ class RunConfig:
     "episode_reuse",
     "video_every",
     "wandb_project",
+    "num_replay_shards",  # Replay is reloaded from the dataset at every start.
   )
   # Functions of the other fields and of the data: a resumed run keeps the stored ones.
   DERIVED = ("observation_stats", "dataset_spec", "action_scaling")
@@ -125,6 +128,7 @@ class RunConfig:
       "eval_every",
       "num_sgd_steps_per_step",
       "episode_reuse",
+      "num_replay_shards",
     ):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -139,6 +143,11 @@ class RunConfig:
       raise ValueError(
         "--wandb_project needs Weights & Biases, which the default install leaves out: "
         "`.venv/bin/pip install wandb`."
+      )
+    if self.dataset_spec is not None and self.num_replay_shards > self.spec().num_episodes:
+      raise ValueError(
+        f"num_replay_shards={self.num_replay_shards} for {self.spec().num_episodes} episodes: a replay shard would "
+        "hold none."
       )
     # The agent registry rejects an unknown agent or config field, listing the valid ones.
     agents.make_builder(self.agent, **self.overrides)
@@ -436,21 +445,33 @@ def success_examples_from_data(config: RunConfig, num_examples: int) -> np.ndarr
     raise
 
 
-def check_dataset_fits_in_memory(config: RunConfig, available_bytes: Optional[int] = None) -> None:
-  """Refuses, before anything is loaded, a dataset whose Reverb table would not fit in this machine's memory."""
+def check_dataset_fits_in_memory(
+  config: RunConfig, available_bytes: Optional[int] = None, shards_per_machine: Optional[int] = None
+) -> None:
+  """Refuses, before anything is loaded, a dataset whose Reverb tables would not fit in memory: the
+  `shards_per_machine` largest of the run's replay shards (default all of them: one machine holds every server) in
+  `available_bytes` (default this machine's available memory)."""
   import psutil  # pylint: disable=g-import-not-at-top
 
   from data_pipeline import reverb_pipeline  # pylint: disable=g-import-not-at-top
 
   spec = config.spec()
-  need = reverb_pipeline.estimated_table_bytes(spec.num_episodes, reverb_pipeline.spec_signature(spec))
+  sizes = reverb_pipeline.shard_sizes(spec.num_episodes, config.num_replay_shards)
+  held = sum(sorted(sizes, reverse=True)[: shards_per_machine or len(sizes)])
+  need = reverb_pipeline.estimated_table_bytes(held, reverb_pipeline.spec_signature(spec))
   available = psutil.virtual_memory().available if available_bytes is None else available_bytes
   budget = int(0.7 * available)  # The rest for the learner, the evaluators and the system.
   if need > budget:
+    where = (
+      f"{held} of its {spec.num_episodes} episodes (the largest of {config.num_replay_shards} replay shards)"
+      if held < spec.num_episodes
+      else f"its {spec.num_episodes} episodes"
+    )
     raise ValueError(
-      f"{config.dataset_dir}: its {spec.num_episodes} episodes would take about {need / 2**30:.1f} GiB in the "
-      f"Reverb server, more than the {budget / 2**30:.1f} GiB (70% of the {available / 2**30:.1f} GiB available) "
-      "this machine can give it. Use a smaller dataset or a machine with more memory (README: Scale)."
+      f"{config.dataset_dir}: {where} would take about {need / 2**30:.1f} GiB in the Reverb server, more than "
+      f"the {budget / 2**30:.1f} GiB (70% of the {available / 2**30:.1f} GiB available) one machine can give it. "
+      "Use a smaller dataset, a machine with more memory, or more replay nodes (--num_replay_shards with "
+      "launch/slurm.py; README: Scale)."
     )
 
 
@@ -511,6 +532,8 @@ def make_run_config(
   action_key: str = rlds_source.DEFAULT_ACTION_KEY,
   image_size: Optional[str] = None,
   success_from: str = "flagged_steps",
+  num_replay_shards: int = 1,
+  shards_per_machine: Optional[int] = None,
 ) -> RunConfig:
   """The RunConfig of a run (stored in its workdir), generating the dataset first when none is given.
 
@@ -521,7 +544,8 @@ def make_run_config(
   mean and std (images are only scaled to [0, 1]); a resumed run keeps the statistics, the dataset spec and
   the action scaling it started with. num_sgd_steps_per_step 0 picks AUTO_SGD_STEPS_PER_STEP by the kind of
   observation. A run whose last attempt diverged may change its agent config (the change is recorded in
-  `<workdir>/config_changes.jsonl`). Every refusal comes before anything is written: a workdir of pickled
+  `<workdir>/config_changes.jsonl`). The dataset must fit in memory: `shards_per_machine` of the
+  `num_replay_shards` Reverb servers on one machine (default all of them). Every refusal comes before anything is written: a workdir of pickled
   checkpoints, NaN or infinity in the dataset or the success examples among them.
   """
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
@@ -568,6 +592,7 @@ def make_run_config(
     action_key=action_key,
     image_size=list(step_format.parse_image_size(image_size)) if image_size else None,
     success_from=success_from,
+    num_replay_shards=num_replay_shards,
   )
   config.validate()
   keep_fields_of_older_run(config)
@@ -611,7 +636,8 @@ def make_run_config(
     check_success_examples(config)
   if env is not None:
     check_env_matches_dataset(config)
-  check_dataset_fits_in_memory(config)
+  config.validate()  # Again, now that the number of episodes is known.
+  check_dataset_fits_in_memory(config, shards_per_machine=shards_per_machine)
   save_run_config(config)
   if changes:
     print(record_config_change(config, changes))

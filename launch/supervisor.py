@@ -98,6 +98,24 @@ def describe_exit(returncode: int) -> str:
   return f"exited with code {returncode}"
 
 
+def death_outcome(config: RunConfig, death: str, log_tail: str = "") -> Outcome:
+  """How a run ended whose node died (`death` says which and how): the divergence if the learner diverged, else
+  the step it can resume from and the node's recorded error (`log_tail` when it recorded none)."""
+  step = checkpointing.for_run(config.workdir).latest_step()
+  divergence = failures.read_divergence(config.workdir)
+  if divergence is not None:
+    return Outcome(1, failures.describe_divergence(divergence, config.num_steps))
+  recorded = failures.read_failures(config.workdir)
+  details = (
+    f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}" if recorded else log_tail
+  )
+  return Outcome(
+    1,
+    f"{death}, so the run stopped at its last checkpoint, learner step {step} of {config.num_steps}. Rerun the same "
+    f"command to resume from step {step}.{details}",
+  )
+
+
 class Supervisor:
   """Starts, watches, restarts and stops the nodes of one run (`run()` blocks until the run ends)."""
 
@@ -242,21 +260,8 @@ class Supervisor:
     config = self._config
     step = checkpointing.for_run(config.workdir).latest_step()
     resume = f"Rerun the same command to resume from step {step}."
-    divergence = failures.read_divergence(config.workdir)
-    if death is not None and divergence is not None:
-      return Outcome(1, failures.describe_divergence(divergence, config.num_steps))
     if death is not None:
-      recorded = failures.read_failures(config.workdir)
-      details = (
-        f"\nThe node's error (also in {failures.failure_path(config.workdir)}):\n{recorded}"
-        if recorded
-        else (_log_tail(self._dead) if self._dead else "")
-      )
-      return Outcome(
-        1,
-        f"{death}, so the run stopped at its last checkpoint, learner step {step} of "
-        f"{config.num_steps}. {resume}{details}",
-      )
+      return death_outcome(config, death, _log_tail(self._dead) if self._dead else "")
     if self._stop_reason == "interrupt":
       return Outcome(130, f"Interrupted at learner step {step} of {config.num_steps} (checkpointed). {resume}")
     if step >= config.num_steps:

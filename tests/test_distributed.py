@@ -134,3 +134,42 @@ def test_roles_on_three_hosts_train_evaluate_and_exit(hosts, tmp_path):
   with open(os.path.join(config.workdir, "logs", "evaluator_0", "logs.csv")) as f:
     assert list(csv.DictReader(f))
   assert "ckpt_0000000150" in os.listdir(os.path.join(config.workdir, "checkpoints"))
+
+
+def test_a_run_serves_only_the_calls_its_peers_make_and_refuses_the_rest_over_the_network():
+  import courier
+  import numpy as np
+
+  from launch import nodes
+
+  class Learner:
+    runs = 0
+
+    def get_variables(self, names):
+      return [np.ones(2) for _ in names]
+
+    def run(self):  # A second training loop, if anyone could start it.
+      Learner.runs += 1
+
+    def train(self):
+      Learner.runs += 1
+
+  servers = []
+  try:
+    for kind, instance in (("learner", Learner()), ("counter", nodes.make_counter({"learner_steps": 5}))):
+      server = courier.Server()
+      nodes.bind_served(server, instance, kind)
+      server.Start()
+      servers.append(server)
+    learner = courier.Client(f"127.0.0.1:{servers[0].port}", call_timeout=10)
+    counter = courier.Client(f"127.0.0.1:{servers[1].port}", call_timeout=10)
+    np.testing.assert_array_equal(learner.get_variables(["policy"])[0], np.ones(2))
+    assert counter.get_counts()["learner_steps"] == 5
+    for forbidden in (learner.run, learner.train, lambda: counter.restore({"counts": {}, "cache": {}})):
+      with pytest.raises(Exception, match="(?i)not found|unimplemented|unknown"):
+        forbidden()
+    assert Learner.runs == 0
+    assert counter.get_counts()["learner_steps"] == 5
+  finally:
+    for server in servers:
+      server.Stop()

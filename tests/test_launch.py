@@ -470,6 +470,38 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
   assert not (tmp_path / "run").exists()
 
 
+def test_a_dataset_is_admitted_when_its_replay_shards_fit_their_nodes(dataset_dir, tmp_path, monkeypatch):
+  import psutil
+
+  from data_pipeline import reverb_pipeline
+
+  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
+  whole = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
+  # 70% of this holds half the dataset (one of two shards of 6 episodes) but not all of it.
+  monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": int(whole / 0.7 * 0.75)})())
+  config = make_tiny_run_config(dataset_dir, tmp_path / "two_nodes", num_replay_shards=2, shards_per_machine=1)
+  assert config.num_replay_shards == 2
+  # The same two shards on one machine (local.py) do not fit, nor one server holding everything.
+  with pytest.raises(ValueError, match="its 12 episodes would take"):
+    make_tiny_run_config(dataset_dir, tmp_path / "one_machine", num_replay_shards=2)
+  with pytest.raises(ValueError, match="6 of its 12 episodes .*largest of 2 replay shards"):
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": int(whole / 0.7 * 0.3)})())
+    make_tiny_run_config(dataset_dir, tmp_path / "too_few_nodes", num_replay_shards=2, shards_per_machine=1)
+
+
+@pytest.mark.slow
+def test_a_local_run_with_two_replay_shards_loads_each_episode_once_and_finishes(dataset_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = launch("bc", dataset_dir, workdir, num_steps=100, extra=["--num_replay_shards=2", "--num_evaluators=0"])
+  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+  logs = os.listdir(workdir / "logs" / "nodes")
+  assert {"reverb_0.log", "reverb_1.log"} <= set(logs), logs
+  loader = (workdir / "logs" / "nodes" / "dataset_loader_0.log").read_text()
+  assert "6 into shard 0, 6 into shard 1" in loader, loader[-2000:]
+  assert "ckpt_0000000100" in os.listdir(workdir / "checkpoints")
+  assert_no_node_left(workdir)
+
+
 def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path):
   from data_pipeline import rlds_io
 

@@ -198,3 +198,53 @@ def test_episode_reuse_cuts_fresh_examples_from_the_same_draw_of_episodes():
     )
   with pytest.raises(ValueError, match="episode_reuse"):
     rp.make_in_memory_iterator(episodes, "future", 8, 0.9, seed=0, episode_reuse=0)
+
+
+def _sharded_servers(episodes, num_shards):
+  signature = rp.episode_signature(episodes)
+  sizes = rp.shard_sizes(len(episodes), num_shards)
+  servers = [reverb.Server([rp.make_episode_table(n, signature)]) for n in sizes]
+  addresses = [f"localhost:{s.port}" for s in servers]
+  return signature, servers, addresses
+
+
+def test_sharded_replay_holds_each_episode_once_and_draws_every_transition_as_one_server_would():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  # 7 episodes of 3 to 9 steps over 3 shards of 3, 2 and 2 episodes: with one server each episode is drawn with
+  # probability 1/7, then each of its transitions uniformly; equal weights per shard would favour shards 1 and 2.
+  lengths = [3, 9, 4, 8, 5, 7, 6]
+  episodes = []
+  for i, length in enumerate(lengths):
+    obs = (100.0 * i + np.arange(length, dtype=np.float32))[:, None] * np.ones((1, 3), np.float32)
+    episodes.append(
+      {"observation": obs, "action": np.zeros((length, 2), np.float32), "is_terminal": np.zeros(length, bool)}
+    )
+  signature, servers, addresses = _sharded_servers(episodes, 3)
+  try:
+    counts = rp.insert_sharded_episodes(dict(enumerate(addresses)), episodes, signature, num_shards=3)
+    assert counts == {0: 3, 1: 2, 2: 2}
+    for k, address in enumerate(addresses):
+      shard = rp.sharded_episode_dataset([address], signature, counts[k], seed=0).take(60)
+      held = {int(e["observation"][0, 0]) // 100 for e in shard.as_numpy_iterator()}
+      assert held == set(range(k, 7, 3)), f"shard {k} holds episodes {held}"
+    iterator = rp.make_reverb_iterator(addresses, signature, "transition", 128, 0.9, seed=0, num_episodes=7)
+    drawn = np.concatenate([next(iterator)["observation"][:, 0] for _ in range(40)])
+  finally:
+    for server in servers:
+      server.stop()
+  cells = [(i, t) for i, length in enumerate(lengths) for t in range(length - 1)]
+  expected = np.array([1 / 7 / (lengths[i] - 1) for i, _ in cells]) * len(drawn)
+  episode, t = _decode(drawn)
+  observed = np.array([np.sum((episode == i) & (t == s)) for i, s in cells])
+  assert observed.sum() == len(drawn)  # Nothing drawn outside the episodes' transitions.
+  p = stats.chisquare(observed, expected).pvalue
+  assert p > 1e-4, f"transitions not drawn as from one server (chi-square p = {p:.2g}): {observed} vs {expected}"
+
+
+def test_replay_shards_need_an_episode_each():
+  assert rp.shard_sizes(7, 3) == [3, 2, 2]
+  with pytest.raises(ValueError, match="a shard would hold none"):
+    rp.shard_sizes(2, 3)
+  with pytest.raises(ValueError, match="needs the dataset's num_episodes"):
+    rp.make_reverb_iterator(["localhost:1", "localhost:2"], {}, "transition", 8, 0.9, seed=0)
