@@ -27,6 +27,7 @@ from absl import logging  # noqa: E402
 import agents  # noqa: E402
 import environments  # noqa: E402
 from launch import plot  # noqa: E402
+from launch import prepare  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from launch import supervisor  # noqa: E402
 
@@ -153,43 +154,12 @@ flags.DEFINE_integer(
 
 def config_from_flags(shards_per_machine=None) -> run_config_lib.RunConfig:
   """The run config these flags define (the dataset generated first when none is given), stored in its workdir;
-  the dataset must fit `shards_per_machine` replay shards (default all) in this machine's memory."""
+  the dataset must fit `shards_per_machine` replay shards (default all) in this machine's memory. Every option of
+  prepare.prepare_run is the flag of its name."""
   if FLAGS.max_restarts < 0:
     raise ValueError(f"--max_restarts must be >= 0, got {FLAGS.max_restarts}.")
-  return run_config_lib.make_run_config(
-    agent=FLAGS.agent,
-    env=FLAGS.env,
-    dataset_dir=FLAGS.dataset_dir,
-    quality=FLAGS.quality,
-    dataset_episodes=FLAGS.dataset_episodes,
-    num_evaluators=FLAGS.num_evaluators,
-    num_steps=FLAGS.num_steps,
-    seed=FLAGS.seed,
-    workdir=FLAGS.workdir,
-    episodes_per_eval=FLAGS.episodes_per_eval,
-    eval_every=FLAGS.eval_every,
-    checkpoint_every=FLAGS.checkpoint_every,
-    log_every=FLAGS.log_every,
-    preset=FLAGS.preset,
-    config_overrides=FLAGS.config,
-    normalize_observations=FLAGS.normalize_observations,
-    num_sgd_steps_per_step=FLAGS.num_sgd_steps_per_step,
-    episode_reuse=FLAGS.episode_reuse,
-    video_every=FLAGS.video_every,
-    wandb_project=FLAGS.wandb_project,
-    success_examples=FLAGS.success_examples,
-    success_key=FLAGS.success_key,
-    num_success_examples=FLAGS.num_success_examples,
-    tfds_name=FLAGS.tfds_name,
-    tfds_data_dir=FLAGS.tfds_data_dir,
-    observation_key=FLAGS.observation_key,
-    action_bounds=FLAGS.action_bounds,
-    action_key=FLAGS.action_key,
-    image_size=FLAGS.image_size,
-    success_from=FLAGS.success_from,
-    num_replay_shards=FLAGS.num_replay_shards,
-    shards_per_machine=shards_per_machine,
-  )
+  options = {name: FLAGS[name].value for name in prepare.option_names()}
+  return prepare.prepare_run(shards_per_machine=shards_per_machine, **options)
 
 
 def main(argv):

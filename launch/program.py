@@ -18,7 +18,7 @@ def _episode_tables(num_episodes: int, signature):
 
 
 def make_program(config: RunConfig) -> lp.Program:
-  """The program of a run whose config was validated (`run_config.make_run_config`, `load_run_config`)."""
+  """The program of a run whose config was validated (`prepare.prepare_run`, `run_config.load_run_config`)."""
   spec = config.spec()
   num_episodes, signature = spec.num_episodes, reverb_pipeline.spec_signature(spec)
   latest = checkpointing.for_run(config.workdir).latest()

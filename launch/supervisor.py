@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from launch import checkpointing
 from launch import failures

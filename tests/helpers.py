@@ -5,10 +5,10 @@ from typing import List
 
 
 def make_tiny_run_config(dataset_dir, workdir, **kwargs):
-  """run_config.make_run_config for a 10-step BC run on the tiny dataset; kwargs add or override arguments."""
-  from launch import run_config
+  """prepare.prepare_run for a 10-step BC run on the tiny dataset; kwargs add or override options."""
+  from launch import prepare
 
-  return run_config.make_run_config(
+  return prepare.prepare_run(
     **{
       "agent": "bc",
       "env": "fetch_reach",
@@ -24,7 +24,7 @@ def make_tiny_run_config(dataset_dir, workdir, **kwargs):
       "checkpoint_every": 5,
       "log_every": 5,
       "preset": "laptop",
-      "config_overrides": [],
+      "config": [],
       **kwargs,
     }
   )

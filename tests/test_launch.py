@@ -457,13 +457,13 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
   import psutil
 
   from data_pipeline import reverb_pipeline
-  from launch import run_config
+  from launch import prepare
 
   num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
   need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
   assert need > num_episodes * reverb_pipeline.padded_episode_bytes(signature)  # State data: more than raw.
   config = make_tiny_run_config(dataset_dir, tmp_path / "fits")
-  run_config.check_dataset_fits_in_memory(config, available_bytes=2 * need)
+  prepare.check_dataset_fits_in_memory(config, available_bytes=2 * need)
   monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": need})())
   with pytest.raises(ValueError, match="would take about .* GiB in the Reverb server"):
     make_tiny_run_config(dataset_dir, tmp_path / "run")
@@ -789,3 +789,18 @@ def test_every_evaluation_round_acts_with_the_parameters_the_learner_holds_then(
     assert evaluator.evaluate_round()["learner_steps"] == counter.get_counts()["learner_steps"]
     rounds.append(set(used[before:]))
   assert rounds == [{0}, {3}, {7}]
+
+
+def test_every_run_option_is_a_flag_of_its_own_name_and_nothing_else_is_needed_to_add_one():
+  """prepare_run takes RunConfig's fields and PREPARATION_OPTIONS by name, and local.py (so slurm.py too) passes
+  each from the flag of that name: a new run option is a RunConfig field plus a flag."""
+  from launch import prepare
+
+  names = prepare.option_names()
+  assert {"agent", "dataset_dir", "observation_key", "action_key", "image_size", "config", "preset"} <= set(names)
+  code = "from absl import flags; from launch import local, prepare; "
+  code += "print([n for n in prepare.option_names() if n not in flags.FLAGS])"
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stderr[-2000:]
+  with pytest.raises(ValueError, match="Unknown run options \\['nonsense'\\]"):
+    prepare.prepare_run(agent="bc", env=None, dataset_dir="", workdir="w", num_steps=1, nonsense=1)

@@ -124,7 +124,7 @@ def test_bad_keys_missing_success_examples_and_mismatched_shapes_are_refused_lea
   refusals = [
     ({"observation_key": "observation/gripper"}, ValueError, r"No step field 'observation/gripper'.*'observation/state'"),
     ({"observation_key": "observation"}, ValueError, r"is a dict; name the fields to use with --observation_key .* e.g. --observation_key=observation/camera,observation/state\."),
-    ({"observation_key": "observation/camera", "config_overrides": ["torso_padding='VALID'"]}, ValueError, r"\(8, 8, 3\) images; the conv torso .* at least 36x36"),
+    ({"observation_key": "observation/camera", "config": ["torso_padding='VALID'"]}, ValueError, r"\(8, 8, 3\) images; the conv torso .* at least 36x36"),
     ({"success_key": None}, ValueError, "No success examples: .* --success_examples=FILE.npy .* or --success_key=FIELD"),
     ({"success_key": "is_collision"}, ValueError, "'is_collision' is never true"),
     ({"success_key": "is_grasped"}, ValueError, "No step field 'is_grasped'"),

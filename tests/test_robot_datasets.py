@@ -163,7 +163,7 @@ def test_bad_robot_dataset_keys_are_refused_naming_the_fields_that_exist_leaving
     ({"observation_key": "language_instruction"}, r"'language_instruction' .* is text: laeo's networks take vectors and uint8"),
     ({"observation_key": "observation/state,observation/state"}, "names a field twice"),
     ({"image_size": "64x"}, r"--image_size must be N or HxW"),
-    ({"image_size": "16", "config_overrides": ["torso_padding='VALID'"]}, r"'observation/image' holds \(16, 16, 3\) images; .* at least 36x36"),
+    ({"image_size": "16", "config": ["torso_padding='VALID'"]}, r"'observation/image' holds \(16, 16, 3\) images; .* at least 36x36"),
     ({"success_key": "is_first"}, "'is_first' is never true on any episode's last step"),
     ({"success_from": "first_step"}, "--success_from must be one of flagged_steps, last_step"),
   ]  # fmt: skip
