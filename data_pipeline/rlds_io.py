@@ -1,4 +1,5 @@
-"""Reading and writing offline datasets as RLDS episodes in TFDS format.
+"""Writing laeo's own offline datasets as RLDS episodes in TFDS format (every dataset, laeo's or anyone's, is read
+by data_pipeline/rlds_source.py).
 
 On-disk layout of a dataset directory ``DIR`` (what ``write_rlds_dataset``
 produces and what ``tfds.builder_from_directory(DIR)`` takes directly)::
@@ -45,7 +46,7 @@ import os
 import shutil
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 
@@ -418,51 +419,6 @@ def read_metadata(dataset_dir: str) -> Dict[str, Any]:
   dataset_dir = _check_dataset_dir(dataset_dir)
   with open(os.path.join(dataset_dir, METADATA_FILENAME)) as f:
     return json.load(f)
-
-
-def as_tf_dataset(dataset_dir: str):
-  """The raw RLDS `tf.data.Dataset` of episodes (split 'train', in order)."""
-  dataset_dir = _check_dataset_dir(dataset_dir)
-  _, tfds = _tf_and_tfds()
-  builder = tfds.builder_from_directory(dataset_dir)
-  return builder.as_dataset(split=SPLIT, shuffle_files=False)
-
-
-def iter_episodes(dataset_dir: str, include_success: bool = True) -> Iterator[Dict[str, np.ndarray]]:
-  """Yields the episodes one at a time, in the order they were written (see `load_episodes`)."""
-  ds = as_tf_dataset(dataset_dir)
-  # One batch per episode (episodes are far shorter than this).
-  ds = ds.flat_map(lambda episode: episode["steps"].batch(1 << 30))
-  tf, tfds = _tf_and_tfds()
-  try:
-    for steps in tfds.as_numpy(ds):
-      episode = {k: np.asarray(v) for k, v in steps.items()}
-      if not include_success:
-        episode.pop("success")
-      yield episode
-  except tf.errors.OpError as e:
-    raise ValueError(f"{damaged_shard_message(dataset_dir)} ({e.message})") from e
-
-
-def load_episodes(dataset_dir: str, include_success: bool = True) -> List[Dict[str, np.ndarray]]:
-  """Loads all episodes into numpy, in the order they were written.
-
-  Args:
-    dataset_dir: directory written by `write_rlds_dataset`.
-    include_success: keep the per-step 'success' flag (analysis only). Agents
-      should pass False: their only success information is the success
-      examples (`success_examples.load_success_examples`).
-
-  Returns:
-    One dict per episode with 'observation' [H+1, ...], 'action' [H+1, a],
-    'reward', 'discount' [H+1] float32, 'is_first', 'is_last', 'is_terminal'
-    (and 'success') [H+1] bool.
-
-  Raises:
-    FileNotFoundError: `dataset_dir` does not exist.
-    ValueError: `dataset_dir` is not a complete dataset.
-  """
-  return list(iter_episodes(dataset_dir, include_success))
 
 
 def damaged_shard_message(dataset_dir: str) -> str:

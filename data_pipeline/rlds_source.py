@@ -259,6 +259,13 @@ def _read(dataset_dir: str, fields: Dict[str, str]) -> Iterator[Dict[str, np.nda
     raise ValueError(f"{rlds_io.damaged_shard_message(dataset_dir)} ({e.message})") from e
 
 
+def read_steps(dataset_dir: str, paths: Optional[Sequence[str]] = None) -> Iterator[Dict[str, np.ndarray]]:
+  """Per episode, in order, {path: [steps, ...] array} of the step fields at `paths` (default every leaf field):
+  the raw fields, for checks of what a dataset holds (iter_episodes gives them as the learners take them)."""
+  paths = step_field_paths(_step_features(dataset_dir)[1]) if paths is None else paths
+  return _read(dataset_dir, {path: path for path in paths})
+
+
 def _has_step_field(dataset_dir: str, path: str) -> bool:
   try:
     _feature_at(_step_features(dataset_dir)[1], path, dataset_dir)

@@ -30,6 +30,17 @@ def make_tiny_run_config(dataset_dir, workdir, **kwargs):
   )
 
 
+def read_episodes(dataset_dir, include_success: bool = True):
+  """Every episode of a dataset with all its step fields, raw, through the one reader (rlds_source.read_steps)."""
+  from data_pipeline import rlds_source
+
+  episodes = list(rlds_source.read_steps(str(dataset_dir)))
+  if not include_success:
+    for episode in episodes:
+      episode.pop("success", None)
+  return episodes
+
+
 def free_ports(count: int) -> List[int]:
   """`count` distinct TCP ports that nothing listens on now (held open together while picked)."""
   sockets = []

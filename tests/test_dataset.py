@@ -13,6 +13,7 @@ import pytest
 from data_pipeline import generate
 from data_pipeline import rlds_io
 from data_pipeline import success_examples as success_lib
+from tests.helpers import read_episodes
 
 
 # --------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def test_round_trip_exact(tmp_path, obs_spec):
   meta = rlds_io.write_rlds_dataset(
     iter(episodes), out, obs_spec, ACT_SPEC, {"env_name": "x"}, num_episodes=3, max_episodes_per_shard=2
   )
-  loaded = rlds_io.load_episodes(out)
+  loaded = read_episodes(out)
   assert len(loaded) == 3
   for ep, back in zip(episodes, loaded):
     assert set(back) == set(rlds_io._STEP_KEYS)
@@ -140,7 +141,7 @@ def test_round_trip_exact(tmp_path, obs_spec):
   assert meta["success_rate"] == pytest.approx(np.mean([e["success"][1:].any() for e in episodes]))
   assert meta["success_rate_final_step"] == pytest.approx(np.mean([e["success"][-1] for e in episodes]))
   assert meta["observation_encoding"] == ("png" if obs_spec is IMAGE_SPEC else "tensor")
-  assert "success" not in rlds_io.load_episodes(out, include_success=False)[0]
+  assert "success" not in read_episodes(out, include_success=False)[0]
 
   # Plain TFDS / RLDS readers see the same data.
   import tensorflow_datasets as tfds
@@ -219,7 +220,7 @@ def test_refuses_overwrite(tmp_path):
     fake_generate(out, num_episodes=3, seed=1)
   assert rlds_io.read_metadata(out)["created_unix_time"] == (first["created_unix_time"])
   second = fake_generate(out, num_episodes=3, seed=1, overwrite=True)
-  assert len(rlds_io.load_episodes(out)) == 3
+  assert len(read_episodes(out)) == 3
   assert rlds_io.read_metadata(out)["seed"] == 1 == second["seed"]
   assert sorted(os.listdir(tmp_path)) == ["ds"]
 
@@ -293,7 +294,7 @@ def test_success_examples_errors_and_io(tmp_path):
 def test_generate_with_fake_env(tmp_path, image):
   out = str(tmp_path / "ds")
   summary = fake_generate(out, num_episodes=6, image=image, seed=7, num_success_examples=20)
-  episodes = rlds_io.load_episodes(out)
+  episodes = read_episodes(out)
   meta = rlds_io.read_metadata(out)
   assert len(episodes) == 6 and all(len(e["action"]) == 6 for e in episodes)
   final = [bool(e["success"][-1]) for e in episodes]
@@ -324,7 +325,7 @@ def test_generate_with_fake_env(tmp_path, image):
   # Same seed, same data.
   again = fake_generate(str(tmp_path / "again"), num_episodes=6, image=image, seed=7, num_success_examples=20)
   assert again["success_rate"] == meta["success_rate"]
-  for a, b in zip(episodes, rlds_io.load_episodes(str(tmp_path / "again"))):
+  for a, b in zip(episodes, read_episodes(str(tmp_path / "again"))):
     np.testing.assert_array_equal(a["action"], b["action"])
 
 
@@ -369,12 +370,12 @@ def test_cli_errors_exit_nonzero(tmp_path, capsys):
 
 def test_load_errors(tmp_path):
   with pytest.raises(FileNotFoundError):
-    rlds_io.load_episodes(str(tmp_path / "missing"))
+    read_episodes(str(tmp_path / "missing"))
   with pytest.raises(FileNotFoundError):
     rlds_io.read_metadata(str(tmp_path / "missing"))
   (tmp_path / "empty").mkdir()
-  with pytest.raises(ValueError, match="not a laeo dataset"):
-    rlds_io.load_episodes(str(tmp_path / "empty"))
+  with pytest.raises(ValueError, match="not a TFDS dataset directory"):
+    read_episodes(str(tmp_path / "empty"))
 
 
 # --------------------------------------------------------------------------
@@ -397,7 +398,7 @@ def test_real_fetch_reach_end_to_end(tmp_path):
   summary = generate.generate_dataset(
     "fetch_reach", "medium", 4, out, 0, num_success_examples=10, show_progress=False, workers=2
   )
-  episodes = rlds_io.load_episodes(out)
+  episodes = read_episodes(out)
   env = environments.make("fetch_reach", 0)
   assert len(episodes) == 4
   for ep in episodes:
@@ -427,6 +428,6 @@ def test_real_fetch_reach_end_to_end(tmp_path):
   generate.generate_dataset(
     "fetch_reach", "medium", 4, str(tmp_path / "one"), 0, num_success_examples=10, show_progress=False, workers=1
   )
-  for a, b in zip(episodes, rlds_io.load_episodes(str(tmp_path / "one"))):
+  for a, b in zip(episodes, read_episodes(str(tmp_path / "one"))):
     np.testing.assert_array_equal(a["observation"], b["observation"])
     np.testing.assert_array_equal(a["action"], b["action"])

@@ -18,7 +18,7 @@ from data_pipeline import generate
 from launch import checkpointing
 from launch import evaluate
 from launch import policy as policy_lib
-from tests.helpers import make_tiny_run_config
+from tests.helpers import make_tiny_run_config, read_episodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -230,7 +230,7 @@ def rewritten(dataset_dir, out, change):
 
   from data_pipeline import rlds_io
 
-  episodes = rlds_io.load_episodes(dataset_dir)
+  episodes = read_episodes(dataset_dir)
   change(episodes)
   observation_shape, action_shape = episodes[0]["observation"].shape[1:], episodes[0]["action"].shape[1:]
   rlds_io.write_rlds_dataset(
@@ -333,7 +333,7 @@ def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_
   def make(workdir, normalize=True):
     return make_tiny_run_config(dataset_dir, workdir, normalize_observations=normalize)
 
-  observations = np.concatenate([e["observation"] for e in rlds_io.load_episodes(dataset_dir)])
+  observations = np.concatenate([e["observation"] for e in read_episodes(dataset_dir)])
   stats = make(tmp_path / "a").observation_stats
   np.testing.assert_allclose(stats["mean"], observations.mean(axis=0), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(stats["std"], observations.std(axis=0) + rlds_io.OBSERVATION_STD_EPS, rtol=1e-4)
@@ -503,8 +503,6 @@ def test_a_local_run_with_two_replay_shards_loads_each_episode_once_and_finishes
 
 
 def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path):
-  from data_pipeline import rlds_io
-
   def make(workdir, **kwargs):
     return make_tiny_run_config(dataset_dir, workdir, **kwargs)
 
@@ -512,7 +510,7 @@ def test_success_examples_from_a_file_or_from_a_step_flag(dataset_dir, tmp_path)
   config = make(tmp_path / "flag", success_key="success", num_success_examples=7)
   assert config.success_examples == str(tmp_path / "flag" / "success_examples.npy") and config.success_key == "success"
   examples = np.load(config.success_examples)
-  flagged = np.concatenate([e["observation"][e["success"]] for e in rlds_io.load_episodes(dataset_dir)])
+  flagged = np.concatenate([e["observation"][e["success"]] for e in read_episodes(dataset_dir)])
   assert examples.shape == (7, 10) and all((flagged == x).all(axis=1).any() for x in examples)
   # --success_examples: a user's file, checked against the environment's observations.
   good = tmp_path / "good.npy"
