@@ -41,6 +41,7 @@ from data_pipeline import reverb_pipeline  # noqa: E402
 from data_pipeline import rlds_source  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch import in_process  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
@@ -154,15 +155,13 @@ def main():
     preset, overrides = parse_variant(variant)
     overrides = {**agents.preset("laeo", preset), "batch_size": args.batch_size, **overrides}
     builder = agents.make_builder("laeo", **overrides)
-    networks = builder.make_networks(env.observation_spec(), env.action_spec(), None)
-    iterator = reverb_pipeline.make_in_memory_iterator(
-      train, "future", args.batch_size, builder.config.discount, seed=args.seed
+    networks, learner = in_process.make_learner(
+      builder, env.observation_spec(), env.action_spec(), train, examples, args.seed
     )
     held_out_batches = reverb_pipeline.make_in_memory_iterator(
       held_out, "future", args.batch_size, builder.config.discount, seed=args.seed + 1
     )
     held_out_batches = [next(held_out_batches) for _ in range(8)]
-    learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(args.seed))
     contrastive, q_grad = make_probes(networks, builder.config)
     started, steps = time.time(), 0
     while steps <= args.num_steps:  # Step 0: the initial networks, a baseline for every measure.

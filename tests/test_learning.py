@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import agents
-from data_pipeline import reverb_pipeline
 from data_pipeline import rlds_io
+from launch import in_process
 from launch import rollout
 
 HORIZON = 10
@@ -88,15 +88,10 @@ def train(agent, episodes, examples, steps, seed=0, **overrides):
   env = PointEnv(seed)
   config = {k: v for k, v in TINY.items() if k in agents.config_class(agent).__dataclass_fields__}
   builder = agents.make_builder(agent, **config, **overrides)
-  networks = builder.make_networks(env.observation_spec(), env.action_spec())
-  iterator = reverb_pipeline.make_in_memory_iterator(
-    [{k: v for k, v in e.items() if k != "success"} for e in episodes],
-    builder.batch_kind,
-    builder.config.batch_size,
-    builder.config.discount,
-    seed=seed,
+  unlabelled = [{k: v for k, v in e.items() if k != "success"} for e in episodes]
+  networks, learner = in_process.make_learner(
+    builder, env.observation_spec(), env.action_spec(), unlabelled, examples, seed
   )
-  learner = builder.make_learner(networks, iterator, examples, jax.random.PRNGKey(seed))
   policy = jax.jit(builder.make_policy(networks), static_argnames="evaluation")
   before = success_rate(policy, learner.get_variables(["policy"])[0])
   for _ in range(steps):
