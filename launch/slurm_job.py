@@ -148,6 +148,17 @@ class Driver:
         return None
     return None
 
+  def _log_tails(self, death: str, lines: int = 15) -> str:
+    """The last lines of the logs of the role that died, to show with its death."""
+    role = next(s.role for s in self._steps if death.startswith(f"the {s.role} step"))
+    log_dir = os.path.join(self._config.workdir, "logs", "nodes")
+    tails = []
+    for name in sorted(n for n in os.listdir(log_dir) if n.startswith(f"{role}_")):
+      with open(os.path.join(log_dir, name), errors="replace") as f:
+        tail = f.read().splitlines()[-lines:]
+      tails.append(f"\nThe last lines of {os.path.join(log_dir, name)}:\n  " + "\n  ".join(tail))
+    return "".join(tails)
+
   def _job_is_ending(self) -> bool:
     """Whether SLURM is ending this job (its state is no longer RUNNING); then records a stop by SIGTERM."""
     proc = subprocess.run(["scontrol", "show", "job", "-o", self._job_id], capture_output=True, text=True, check=False)
@@ -197,7 +208,7 @@ class Driver:
     self._stop_all()
     step = checkpoints.latest_step()
     if death is not None and step < config.num_steps:
-      return supervisor.death_outcome(config, death, f"\nThe roles' logs: {config.workdir}/logs/nodes/")
+      return supervisor.death_outcome(config, death, self._log_tails(death))
     if step >= config.num_steps:
       return supervisor.Outcome(
         0,

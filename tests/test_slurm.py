@@ -185,11 +185,14 @@ def test_a_node_that_dies_ends_the_job_with_the_supervisors_message(cluster, dat
   proc = start(cluster, slurm_command(dataset_dir, workdir, 200000, ["--wait", "--checkpoint_every=500"]))
   try:
     wait_for_checkpoint(workdir, 500, proc)
+    # The second replay shard's Python process (its srun's command line holds "$SLURM_PROCID", not "1").
     victims = [
-      pid for pid, cmdline in run_processes(workdir) if "--role=replay" in cmdline and "--shard_index" in cmdline
+      pid
+      for pid, cmdline in run_processes(workdir)
+      if "distributed.py --role=replay" in cmdline and "--shard_index=1 " in cmdline
     ]
-    assert victims
-    os.kill(max(victims), signal.SIGKILL)
+    assert len(victims) == 1, run_processes(workdir)
+    os.kill(victims[0], signal.SIGKILL)
     output = proc.communicate(timeout=300)[0]
   finally:
     if proc.poll() is None:
@@ -201,6 +204,7 @@ def test_a_node_that_dies_ends_the_job_with_the_supervisors_message(cluster, dat
     rf"learner step {step} of 200000\. Rerun the same command to resume from step {step}\.",
     output,
   ), output[-3000:]
+  assert "The last lines of " in output and "replay_1_n2.log" in output  # The dead role's logs, as locally.
   assert not run_processes(workdir)
 
 
