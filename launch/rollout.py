@@ -77,24 +77,13 @@ class EvaluationEnv:
 def make_evaluation_env(config, seed: int) -> EvaluationEnv:
   """The evaluation environment of a run (a launch.run_config.RunConfig)."""
   own = config.env in environments.ENV_NAMES
-  spec = config.spec() if config.dataset_spec is not None else None
-  layout = config.observation_layout() if spec is not None else _single_field_layout(config)
   return EvaluationEnv(
     environments.make(config.env, seed=seed),
-    layout,
+    config.observation_layout(),
     config.scaling(),
-    max_steps=None if own or spec is None else spec.max_episode_length - 1,
+    max_steps=None if own else config.spec().max_episode_length - 1,
     can_render=own,
-    action_layout=config.action_layout() if spec is not None else None,
-  )
-
-
-def _single_field_layout(config) -> step_format.ObservationLayout:
-  """Runs created before dataset specs were recorded: their environment's observation at observation_key."""
-  observation_spec, _ = config.specs()
-  kind = step_format.IMAGE if len(observation_spec.shape) == 3 else step_format.VECTOR
-  return step_format.ObservationLayout(
-    (step_format.Field(config.observation_key, kind, tuple(observation_spec.shape)),)
+    action_layout=config.action_layout(),
   )
 
 

@@ -159,13 +159,7 @@ class RunConfig:
 
   def specs(self):
     """(observation spec, action spec) the networks are built for: the dataset's observations, and actions in
-    [-1, 1]. Runs created before the dataset spec was recorded take their environment's."""
-    if self.dataset_spec is None:
-      instance = environments.make(self.env, seed=0)
-      try:
-        return instance.observation_spec(), instance.action_spec()
-      finally:
-        instance.close()
+    [-1, 1]."""
     spec = self.spec()
     return (
       self.observation_layout().spec(),
