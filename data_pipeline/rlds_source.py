@@ -328,7 +328,7 @@ def measure(
   in vector observations, naming the episode and step (images, uint8, are not decoded)."""
   layout, action_layout = layouts(dirs, observation_key, action_key, image_size)
   vectors = [f.path for f in layout.fields if f.kind == step_format.VECTOR]
-  action_paths = step_format.split_keys(action_key)
+  action_paths = action_layout.paths
   fields = {**{f"action:{p}": p for p in action_paths}, **{f"observation:{p}": p for p in vectors}}
   action_size = sum(action_layout.sizes)
   num_episodes = skipped = longest = 0
@@ -388,7 +388,7 @@ def iter_episodes(
   """Yields each episode's {'observation', 'action', 'is_terminal'} (and 'flag' for `flag_key`), in order, as the
   networks take them: observations converted by the fields' step_format layout (images resized once, here)."""
   layout, action_layout = layouts(dirs, observation_key, action_key, image_size)
-  action_paths = step_format.split_keys(action_key)
+  action_paths = action_layout.paths
   for d in dirs:
     fields = {**{f"observation:{f.path}": f.path for f in layout.fields}, **{f"action:{p}": p for p in action_paths}}
     if _has_step_field(d, "is_terminal"):

@@ -122,30 +122,18 @@ def test_success_examples_are_the_last_observations_of_the_solved_episodes(datas
   raw = oxe_robot.generate_episodes(oxe_robot.OxeRobot.NUM_EPISODES)
   solved = {tuple(e[-1]["observation"]["state"]) for e in raw if e[-1]["reward"] > 0}
   assert 0 < len(solved) < len(raw)
-  config = make_tiny_run_config(
-    dataset,
-    tmp_path / "run",
-    env=None,
-    num_evaluators=0,
-    dataset_episodes=0,
-    observation_key="observation/state",
-    action_key=ARM_AND_GRIPPER,
-    success_from="last_step",
-    success_key="reward",
-  )
-  examples = np.load(config.success_examples)
+
+  def last_steps(workdir, **success_key):
+    options = {"env": None, "num_evaluators": 0, "dataset_episodes": 0, "observation_key": "observation/state"}
+    config = make_tiny_run_config(
+      dataset, workdir, action_key=ARM_AND_GRIPPER, success_from="last_step", **options, **success_key
+    )
+    return np.load(config.success_examples)
+
+  examples = last_steps(tmp_path / "run", success_key="reward")
   assert examples.shape == (200, 4) and {tuple(e) for e in examples} == solved
-  every_end = make_tiny_run_config(
-    dataset,
-    tmp_path / "every_end",
-    env=None,
-    num_evaluators=0,
-    dataset_episodes=0,
-    observation_key="observation/state",
-    action_key=ARM_AND_GRIPPER,
-    success_from="last_step",
-  )
-  assert {tuple(e) for e in np.load(every_end.success_examples)} == {tuple(e[-1]["observation"]["state"]) for e in raw}
+  every_end = last_steps(tmp_path / "every_end")
+  assert {tuple(e) for e in every_end} == {tuple(e[-1]["observation"]["state"]) for e in raw}
 
 
 def test_bad_robot_dataset_keys_are_refused_naming_the_fields_that_exist_leaving_nothing(dataset, tmp_path):
