@@ -8,7 +8,7 @@ Each episode is rolled out by one checkpoint of the quality's mixture
 (`data_pipeline.scripted`), with exactly round(weight * episodes) episodes per
 checkpoint. Episode i is seeded by (seed, i) alone, so the data do not depend on
 the number of worker processes. Writes the dataset atomically (see
-`data_pipeline.rlds_io`), records the measured success rates (overall and per
+`data_pipeline.rlds_writer`), records the measured success rates (overall and per
 checkpoint) in its metadata, saves `success_examples.npy` inside the dataset
 directory and prints a one-line summary.
 """
@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from data_pipeline import rlds_io
+from data_pipeline import rlds_writer
 from data_pipeline import success_examples as success_lib
 from data_pipeline import scripted
 
@@ -64,7 +64,7 @@ def rollout_episode(env, policy: Callable[[], np.ndarray]) -> Dict[str, np.ndarr
     actions.append(action)
     observations.append(np.array(timestep.observation, dtype=obs_spec.dtype))
     successes.append(bool(env.success()))
-  return rlds_io.make_episode(observations, actions, successes)
+  return rlds_writer.make_episode(observations, actions, successes)
 
 
 def seeded_episode(env, policy_factory, competence: float, seed: int, index: int) -> Dict[str, np.ndarray]:
@@ -149,7 +149,7 @@ def generate_dataset(
     raise ValueError("--num_success_examples must be >= 1, got " f"{num_success_examples}.")
   if quality not in QUALITIES:
     raise ValueError(f'Unknown quality {quality!r}; expected one of ' f'{", ".join(QUALITIES)}.')
-  out_dir = rlds_io.check_output_dir(out_dir, overwrite=overwrite)
+  out_dir = rlds_writer.check_output_dir(out_dir, overwrite=overwrite)
   hooked = env_factory is not None or policy_factory is not None
   env_factory = env_factory or _default_env_factory
   policy_factory = policy_factory or _default_policy_factory
@@ -174,7 +174,7 @@ def generate_dataset(
     try:
       for k, episode in zip(assignment, _rollouts(env, env_name, policy_factory, jobs, workers)):
         stats["steps"] += len(episode["action"]) - 1
-        per_checkpoint[k] += (1, rlds_io.episode_success(episode["success"]))
+        per_checkpoint[k] += (1, rlds_writer.episode_success(episode["success"]))
         mask = episode["success"]
         if mask.any():  # Keep only what success-example sampling needs.
           successful.append({"observation": episode["observation"][mask], "success": mask[mask]})
@@ -207,9 +207,9 @@ def generate_dataset(
     "policy": "checkpoint mixture (data_pipeline.scripted.make_checkpoint_policy)",
     "generator": "data_pipeline.generate",
   }
-  rlds_io._tf_and_tfds()  # pylint: disable=protected-access  (not timed)
+  rlds_writer._tf_and_tfds()  # pylint: disable=protected-access  (not timed)
   start = time.time()
-  meta = rlds_io.write_rlds_dataset(
+  meta = rlds_writer.write_rlds_dataset(
     episodes(),
     out_dir,
     env.observation_spec(),

@@ -47,7 +47,7 @@ import courier  # noqa: E402
 import reverb  # noqa: E402
 
 from agents.common import learner as learner_lib  # noqa: E402
-from data_pipeline import reverb_pipeline  # noqa: E402
+from data_pipeline import batches  # noqa: E402
 from launch import checkpointing  # noqa: E402
 from launch import failures  # noqa: E402
 from launch import nodes  # noqa: E402
@@ -207,11 +207,9 @@ def run_replay(config: run_config_lib.RunConfig) -> None:
     counter = nodes.make_counter(latest["counts"] if latest else {})
     counter_server = serve(counter, "counter", None if rendezvous else FLAGS.counter_port)
   spec = config.spec()
-  signature = reverb_pipeline.spec_signature(spec)
-  size = reverb_pipeline.shard_sizes(spec.num_episodes, config.num_replay_shards)[shard]
-  server = reverb.Server(
-    [reverb_pipeline.make_episode_table(size, signature)], port=None if rendezvous else FLAGS.reverb_port
-  )
+  signature = batches.spec_signature(spec)
+  size = batches.shard_sizes(spec.num_episodes, config.num_replay_shards)[shard]
+  server = reverb.Server([batches.make_episode_table(size, signature)], port=None if rendezvous else FLAGS.reverb_port)
   if rendezvous:
     ports = {"reverb": server.port, **({"counter": counter_server.port} if counter_server else {})}
     _publish(f"replay_{shard}", **ports)
@@ -241,7 +239,7 @@ def run_learner(config: run_config_lib.RunConfig) -> None:
   stop = _stop_on_signals()
   if not FLAGS.rendezvous_dir:
     _require(counter_address=FLAGS.counter_address, reverb_address=FLAGS.reverb_address)
-  signature = reverb_pipeline.spec_signature(config.spec())
+  signature = batches.spec_signature(config.spec())
   addresses = _reverb_addresses(config)
   threading.Thread(target=_watch_reverb, args=(addresses, FLAGS.peer_timeout_s), daemon=True).start()
   learner = nodes.LearnerWorker(config, signature, [reverb.Client(a) for a in addresses], _client(_counter_address()))

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from data_pipeline import reverb_pipeline
+from data_pipeline import batches
 
 
 def make_learner(
@@ -23,7 +23,7 @@ def make_learner(
 ) -> Tuple[Any, Any]:
   """(networks, learner) of `builder` for episodes of {'observation', 'action', 'is_terminal'}, seeded end to end."""
   networks = builder.make_networks(observation_spec, action_spec, observation_stats)
-  iterator = reverb_pipeline.make_in_memory_iterator(
+  iterator = batches.make_in_memory_iterator(
     list(episodes),
     builder.batch_kind,
     builder.config.batch_size,

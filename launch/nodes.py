@@ -23,8 +23,8 @@ from launchpad import address as lp_address
 from launchpad.launch import worker_manager
 
 from agents.common import learner as learner_lib
-from data_pipeline import reverb_pipeline
-from data_pipeline import rlds_source
+from data_pipeline import batches
+from data_pipeline import rlds_reader
 from launch import checkpointing
 from launch import failures
 from launch import loggers
@@ -85,11 +85,11 @@ def load_dataset_into_reverb(
   shards: Optional[Sequence[int]] = None,
 ) -> None:
   """Inserts the episodes of the run's replay `shards` (default all; the clients in the same order), as the
-  learners read them (rlds_source) and padded to the table's signature, into their Reverb servers. Streamed: one
+  learners read them (rlds_reader) and padded to the table's signature, into their Reverb servers. Streamed: one
   episode in memory at once."""
   shards = range(config.num_replay_shards) if shards is None else shards
-  episodes = rlds_source.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
-  counts = reverb_pipeline.insert_sharded_episodes(
+  episodes = rlds_reader.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
+  counts = batches.insert_sharded_episodes(
     {k: c.server_address for k, c in zip(shards, reverb_clients)},
     episodes,
     episode_signature,
@@ -124,7 +124,7 @@ class LearnerWorker(core.VariableSource):
     builder = config.make_builder()
     networks = builder.make_networks(*config.specs(), config.observation_stats)
     # A resumed run draws a fresh batch stream rather than replaying the first one.
-    iterator = reverb_pipeline.make_reverb_iterator(
+    iterator = batches.make_reverb_iterator(
       [c.server_address for c in reverb_clients],
       episode_signature,
       builder.batch_kind,

@@ -15,7 +15,7 @@ import numpy as np
 
 import agents
 from data_pipeline import action_scaling as scaling_lib
-from data_pipeline import rlds_source
+from data_pipeline import rlds_reader
 from data_pipeline import step_format
 from data_pipeline import success_examples as success_lib
 import environments
@@ -172,7 +172,7 @@ def success_examples_from_data(config: run_config_lib.RunConfig, num_examples: i
   last = config.success_from == "last_step"
 
   def marked():
-    for episode in rlds_source.iter_episodes(config.dataset_dirs, flag_key=config.success_key, **config.read_options()):
+    for episode in rlds_reader.iter_episodes(config.dataset_dirs, flag_key=config.success_key, **config.read_options()):
       success = episode["flag"] if config.success_key else np.ones(len(episode["observation"]), bool)
       if last:
         success = np.arange(len(success)) == len(success) - 1 if success[-1] else np.zeros_like(success)
@@ -197,12 +197,12 @@ def check_dataset_fits_in_memory(
   `available_bytes` (default this machine's available memory)."""
   import psutil  # pylint: disable=g-import-not-at-top
 
-  from data_pipeline import reverb_pipeline  # pylint: disable=g-import-not-at-top
+  from data_pipeline import batches  # pylint: disable=g-import-not-at-top
 
   spec = config.spec()
-  sizes = reverb_pipeline.shard_sizes(spec.num_episodes, config.num_replay_shards)
+  sizes = batches.shard_sizes(spec.num_episodes, config.num_replay_shards)
   held = sum(sorted(sizes, reverse=True)[: shards_per_machine or len(sizes)])
-  need = reverb_pipeline.estimated_table_bytes(held, reverb_pipeline.spec_signature(spec))
+  need = batches.estimated_table_bytes(held, batches.spec_signature(spec))
   available = psutil.virtual_memory().available if available_bytes is None else available_bytes
   budget = int(0.7 * available)  # The rest for the learner, the evaluators and the system.
   if need > budget:
@@ -224,12 +224,12 @@ def resolve_dataset_dirs(dataset_dir: Optional[str], tfds_name: Optional[str], t
   if tfds_name:
     if dataset_dir:
       raise ValueError("Give at most one of --dataset_dir and --tfds_name.")
-    return [rlds_source.tfds_name_dir(tfds_name, tfds_data_dir or os.path.join("~", "tensorflow_datasets"))]
+    return [rlds_reader.tfds_name_dir(tfds_name, tfds_data_dir or os.path.join("~", "tensorflow_datasets"))]
   if tfds_data_dir:
     raise ValueError("--tfds_data_dir needs --tfds_name.")
   if not dataset_dir:
     return None
-  dirs = rlds_source.split_dirs(dataset_dir)
+  dirs = rlds_reader.split_dirs(dataset_dir)
   for d in dirs:
     if not os.path.exists(d):
       raise FileNotFoundError(f"Dataset directory {d} does not exist.")
@@ -241,7 +241,7 @@ def default_workdir(agent: str, env: Optional[str], dataset_dirs: Optional[Seque
   name = env
   if dataset_dirs and (name is None or ":" in name):
     parts = os.path.normpath(dataset_dirs[0]).split(os.sep)
-    name = parts[-2] if rlds_source._VERSION.match(parts[-1]) else parts[-1]  # <name>/<version> for TFDS dirs.
+    name = parts[-2] if rlds_reader._VERSION.match(parts[-1]) else parts[-1]  # <name>/<version> for TFDS dirs.
   return os.path.join("runs", f"{agent}_{name.replace(':', '_').replace('.', '_')}_seed{seed}")
 
 
@@ -282,7 +282,7 @@ def prepare_run(shards_per_machine: Optional[int] = None, **options: Any) -> run
   infinity in the dataset or the success examples among them.
   """
   from data_pipeline import generate  # pylint: disable=g-import-not-at-top
-  from data_pipeline import rlds_io  # pylint: disable=g-import-not-at-top
+  from data_pipeline import rlds_writer  # pylint: disable=g-import-not-at-top
 
   unknown = sorted(set(options) - set(option_names()))
   if unknown:
@@ -321,7 +321,7 @@ def prepare_run(shards_per_machine: Optional[int] = None, **options: Any) -> run
   keep_fields_of_older_run(config)
   changes = run_config_lib.check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
   checkpointing.for_run(workdir).check_format()
-  if generated and not rlds_io.is_dataset_dir(dirs[0]):
+  if generated and not rlds_writer.is_dataset_dir(dirs[0]):
     quality, episodes = options["quality"], options["dataset_episodes"]
     print(f"No --dataset_dir given: generating {episodes} {quality} episodes of {env} in {dirs[0]}")
     summary = generate.generate_dataset(env, quality, episodes, dirs[0], config.seed)
@@ -334,7 +334,7 @@ def prepare_run(shards_per_machine: Optional[int] = None, **options: Any) -> run
       check_diverged_run_change(previous, config, changes)
   else:
     # One pass; also refuses a missing or damaged dataset, and NaN or infinity in it.
-    measured = rlds_source.measure(dirs, **config.read_options())
+    measured = rlds_reader.measure(dirs, **config.read_options())
     spec = measured.spec
     if spec.num_skipped_episodes:
       print(f"Skipping {spec.num_skipped_episodes} episodes of fewer than two steps (no transition in them).")

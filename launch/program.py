@@ -6,7 +6,7 @@ import os
 import launchpad as lp
 from acme.utils import lp_utils
 
-from data_pipeline import reverb_pipeline
+from data_pipeline import batches
 from launch import checkpointing
 from launch import failures
 from launch import nodes
@@ -14,13 +14,13 @@ from launch.run_config import RunConfig
 
 
 def _episode_tables(num_episodes: int, signature):
-  return [reverb_pipeline.make_episode_table(num_episodes, signature)]
+  return [batches.make_episode_table(num_episodes, signature)]
 
 
 def make_program(config: RunConfig) -> lp.Program:
   """The program of a run whose config was validated (`prepare.prepare_run`, `run_config.load_run_config`)."""
   spec = config.spec()
-  num_episodes, signature = spec.num_episodes, reverb_pipeline.spec_signature(spec)
+  num_episodes, signature = spec.num_episodes, batches.spec_signature(spec)
   latest = checkpointing.for_run(config.workdir).latest()
   counts = latest["counts"] if latest else {}
   guarded = functools.partial(failures.guarded, config.workdir)  # A failing node stops the program.
@@ -32,7 +32,7 @@ def make_program(config: RunConfig) -> lp.Program:
     # One server per replay shard, each holding its shard's episodes only.
     replay = [
       program.add_node(lp.ReverbNode(functools.partial(_episode_tables, n, signature)))
-      for n in reverb_pipeline.shard_sizes(num_episodes, config.num_replay_shards)
+      for n in batches.shard_sizes(num_episodes, config.num_replay_shards)
     ]
   with program.group("dataset_loader"):
     program.add_node(lp.PyNode(guarded, "dataset_loader", nodes.load_dataset_into_reverb, config, signature, replay))

@@ -17,13 +17,13 @@ import numpy as np
 
 import agents
 from data_pipeline import action_scaling as scaling_lib
-from data_pipeline import rlds_source
+from data_pipeline import rlds_reader
 from data_pipeline import step_format
 from data_pipeline import success_examples as success_lib
 import environments
 from launch import failures
 
-# rlds_source, action_scaling and success_examples import no TensorFlow until they read a dataset: a policy loaded
+# rlds_reader, action_scaling and success_examples import no TensorFlow until they read a dataset: a policy loaded
 # on its own (launch/policy.py) reads run configs without TensorFlow.
 
 SUCCESS_FROM = ("flagged_steps", "last_step")  # Where --success_key's success examples come from.
@@ -68,9 +68,9 @@ class RunConfig:
   success_key: Optional[str] = None
   # The step fields the agents observe: '/'-separated paths into nested observations, several joined by commas
   # (images and vectors together; see data_pipeline.step_format).
-  observation_key: str = rlds_source.DEFAULT_OBSERVATION_KEY
+  observation_key: str = rlds_reader.DEFAULT_OBSERVATION_KEY
   # The step fields that make the action: 'action' (a vector), or fields of a dict action joined in that order.
-  action_key: str = rlds_source.DEFAULT_ACTION_KEY
+  action_key: str = rlds_reader.DEFAULT_ACTION_KEY
   # [height, width] every image observation is resized to on its way in (None: as the dataset stores them).
   image_size: Optional[List[int]] = None
   # Success examples drawn from the data: the observations of every step whose success_key is true
@@ -79,11 +79,11 @@ class RunConfig:
   success_from: str = "flagged_steps"
   # How actions map to the policy's [-1, 1]: 'auto', 'data' or explicit bounds (data_pipeline.action_scaling).
   action_bounds: str = scaling_lib.AUTO
-  # Measured from the dataset when the run is created: its rlds_source.DatasetSpec, and the ActionScaling of
+  # Measured from the dataset when the run is created: its rlds_reader.DatasetSpec, and the ActionScaling of
   # action_bounds (None: actions already lie in [-1, 1]).
   dataset_spec: Optional[Dict[str, Any]] = None
   action_scaling: Optional[Dict[str, List[float]]] = None
-  # Reverb servers the episodes are spread over (episode i in server i % K only; data_pipeline/reverb_pipeline).
+  # Reverb servers the episodes are spread over (episode i in server i % K only; data_pipeline/batches).
   num_replay_shards: int = 1
 
   # Fields that may change between a run and its resumption.
@@ -152,10 +152,10 @@ class RunConfig:
   def dataset_dirs(self) -> List[str]:
     return self.dataset_dir.split(",")
 
-  def spec(self) -> rlds_source.DatasetSpec:
+  def spec(self) -> rlds_reader.DatasetSpec:
     if self.dataset_spec is None:
       raise ValueError(f"The run config of {self.workdir} holds no dataset spec (make it with prepare.prepare_run).")
-    return rlds_source.DatasetSpec.from_dict(self.dataset_spec)
+    return rlds_reader.DatasetSpec.from_dict(self.dataset_spec)
 
   def specs(self):
     """(observation spec, action spec) the networks are built for: the dataset's observations, and actions in
@@ -175,7 +175,7 @@ class RunConfig:
     return self.spec().action_fields()
 
   def read_options(self) -> Dict[str, Any]:
-    """rlds_source.iter_episodes's options for this run's fields."""
+    """rlds_reader.iter_episodes's options for this run's fields."""
     return {
       "observation_key": self.observation_key,
       "action_key": self.action_key,

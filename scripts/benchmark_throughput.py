@@ -261,10 +261,10 @@ def launch_benchmark(
 
 
 def ensure_dataset(env: str, episodes: int) -> str:
-  from data_pipeline import generate, rlds_io
+  from data_pipeline import generate, rlds_writer
 
   path = os.path.join(ROOT, "data", "bench", f"{env}_medium_{episodes}ep_seed0")
-  if not rlds_io.is_dataset_dir(path):
+  if not rlds_writer.is_dataset_dir(path):
     generate.generate_dataset(env, "medium", episodes, path, seed=0, show_progress=False)
   return path
 

@@ -37,8 +37,8 @@ sys.path.insert(0, ROOT)
 import agents  # noqa: E402
 import environments  # noqa: E402
 from agents.laeo import learning as laeo_learning  # noqa: E402
-from data_pipeline import reverb_pipeline  # noqa: E402
-from data_pipeline import rlds_source  # noqa: E402
+from data_pipeline import batches  # noqa: E402
+from data_pipeline import rlds_reader  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import in_process  # noqa: E402
@@ -143,7 +143,7 @@ def main():
     budget = dataclasses.replace(reproduce.BUDGETS["cpu"], image_dataset_episodes=args.episodes)
     dataset = reproduce.dataset_dir(run, budget)
     reproduce.ensure_dataset(dataset, run, args.episodes)
-  episodes = list(rlds_source.iter_episodes([dataset]))
+  episodes = list(rlds_reader.iter_episodes([dataset]))
   held_out, train = episodes[: len(episodes) // 10], episodes[len(episodes) // 10 :]
   examples = success_lib.load_success_examples(dataset)
   images, positions, actions, expert = probe_frames(args.env, args.probe_episodes, seed=10_000 + args.seed)
@@ -158,7 +158,7 @@ def main():
     networks, learner = in_process.make_learner(
       builder, env.observation_spec(), env.action_spec(), train, examples, args.seed
     )
-    held_out_batches = reverb_pipeline.make_in_memory_iterator(
+    held_out_batches = batches.make_in_memory_iterator(
       held_out, "future", args.batch_size, builder.config.discount, seed=args.seed + 1
     )
     held_out_batches = [next(held_out_batches) for _ in range(8)]

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 import environments  # noqa: E402
 from data_pipeline import generate  # noqa: E402
-from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import rlds_writer  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from launch import evaluate  # noqa: E402
 from scripts import paper_plots  # noqa: E402
@@ -171,13 +171,13 @@ def code_commit() -> str:
 
 
 def ensure_dataset(path: str, run: Run, episodes: int) -> Dict:
-  if not rlds_io.is_dataset_dir(path):
+  if not rlds_writer.is_dataset_dir(path):
     print(f"[reproduce] generating {path}", flush=True)
     summary = generate.generate_dataset(
       run.task, run.quality, episodes, path, seed=0, num_success_examples=run.num_success_examples, show_progress=False
     )
     print(generate.summary_line(summary), flush=True)
-  return rlds_io.read_metadata(path)
+  return rlds_writer.read_metadata(path)
 
 
 def run_key(row: Dict) -> tuple:

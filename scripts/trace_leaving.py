@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import environments  # noqa: E402
-from data_pipeline import rlds_source  # noqa: E402
+from data_pipeline import rlds_reader  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch.policy import load_policy  # noqa: E402
 
@@ -136,7 +136,7 @@ def summarise(records, at_success, dataset_dir: str, task: str):
     else None,
     "policy_at_success_hand_speed": float(np.mean([s["hand_speed"] for s, _ in at_success])) if at_success else None,
   }
-  episodes = list(rlds_source.iter_episodes([dataset_dir], flag_key="success"))
+  episodes = list(rlds_reader.iter_episodes([dataset_dir], flag_key="success"))
   # Steps hold (s_t, a_t); the last step's action is padding.
   acted = [np.r_[e["flag"][:-1], False] for e in episodes]
   data_actions = np.concatenate([e["action"][m] for e, m in zip(episodes, acted) if m.any()])

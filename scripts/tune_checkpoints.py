@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from data_pipeline import generate  # noqa: E402
-from data_pipeline import rlds_io  # noqa: E402
+from data_pipeline import rlds_writer  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 
 TARGETS = {"medium": 0.475, "low": 0.10}
@@ -43,7 +43,7 @@ def measure(task: str, episodes: int, seed: int) -> dict:
         seed,
         k * episodes + i,
       )
-      any_step.append(rlds_io.episode_success(episode["success"]))
+      any_step.append(rlds_writer.episode_success(episode["success"]))
       final.append(bool(episode["success"][-1]))
     rates.append(
       {

@@ -31,10 +31,10 @@ def make_tiny_run_config(dataset_dir, workdir, **kwargs):
 
 
 def read_episodes(dataset_dir, include_success: bool = True):
-  """Every episode of a dataset with all its step fields, raw, through the one reader (rlds_source.read_steps)."""
-  from data_pipeline import rlds_source
+  """Every episode of a dataset with all its step fields, raw, through the one reader (rlds_reader.read_steps)."""
+  from data_pipeline import rlds_reader
 
-  episodes = list(rlds_source.read_steps(str(dataset_dir)))
+  episodes = list(rlds_reader.read_steps(str(dataset_dir)))
   if not include_success:
     for episode in episodes:
       episode.pop("success", None)

@@ -1,4 +1,4 @@
-"""Tests for the RLDS/TFDS dataset pipeline (data_pipeline.rlds_io,
+"""Tests for the RLDS/TFDS dataset pipeline (data_pipeline.rlds_writer,
 success_examples, generate). Uses a tiny fake dm_env environment; one
 end-to-end test uses the real `fetch_reach` when `environments` provides it."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import generate
-from data_pipeline import rlds_io
+from data_pipeline import rlds_writer
 from data_pipeline import success_examples as success_lib
 from tests.helpers import read_episodes
 
@@ -102,7 +102,7 @@ def random_episode(rng, horizon, obs_spec, act_dim=2, p_success=0.5):
     obs = rng.normal(size=(horizon + 1,) + obs_spec.shape).astype(np.float32)
   actions = rng.uniform(-1, 1, size=(horizon, act_dim)).astype(np.float32)
   success = rng.random(horizon + 1) < p_success
-  return rlds_io.make_episode(list(obs), actions, success)
+  return rlds_writer.make_episode(list(obs), actions, success)
 
 
 STATE_SPEC = specs.Array((3,), np.float32)
@@ -123,13 +123,13 @@ def test_round_trip_exact(tmp_path, obs_spec):
   rng = np.random.default_rng(1)
   episodes = [random_episode(rng, h, obs_spec) for h in (3, 1, 6)]
   out = str(tmp_path / "ds")
-  meta = rlds_io.write_rlds_dataset(
+  meta = rlds_writer.write_rlds_dataset(
     iter(episodes), out, obs_spec, ACT_SPEC, {"env_name": "x"}, num_episodes=3, max_episodes_per_shard=2
   )
   loaded = read_episodes(out)
   assert len(loaded) == 3
   for ep, back in zip(episodes, loaded):
-    assert set(back) == set(rlds_io._STEP_KEYS)
+    assert set(back) == set(rlds_writer._STEP_KEYS)
     for key, value in ep.items():
       assert back[key].dtype == value.dtype, key
       np.testing.assert_array_equal(back[key], value, err_msg=key)
@@ -166,8 +166,8 @@ def test_metadata_round_trip(tmp_path):
   episodes[1]["success"][1] = True  # Succeeds midway, not at the end.
   out = str(tmp_path / "ds")
   given = {"env_name": "fetch_push", "quality": "low", "noise": 0.7, "seed": np.int64(3), "nested": {"a": [1, 2]}}
-  written = rlds_io.write_rlds_dataset(episodes, out, STATE_SPEC, ACT_SPEC, given, num_episodes=4)
-  meta = rlds_io.read_metadata(out)
+  written = rlds_writer.write_rlds_dataset(episodes, out, STATE_SPEC, ACT_SPEC, given, num_episodes=4)
+  meta = rlds_writer.read_metadata(out)
   assert meta == json.loads(json.dumps(written))
   for key in ("env_name", "quality", "noise", "nested"):
     assert meta[key] == given[key]
@@ -191,11 +191,15 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 
   out = tmp_path / "ds"
   with pytest.raises(KeyboardInterrupt):
-    rlds_io.write_rlds_dataset(episodes(), str(out), STATE_SPEC, ACT_SPEC, {}, num_episodes=5, max_episodes_per_shard=1)
+    rlds_writer.write_rlds_dataset(
+      episodes(), str(out), STATE_SPEC, ACT_SPEC, {}, num_episodes=5, max_episodes_per_shard=1
+    )
   assert not out.exists() and not leftovers(tmp_path, "ds")
 
   with pytest.raises(ValueError, match="expected 5"):  # Too few episodes.
-    rlds_io.write_rlds_dataset([random_episode(rng, 2, STATE_SPEC)], str(out), STATE_SPEC, ACT_SPEC, {}, num_episodes=5)
+    rlds_writer.write_rlds_dataset(
+      [random_episode(rng, 2, STATE_SPEC)], str(out), STATE_SPEC, ACT_SPEC, {}, num_episodes=5
+    )
   assert os.listdir(tmp_path) == []
 
 
@@ -218,10 +222,10 @@ def test_refuses_overwrite(tmp_path):
   first = fake_generate(out, num_episodes=2, seed=0)
   with pytest.raises(FileExistsError, match="overwrite"):
     fake_generate(out, num_episodes=3, seed=1)
-  assert rlds_io.read_metadata(out)["created_unix_time"] == (first["created_unix_time"])
+  assert rlds_writer.read_metadata(out)["created_unix_time"] == (first["created_unix_time"])
   second = fake_generate(out, num_episodes=3, seed=1, overwrite=True)
   assert len(read_episodes(out)) == 3
-  assert rlds_io.read_metadata(out)["seed"] == 1 == second["seed"]
+  assert rlds_writer.read_metadata(out)["seed"] == 1 == second["seed"]
   assert sorted(os.listdir(tmp_path)) == ["ds"]
 
   other = tmp_path / "not_a_dataset"
@@ -295,7 +299,7 @@ def test_generate_with_fake_env(tmp_path, image):
   out = str(tmp_path / "ds")
   summary = fake_generate(out, num_episodes=6, image=image, seed=7, num_success_examples=20)
   episodes = read_episodes(out)
-  meta = rlds_io.read_metadata(out)
+  meta = rlds_writer.read_metadata(out)
   assert len(episodes) == 6 and all(len(e["action"]) == 6 for e in episodes)
   final = [bool(e["success"][-1]) for e in episodes]
   any_step = [bool(e["success"][1:].any()) for e in episodes]
@@ -372,7 +376,7 @@ def test_load_errors(tmp_path):
   with pytest.raises(FileNotFoundError):
     read_episodes(str(tmp_path / "missing"))
   with pytest.raises(FileNotFoundError):
-    rlds_io.read_metadata(str(tmp_path / "missing"))
+    rlds_writer.read_metadata(str(tmp_path / "missing"))
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match="not a TFDS dataset directory"):
     read_episodes(str(tmp_path / "empty"))
@@ -415,7 +419,7 @@ def test_real_fetch_reach_end_to_end(tmp_path):
       ts = env.step(episodes[i]["action"][t])
     np.testing.assert_array_equal(ts.observation, episodes[i]["observation"][-1])
     assert env.success() == bool(episodes[i]["success"][-1])
-  meta = rlds_io.read_metadata(out)
+  meta = rlds_writer.read_metadata(out)
   assert meta["env_name"] == "fetch_reach" and meta["horizon"] == env.horizon
   assert (
     meta["success_rate"]

@@ -228,12 +228,12 @@ def rewritten(dataset_dir, out, change):
   """The dataset at `dataset_dir` written again to `out` after `change(episodes)`, with its success examples."""
   from dm_env import specs
 
-  from data_pipeline import rlds_io
+  from data_pipeline import rlds_writer
 
   episodes = read_episodes(dataset_dir)
   change(episodes)
   observation_shape, action_shape = episodes[0]["observation"].shape[1:], episodes[0]["action"].shape[1:]
-  rlds_io.write_rlds_dataset(
+  rlds_writer.write_rlds_dataset(
     episodes,
     str(out),
     specs.Array(observation_shape, np.float32),
@@ -328,7 +328,7 @@ def test_a_workdir_refuses_a_different_run(dataset_dir, tmp_path):
 
 
 def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_them(dataset_dir, tmp_path):
-  from data_pipeline import rlds_io
+  from data_pipeline import rlds_writer
 
   def make(workdir, normalize=True):
     return make_tiny_run_config(dataset_dir, workdir, normalize_observations=normalize)
@@ -336,7 +336,7 @@ def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_
   observations = np.concatenate([e["observation"] for e in read_episodes(dataset_dir)])
   stats = make(tmp_path / "a").observation_stats
   np.testing.assert_allclose(stats["mean"], observations.mean(axis=0), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(stats["std"], observations.std(axis=0) + rlds_io.OBSERVATION_STD_EPS, rtol=1e-4)
+  np.testing.assert_allclose(stats["std"], observations.std(axis=0) + rlds_writer.OBSERVATION_STD_EPS, rtol=1e-4)
   assert make(tmp_path / "b", normalize=False).observation_stats is None
   # A restart keeps the statistics the run started with (its networks were trained with them).
   stored = json.loads((tmp_path / "a" / "run_config.json").read_text())
@@ -456,12 +456,12 @@ def test_max_restarts_restarts_a_killed_learner_from_its_checkpoint(dataset_dir,
 def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(dataset_dir, tmp_path, monkeypatch):
   import psutil
 
-  from data_pipeline import reverb_pipeline
+  from data_pipeline import batches
   from launch import prepare
 
-  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
-  need = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
-  assert need > num_episodes * reverb_pipeline.padded_episode_bytes(signature)  # State data: more than raw.
+  num_episodes, signature = batches.dataset_signature(dataset_dir)
+  need = batches.estimated_table_bytes(num_episodes, signature)
+  assert need > num_episodes * batches.padded_episode_bytes(signature)  # State data: more than raw.
   config = make_tiny_run_config(dataset_dir, tmp_path / "fits")
   prepare.check_dataset_fits_in_memory(config, available_bytes=2 * need)
   monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": need})())
@@ -473,10 +473,10 @@ def test_a_dataset_too_large_for_memory_is_refused_before_anything_is_written(da
 def test_a_dataset_is_admitted_when_its_replay_shards_fit_their_nodes(dataset_dir, tmp_path, monkeypatch):
   import psutil
 
-  from data_pipeline import reverb_pipeline
+  from data_pipeline import batches
 
-  num_episodes, signature = reverb_pipeline.dataset_signature(dataset_dir)
-  whole = reverb_pipeline.estimated_table_bytes(num_episodes, signature)
+  num_episodes, signature = batches.dataset_signature(dataset_dir)
+  whole = batches.estimated_table_bytes(num_episodes, signature)
   # 70% of this holds half the dataset (one of two shards of 6 episodes) but not all of it.
   monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": int(whole / 0.7 * 0.75)})())
   config = make_tiny_run_config(dataset_dir, tmp_path / "two_nodes", num_replay_shards=2, shards_per_machine=1)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from data_pipeline import action_scaling
-from data_pipeline import reverb_pipeline
-from data_pipeline import rlds_source
+from data_pipeline import batches
+from data_pipeline import rlds_reader
 from launch import evaluate
 from tests.helpers import make_tiny_run_config
 from tests.programs import foreign_robot
@@ -47,7 +47,7 @@ def make_config(dataset_dir, workdir, **kwargs):
 def test_describe_reads_shapes_from_the_features_and_lengths_and_action_range_from_the_episodes(data_dir):
   raw = raw_episodes(wide=True)
   kept = [e for e in raw if len(e) >= 2]
-  spec = rlds_source.describe([os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")], "observation/state")
+  spec = rlds_reader.describe([os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")], "observation/state")
   taken = np.concatenate([[s["action"] for s in e[:-1]] for e in kept])
   assert (spec.num_episodes, spec.num_skipped_episodes) == (len(kept), len(raw) - len(kept))
   assert spec.max_episode_length == max(len(e) for e in raw) and len({len(e) for e in kept}) > 3
@@ -55,19 +55,19 @@ def test_describe_reads_shapes_from_the_features_and_lengths_and_action_range_fr
   np.testing.assert_allclose(spec.action_min, taken.min(axis=0))
   np.testing.assert_allclose(spec.action_max, taken.max(axis=0))
   assert spec.action_max[1] > 1.5  # The wide dimension leaves [-1, 1].
-  image = rlds_source.describe([os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")], "observation/camera")
+  image = rlds_reader.describe([os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")], "observation/camera")
   assert (image.observation_shape, image.observation_dtype, image.is_image) == ((8, 8, 3), "uint8", True)
   # Two directories are shards of one dataset.
-  assert rlds_source.describe(
+  assert rlds_reader.describe(
     [unit_dir(data_dir), os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")], "observation/state"
   ).num_episodes == 2 * len(kept)
 
 
 def test_episodes_come_as_float32_with_terminal_steps_and_rescaled_actions(data_dir):
   wide_dir = os.path.join(data_dir, "foreign_robot", "wide", "1.1.0")
-  spec = rlds_source.describe([wide_dir], "observation/state")
+  spec = rlds_reader.describe([wide_dir], "observation/state")
   scaling = action_scaling.resolve("auto", spec.action_min, spec.action_max)
-  episodes = list(rlds_source.iter_episodes([wide_dir], "observation/state", scaling, flag_key="is_success"))
+  episodes = list(rlds_reader.iter_episodes([wide_dir], "observation/state", scaling, flag_key="is_success"))
   by_start = {e[0]["observation"]["state"].astype(np.float32).tobytes(): e for e in raw_episodes(wide=True)}
   assert len(episodes) == spec.num_episodes
   for episode in episodes:
@@ -83,10 +83,10 @@ def test_episodes_come_as_float32_with_terminal_steps_and_rescaled_actions(data_
 
 
 def test_transition_batches_of_variable_length_data_have_zero_discount_exactly_into_terminal_states(data_dir):
-  episodes = list(rlds_source.iter_episodes([unit_dir(data_dir)], "observation/state"))
+  episodes = list(rlds_reader.iter_episodes([unit_dir(data_dir)], "observation/state"))
   terminal = {e["observation"][-1].tobytes() for e in episodes if e["is_terminal"][-1]}
   last = {e["observation"][-1].tobytes() for e in episodes}
-  batch = next(reverb_pipeline.make_in_memory_iterator(episodes, "transition", 512, 0.99, seed=0))
+  batch = next(batches.make_in_memory_iterator(episodes, "transition", 512, 0.99, seed=0))
   into_terminal = np.array([o.tobytes() in terminal for o in batch["next_observation"]])
   np.testing.assert_array_equal(batch["discount"] == 0.0, into_terminal)
   assert into_terminal.any() and not into_terminal.all()
@@ -111,12 +111,12 @@ def test_action_scaling_maps_to_the_unit_box_and_back_and_never_clips():
 
 
 def test_a_tfds_name_resolves_to_its_newest_prepared_version(data_dir, tmp_path):
-  assert rlds_source.tfds_name_dir("foreign_robot/unit", data_dir) == unit_dir(data_dir)
-  assert rlds_source.tfds_name_dir("foreign_robot/unit:1.1.0", data_dir) == unit_dir(data_dir)
+  assert rlds_reader.tfds_name_dir("foreign_robot/unit", data_dir) == unit_dir(data_dir)
+  assert rlds_reader.tfds_name_dir("foreign_robot/unit:1.1.0", data_dir) == unit_dir(data_dir)
   with pytest.raises(FileNotFoundError, match=r"no version 9.9.9 .* \['1.1.0'\]"):
-    rlds_source.tfds_name_dir("foreign_robot/unit:9.9.9", data_dir)
+    rlds_reader.tfds_name_dir("foreign_robot/unit:9.9.9", data_dir)
   with pytest.raises(FileNotFoundError, match="No prepared TFDS dataset 'robosuite'"):
-    rlds_source.tfds_name_dir("robosuite", data_dir)
+    rlds_reader.tfds_name_dir("robosuite", data_dir)
 
 
 def test_bad_keys_missing_success_examples_and_mismatched_shapes_are_refused_leaving_nothing(data_dir, tmp_path):

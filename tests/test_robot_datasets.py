@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agents.common import networks as common_networks
-from data_pipeline import rlds_source
+from data_pipeline import rlds_reader
 from data_pipeline import step_format
 from tests.programs import oxe_robot
 from tests.helpers import make_tiny_run_config
@@ -87,7 +87,7 @@ def test_dict_actions_join_in_the_order_named_and_split_back_to_the_datasets_str
 
 def test_an_oxe_dataset_reads_dict_actions_resized_cameras_and_state_as_the_data_holds_them(dataset):
   raw = {tuple(e[0]["observation"]["state"]): e for e in oxe_robot.generate_episodes(oxe_robot.OxeRobot.NUM_EPISODES)}
-  measured = rlds_source.measure([dataset], CAMERAS_AND_STATE, ARM_AND_GRIPPER, (64, 64))
+  measured = rlds_reader.measure([dataset], CAMERAS_AND_STATE, ARM_AND_GRIPPER, (64, 64))
   spec = measured.spec
   layout = spec.layout()
   assert [(f.path, f.kind, f.shape) for f in layout.fields] == [
@@ -98,7 +98,7 @@ def test_an_oxe_dataset_reads_dict_actions_resized_cameras_and_state_as_the_data
   assert spec.action_shape == (4,) and spec.action_layout["paths"] == ARM_AND_GRIPPER.split(",")
   assert spec.action_max[0] > 1.5  # world_vector in its own units, [-2, 2].
   episodes = list(
-    rlds_source.iter_episodes([dataset], CAMERAS_AND_STATE, action_key=ARM_AND_GRIPPER, image_size=(64, 64))
+    rlds_reader.iter_episodes([dataset], CAMERAS_AND_STATE, action_key=ARM_AND_GRIPPER, image_size=(64, 64))
   )
   assert len(episodes) == len(raw) == spec.num_episodes
   states = []

@@ -19,7 +19,7 @@ def is_image_spec(observation_spec: specs.Array) -> bool:
 
 
 # Per-dimension {'mean': [...], 'std': [...]} of a dataset's vector observations (see
-# data_pipeline.rlds_io.observation_stats); networks standardise observations with it.
+# data_pipeline.rlds_writer.observation_stats); networks standardise observations with it.
 ObservationStats = Optional[Mapping[str, Sequence[float]]]
 
 # Channels of the Atari torso's three conv layers: the paper's, and a quarter of its FLOPs for CPUs.

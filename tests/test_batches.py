@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import reverb
 
-from data_pipeline import reverb_pipeline as rp
+from data_pipeline import batches as rp
 
 LENGTH = 6  # Steps per episode (horizon 5).
 
@@ -25,7 +25,7 @@ def _decode(values):
 
 
 def test_future_batches_pair_a_state_with_a_later_state_of_the_same_episode():
-  batch = next(rp.make_in_memory_iterator(_episodes(), "future", 64, discount=0.9, seed=0, samples_per_episode=4))
+  batch = next(rp.make_in_memory_iterator(_episodes(), "future", 64, discount=0.9, seed=0))
   assert set(batch) == {"observation", "action", "future_observation"}
   assert batch["observation"].shape == (64, 3) and batch["action"].shape == (64, 2)
   ep, t = _decode(batch["observation"][:, 0])
@@ -80,7 +80,7 @@ def test_reverb_table_serves_every_episode_without_blocking_after_loading():
     address = f"localhost:{server.port}"
     assert rp.insert_episodes(address, episodes, signature) == 7
     assert reverb.Client(address).server_info()[rp.EPISODE_TABLE].current_size == 7
-    iterator = rp.make_reverb_iterator(address, signature, "future", 32, 0.9, seed=0, samples_per_episode=2)
+    iterator = rp.make_reverb_iterator(address, signature, "future", 32, 0.9, seed=0)
     seen = set()
     for _ in range(20):  # A fixed dataset is sampled indefinitely: no stall after the first batches.
       batch = next(iterator)
@@ -107,8 +107,6 @@ def test_bad_input_gives_clear_errors():
     rp.episode_signature(_episodes(1), max_length=4)
   with pytest.raises(ValueError, match="batch kind"):
     rp.make_in_memory_iterator(_episodes(), "pairs", 8, 0.9, seed=0)
-  with pytest.raises(ValueError, match="multiple of samples_per_episode"):
-    rp.make_in_memory_iterator(_episodes(), "future", 10, 0.9, seed=0, samples_per_episode=4)
   with pytest.raises(ValueError, match="discount"):
     rp.make_in_memory_iterator(_episodes(), "future", 8, 1.0, seed=0)
 
@@ -133,7 +131,7 @@ def test_variable_length_episodes_are_sampled_within_their_own_length():
   np.testing.assert_array_equal(padded["observation"][3:, 0], 2.0)  # The last step, repeated.
   seen = set()
   for kind in ("future", "transition"):
-    iterator = rp.make_in_memory_iterator(episodes, kind, 256, discount=0.8, seed=2, samples_per_episode=4)
+    iterator = rp.make_in_memory_iterator(episodes, kind, 256, discount=0.8, seed=2)
     for _ in range(10):
       batch = next(iterator)
       ep, t = _decode(batch["observation"][:, 0])
@@ -158,7 +156,7 @@ def test_variable_length_episodes_go_through_the_reverb_table():
   try:
     address = f"localhost:{server.port}"
     rp.insert_episodes(address, episodes, signature)
-    batch = next(rp.make_reverb_iterator(address, signature, "future", 64, 0.9, seed=0, samples_per_episode=2))
+    batch = next(rp.make_reverb_iterator(address, signature, "future", 64, 0.9, seed=0))
     ep, t = _decode(batch["observation"][:, 0])
     _, future_t = _decode(batch["future_observation"][:, 0])
     length = np.asarray([4, 7, 2])[ep]

@@ -1,4 +1,4 @@
-"""Streams whole RLDS episodes through a Reverb table and turns them into learner batches.
+"""Episode tables and the training batches cut from them, from Reverb or from memory.
 
 The table holds every episode of a fixed offline dataset as one item, padded to the dataset's longest episode
 (by repeating its last step) and carrying its true `length`, so episodes of any length share one signature. Its rate limiter only asks for the
@@ -31,7 +31,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from data_pipeline import rlds_source
+from data_pipeline import rlds_reader
 
 EPISODE_TABLE = "episodes"
 BATCH_KINDS = ("future", "transition")
@@ -81,7 +81,7 @@ def pad_episode(episode: Dict[str, np.ndarray], signature: Dict[str, tf.TensorSp
   return padded
 
 
-def spec_signature(spec: rlds_source.DatasetSpec) -> Dict[str, tf.TensorSpec]:
+def spec_signature(spec: rlds_reader.DatasetSpec) -> Dict[str, tf.TensorSpec]:
   """The table's item signature for a dataset of this spec: fields padded to its longest episode, and the length."""
   observation = tf.TensorSpec((spec.max_episode_length, *spec.observation_shape), tf.as_dtype(spec.observation_dtype))
   return {
@@ -94,7 +94,7 @@ def spec_signature(spec: rlds_source.DatasetSpec) -> Dict[str, tf.TensorSpec]:
 
 def dataset_signature(dataset_dir: str) -> Tuple[int, Dict[str, tf.TensorSpec]]:
   """(number of episodes, episode signature) of an RLDS dataset's observations at 'observation'."""
-  spec = rlds_source.describe([dataset_dir])
+  spec = rlds_reader.describe([dataset_dir])
   return spec.num_episodes, spec_signature(spec)
 
 
@@ -177,12 +177,11 @@ def _truncated_geometric(seed, max_offset, discount: float):
 
 
 def cut_batch(
-  episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str, discount: float, samples_per_episode: int
+  episodes: Dict[str, tf.Tensor], seeds: tf.Tensor, batch_kind: str, discount: float
 ) -> Dict[str, tf.Tensor]:
-  """Cuts `samples_per_episode` examples out of each of a batch of episodes ([E, T, ...] tensors)."""
-  num_episodes = tf.shape(episodes["action"])[0]
-  episode = tf.repeat(tf.range(num_episodes), samples_per_episode)
-  length = tf.repeat(episodes[LENGTH_KEY], samples_per_episode)  # Each sample's episode's true length.
+  """Cuts one example out of each of a batch of episodes ([E, T, ...] tensors)."""
+  episode = tf.range(tf.shape(episodes["action"])[0])
+  length = episodes[LENGTH_KEY]  # Each episode's true length.
   u = tf.random.stateless_uniform(tf.shape(episode), seed=seeds[0], dtype=tf.float32)
   t = tf.minimum(tf.cast(u * tf.cast(length - 1, tf.float32), tf.int32), length - 2)  # Uniform in [0, length - 2].
   if batch_kind == "future":
@@ -214,25 +213,22 @@ def _batches(
   batch_size: int,
   discount: float,
   seed: int,
-  samples_per_episode: int,
   episode_reuse: int = 1,
   threads: int = INPUT_THREADS,
 ) -> tf.data.Dataset:
   if batch_kind not in BATCH_KINDS:
     raise ValueError(f"Unknown batch kind {batch_kind!r}; expected one of {BATCH_KINDS}.")
-  if batch_size % samples_per_episode:
-    raise ValueError(f"batch_size={batch_size} must be a multiple of samples_per_episode={samples_per_episode}.")
   if batch_kind == "future" and not 0.0 < discount < 1.0:
     raise ValueError(f"discount must lie in (0, 1) for future sampling, got {discount}.")
   if episode_reuse < 1:
     raise ValueError(f"episode_reuse must be >= 1, got {episode_reuse}.")
   seeds = tf.data.Dataset.random(seed).batch(4).map(lambda s: tf.reshape(s, [2, 2]))
-  episodes = episode_ds.batch(batch_size // samples_per_episode, drop_remainder=True)
+  episodes = episode_ds.batch(batch_size, drop_remainder=True)
   if episode_reuse > 1:
     episodes = episodes.flat_map(lambda eps: tf.data.Dataset.from_tensors(eps).repeat(episode_reuse))
   ds = tf.data.Dataset.zip((episodes, seeds))
   ds = ds.map(
-    lambda eps, s: cut_batch(eps, s, batch_kind, discount, samples_per_episode),
+    lambda eps, s: cut_batch(eps, s, batch_kind, discount),
     num_parallel_calls=threads,
     deterministic=True,
   )
@@ -280,7 +276,6 @@ def make_reverb_iterator(
   batch_size: int,
   discount: float,
   seed: int,
-  samples_per_episode: int = 1,
   episode_reuse: int = 1,
   num_episodes: Optional[int] = None,
 ) -> Iterator[Dict[str, np.ndarray]]:
@@ -295,11 +290,9 @@ def make_reverb_iterator(
     signature,
     num_episodes,
     seed,
-    max_in_flight=2 * max(1, batch_size // samples_per_episode),
+    max_in_flight=2 * batch_size,
   )
-  return _batches(
-    episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode, episode_reuse
-  ).as_numpy_iterator()
+  return _batches(episode_ds, batch_kind, batch_size, discount, seed, episode_reuse).as_numpy_iterator()
 
 
 def make_in_memory_iterator(
@@ -308,7 +301,6 @@ def make_in_memory_iterator(
   batch_size: int,
   discount: float,
   seed: int,
-  samples_per_episode: int = 1,
   episode_reuse: int = 1,
 ) -> Iterator[Dict[str, np.ndarray]]:
   """The same batches drawn from episodes held in memory (seeded end to end)."""
@@ -320,6 +312,4 @@ def make_in_memory_iterator(
     .shuffle(len(episodes), seed=seed, reshuffle_each_iteration=True)
     .repeat()
   )
-  return _batches(
-    episode_ds, batch_kind, batch_size, discount, seed, samples_per_episode, episode_reuse
-  ).as_numpy_iterator()
+  return _batches(episode_ds, batch_kind, batch_size, discount, seed, episode_reuse).as_numpy_iterator()

@@ -1,5 +1,5 @@
 """Writing laeo's own offline datasets as RLDS episodes in TFDS format (every dataset, laeo's or anyone's, is read
-by data_pipeline/rlds_source.py).
+by data_pipeline/rlds_reader.py).
 
 On-disk layout of a dataset directory ``DIR`` (what ``write_rlds_dataset``
 produces and what ``tfds.builder_from_directory(DIR)`` takes directly)::

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from data_pipeline import action_scaling as scaling_lib
-from data_pipeline import rlds_io
+from data_pipeline import rlds_writer
 from data_pipeline import step_format
 
 DEFAULT_OBSERVATION_KEY = "observation"
@@ -62,7 +62,7 @@ def tfds_name_dir(name: str, data_dir: str) -> str:
 
 
 def _tfds():
-  return rlds_io._tf_and_tfds()  # pylint: disable=protected-access
+  return rlds_writer._tf_and_tfds()  # pylint: disable=protected-access
 
 
 def _step_features(dataset_dir: str):
@@ -256,7 +256,7 @@ def _read(dataset_dir: str, fields: Dict[str, str]) -> Iterator[Dict[str, np.nda
     for episode in tfds.as_numpy(ds):
       yield {k: np.asarray(v) for k, v in episode.items()}
   except tf.errors.OpError as e:
-    raise ValueError(f"{rlds_io.damaged_shard_message(dataset_dir)} ({e.message})") from e
+    raise ValueError(f"{rlds_writer.damaged_shard_message(dataset_dir)} ({e.message})") from e
 
 
 def read_steps(dataset_dir: str, paths: Optional[Sequence[str]] = None) -> Iterator[Dict[str, np.ndarray]]:
@@ -291,9 +291,9 @@ class _RunningMoments:
     self.count = total
 
   def stats(self) -> Dict[str, List[float]]:
-    """As rlds_io.observation_stats: {'mean', 'std' + OBSERVATION_STD_EPS} as lists."""
+    """As rlds_writer.observation_stats: {'mean', 'std' + OBSERVATION_STD_EPS} as lists."""
     std = np.sqrt(self.m2 / self.count)
-    return {"mean": np.asarray(self.mean).tolist(), "std": (std + rlds_io.OBSERVATION_STD_EPS).tolist()}
+    return {"mean": np.asarray(self.mean).tolist(), "std": (std + rlds_writer.OBSERVATION_STD_EPS).tolist()}
 
 
 def _check_finite(values: np.ndarray, as_taken: np.ndarray, dataset_dir: str, episode: int, field: str) -> None:
@@ -414,7 +414,7 @@ def iter_episodes(
 
 
 def observation_stats(dirs: Sequence[str], observation_key: str = DEFAULT_OBSERVATION_KEY) -> Dict[str, List[float]]:
-  """Per-dimension mean and std of every step's vector observation (as rlds_io.observation_stats), from `measure`."""
+  """Per-dimension mean and std of every step's vector observation (as rlds_writer.observation_stats), from `measure`."""
   stats = measure(dirs, observation_key).observation_stats
   if stats is None:
     raise ValueError(f"{observation_key!r} holds images: observation_stats are for vector observations.")
