@@ -3,6 +3,8 @@
   python scripts/reproduce.py --figure=3                 # CPU budget, every task and agent of Fig. 3
   python scripts/reproduce.py --figure=3 --budget=paper  # the paper's budget (1024-wide, 500k steps): a GPU
   python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo bc --seeds 0
+  python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo --launch_flag=episode_reuse=4 \
+      --out_dir=results/episode_reuse/R4     # a variant: its own workdirs, rows and table
 
 Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final
 checkpoint on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it
@@ -19,6 +21,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,6 +57,22 @@ COLUMNS = (
   "wall_s",
   "workdir",
   "commit",
+  "options",
+)
+# Flags of launch/local.py that a sweep sets itself (so --launch_flag may not).
+OWN_LAUNCH_FLAGS = (
+  "agent",
+  "env",
+  "dataset_dir",
+  "num_steps",
+  "preset",
+  "seed",
+  "workdir",
+  "num_evaluators",
+  "eval_every",
+  "episodes_per_eval",
+  "checkpoint_every",
+  "config",
 )
 
 
@@ -188,7 +207,26 @@ def run_key(row: Dict) -> tuple:
     os.path.basename(str(row["dataset"])),
     int(row["num_steps"]),
     str(row["preset"]),
+    str(row.get("options") or ""),
   )
+
+
+def extra_arguments(launch_flags: Sequence[str], config: Sequence[str]) -> List[str]:
+  """The launcher arguments a sweep adds to every run (--launch_flag NAME=VALUE, --config NAME=VALUE)."""
+  arguments = []
+  for flag in launch_flags:
+    name, equals, _ = flag.partition("=")
+    if not equals or not name:
+      raise ValueError(f"--launch_flag={flag!r}: expected NAME=VALUE (a flag of launch/local.py without its --).")
+    if name in OWN_LAUNCH_FLAGS:
+      raise ValueError(f"--launch_flag={flag!r}: the sweep sets --{name} itself (use --config for agent overrides).")
+    arguments.append(f"--{flag}")
+  return arguments + [f"--config={c}" for c in config]
+
+
+def options_label(arguments: Sequence[str]) -> str:
+  """A file-name-safe label of a run's extra arguments ('' for none), part of its workdir's name."""
+  return "_".join(re.sub(r"[^A-Za-z0-9._]+", "", a.removeprefix("--config=")) for a in arguments)
 
 
 def read_rows(path: str) -> List[Dict]:
@@ -215,20 +253,13 @@ def append_row(path: str, row: Dict, columns: Sequence[str] = COLUMNS) -> None:
     writer.writerow(row)
 
 
-def train_and_evaluate(
-  run: Run, budget: Budget, dataset: str, final_episodes: int, extra_config: Sequence[str]
-) -> Dict:
+def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int, extra: Sequence[str]) -> Dict:
+  """Trains `run` through launch/local.py (with the sweep's `extra` arguments) and evaluates its final checkpoint."""
   num_steps = num_steps_of(run, budget)
-  if "_image" in run.task:
-    extra_config = (*budget.image_config, *extra_config)
-  workdir = os.path.join(
-    ROOT,
-    "runs",
-    "paper",
-    f"fig{run.figure}",
-    os.path.basename(dataset),
-    f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}",
-  )
+  label = options_label(extra)
+  name = f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}" + (f"_{label}" if label else "")
+  workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset), name)
+  image_config = [f"--config={c}" for c in budget.image_config] if "_image" in run.task else []
   command = [
     sys.executable,
     os.path.join(ROOT, "launch", "local.py"),
@@ -243,7 +274,8 @@ def train_and_evaluate(
     f"--eval_every={budget.eval_every}",
     f"--episodes_per_eval={budget.episodes_per_eval}",
     f"--checkpoint_every={budget.eval_every}",
-    *[f"--config={c}" for c in extra_config],
+    *image_config,
+    *extra,
   ]
   started, commit = time.time(), code_commit()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
@@ -275,9 +307,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--num_steps", type=int, default=None, help="Override the budget's learner steps.")
   parser.add_argument("--out_dir", default=os.path.join(ROOT, "results", "paper"))
   parser.add_argument("--config", action="append", default=[], help="Agent override NAME=VALUE (every run).")
+  parser.add_argument(
+    "--launch_flag",
+    action="append",
+    default=[],
+    help="A flag of launch/local.py as NAME=VALUE for every run (e.g. episode_reuse=4); runs with other extra "
+    "arguments are other runs (their own workdirs and rows, the 'options' column).",
+  )
   parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
   args = parser.parse_args(argv)
   budget = BUDGETS[args.budget]
+  try:
+    extra = extra_arguments(args.launch_flag, args.config)
+  except ValueError as e:
+    parser.error(str(e))
+  options = " ".join(extra)
   if args.num_steps:
     budget = dataclasses.replace(
       budget,
@@ -300,7 +344,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   failures = 0
   for i, run in enumerate(runs):
     dataset = dataset_dir(run, budget)
-    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset)
+    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset, options)
     if key in done:
       continue
     meta = ensure_dataset(dataset, run, dataset_episodes(run, budget))
@@ -309,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       flush=True,
     )
     try:
-      outcome = train_and_evaluate(run, budget, dataset, args.final_episodes, args.config)
+      outcome = train_and_evaluate(run, budget, dataset, args.final_episodes, extra)
     except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
       failures += 1
       print(f"[reproduce] FAILED: {e}", flush=True)
@@ -325,6 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "num_success_examples": meta["num_success_examples"],
       "preset": budget.preset,
       **outcome,
+      "options": options,
     }
     append_row(table, row)
     print(

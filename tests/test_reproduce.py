@@ -92,6 +92,40 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     assert len(list(csv.DictReader(f))) == 6
 
 
+def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monkeypatch):
+  seen = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    seen.append(list(extra))
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 1.0,
+      "success_final_step": 1.0,
+      "eval_episodes": final_episodes,
+      "wall_s": 1.0,
+      "workdir": "runs/x_" + reproduce.options_label(extra),
+      "commit": "c",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(
+    reproduce, "ensure_dataset", lambda path, run, episodes: {"num_episodes": episodes, "num_success_examples": 200}
+  )
+  base = ["--figure=3", "--tasks", "fetch_reach", "--agents", "laeo", "--seeds", "0", f"--out_dir={tmp_path}"]
+  assert reproduce.main(base) == 0
+  assert reproduce.main([*base, "--launch_flag=episode_reuse=4", "--config=bc_coef=0.05"]) == 0
+  assert reproduce.main([*base, "--launch_flag=episode_reuse=4", "--config=bc_coef=0.05"]) == 0  # Done: skipped.
+  assert seen == [[], ["--episode_reuse=4", "--config=bc_coef=0.05"]]
+  with open(tmp_path / "fig3.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["options"] for r in rows] == ["", "--episode_reuse=4 --config=bc_coef=0.05"]
+  assert rows[1]["workdir"] == "runs/x_episode_reuse4_bc_coef0.05"
+  for bad in ("episode_reuse", "seed=3", "=4"):
+    with pytest.raises(SystemExit):
+      reproduce.main([*base, f"--launch_flag={bad}"])
+  assert len(seen) == 2
+
+
 def test_code_commit_names_head_and_a_table_of_older_columns_gains_the_commit_column(tmp_path):
   head = subprocess.run(["git", "-C", reproduce.ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
   assert head.startswith(reproduce.code_commit().removesuffix("+dirty"))
