@@ -34,14 +34,9 @@ def default_dataset_dir(env: str, quality: str, episodes: int, seed: int) -> str
   return os.path.join("data", f"{env}_{quality}_{episodes}ep_seed{seed}")
 
 
-def keep_fields_of_older_run(config: run_config_lib.RunConfig) -> None:
-  """A run stored before a RunConfig field existed resumes with that field's default (what it ran with), whatever
-  the flag's default is now."""
-  path = run_config_lib.run_config_path(config.workdir)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    stored = json.load(f)
+def keep_fields_of_older_run(config: run_config_lib.RunConfig, stored: Dict[str, Any]) -> None:
+  """A run stored (`stored`, its JSON) before a RunConfig field existed resumes with that field's default (what it
+  ran with), whatever the flag's default is now."""
   for field in dataclasses.fields(run_config_lib.RunConfig):
     if field.name in stored:
       continue
@@ -318,15 +313,17 @@ def prepare_run(shards_per_machine: Optional[int] = None, **options: Any) -> run
     config.image_size = list(step_format.parse_image_size(config.image_size))
   workdir, env = config.workdir, config.env
   config.validate()
-  keep_fields_of_older_run(config)
-  changes = run_config_lib.check_run_config(config)  # Before any slow work: refuse a mismatched workdir first.
+  stored = run_config_lib.read_stored(workdir)  # An earlier start's, read once.
+  if stored is not None:
+    keep_fields_of_older_run(config, stored)
+  changes = run_config_lib.check_run_config(config, stored)  # Before any slow work: refuse a mismatched workdir.
   checkpointing.for_run(workdir).check_format()
   if generated and not rlds_writer.is_dataset_dir(dirs[0]):
     quality, episodes = options["quality"], options["dataset_episodes"]
     print(f"No --dataset_dir given: generating {episodes} {quality} episodes of {env} in {dirs[0]}")
     summary = generate.generate_dataset(env, quality, episodes, dirs[0], config.seed)
     print(generate.summary_line(summary))
-  previous = run_config_lib.stored_run_config(config.workdir)
+  previous = run_config_lib.RunConfig(**stored) if stored is not None else None
   if previous is not None and previous.dataset_spec is not None:
     for name in run_config_lib.RunConfig.DERIVED:
       setattr(config, name, getattr(previous, name))

@@ -221,15 +221,22 @@ def _as_stored(config: RunConfig) -> Dict[str, Any]:
   return json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples become lists, as in the JSON file.
 
 
-def check_run_config(config: RunConfig) -> Dict[str, Tuple[Any, Any]]:
+def read_stored(workdir: str) -> Optional[Dict[str, Any]]:
+  """The run config an earlier start of the run stored in `workdir`, as stored (JSON), or None."""
+  path = run_config_path(workdir)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_run_config(config: RunConfig, stored: Optional[Dict[str, Any]] = None) -> Dict[str, Tuple[Any, Any]]:
   """A workdir that already holds a run may only be resumed with the same definition of that run, except that a
   run whose last attempt diverged may change its agent config (`overrides`). Returns those changes
-  ({field: (before, after)}; empty when there are none)."""
-  path = run_config_path(config.workdir)
-  if not os.path.exists(path):
+  ({field: (before, after)}; empty when there are none). `stored`: the workdir's stored config, if already read."""
+  previous = stored if stored is not None else read_stored(config.workdir)
+  if previous is None:
     return {}
-  with open(path) as f:
-    previous = json.load(f)
   current = _as_stored(config)
   fixed = [k for k in current if k not in RunConfig.RESUMABLE_CHANGES + RunConfig.DERIVED]
   changed = sorted(k for k in fixed if previous.get(k) != current[k])
@@ -244,15 +251,6 @@ def check_run_config(config: RunConfig) -> Dict[str, Tuple[Any, Any]]:
       f"{config.workdir} holds a different run ({details}). Use a new --workdir to start "
       "another run, or the same flags to resume this one."
     )
-
-
-def stored_run_config(workdir: str) -> Optional[RunConfig]:
-  """The RunConfig stored in `workdir` by an earlier start of its run, if any (not validated)."""
-  path = run_config_path(workdir)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return RunConfig(**json.load(f))
 
 
 def load_run_config(path: str) -> RunConfig:

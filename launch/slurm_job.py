@@ -133,13 +133,7 @@ class Driver:
   def _watch(self) -> Optional[str]:
     while self._stop_reason is None:
       time.sleep(FLAGS.poll_s)
-      for s in self._steps:
-        code = s.process.poll()
-        if code is None or s.done:
-          continue
-        if code == 0:
-          s.done = True
-          continue
+      for s, code in supervisor.newly_failed(self._steps):
         if self._job_is_ending():
           break  # scancel, a requeue or a preemption signals the steps before this script.
         how = supervisor.describe_exit(-(code - 128) if code > 128 else code)

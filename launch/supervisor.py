@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 import warnings
-from typing import Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from launch import checkpointing
 from launch import failures
@@ -88,6 +88,19 @@ def _log_tail(node: _Node, lines: int = 15) -> str:
   with open(node.log_path, errors="replace") as f:
     tail = f.read().splitlines()[-lines:]
   return f"\nThe last lines of {node.log_path}:\n  " + "\n  ".join(tail) if tail else ""
+
+
+def newly_failed(units: Sequence[Any]) -> Iterator[Tuple[Any, int]]:
+  """(unit, exit status) of each unit (a node or a SLURM step: `.process`, `.done`) whose process has exited with a
+  nonzero status and is not done; a unit whose process exited with 0 is marked done on the way."""
+  for unit in units:
+    returncode = unit.process.poll()
+    if returncode is None or unit.done:
+      continue
+    if returncode == 0:
+      unit.done = True
+      continue
+    yield unit, returncode
 
 
 def describe_exit(returncode: int) -> str:
@@ -203,13 +216,7 @@ class Supervisor:
     """Polls the nodes until the program is asked to stop (None) or a node dies for good (its description)."""
     while self._stop_reason is None:
       time.sleep(self._poll_s)
-      for node in self._nodes:
-        returncode = node.process.poll()
-        if returncode is None or node.done:
-          continue
-        if returncode == 0:
-          node.done = True
-          continue
+      for node, returncode in newly_failed(self._nodes):
         death = f"{node.title} {describe_exit(returncode)}"
         # A diverged learner would diverge again from the same checkpoint: it is never restarted.
         diverged = node.group == "learner" and failures.read_divergence(self._config.workdir) is not None
