@@ -15,7 +15,7 @@ Measures, in one run, on a quiet machine (the load average is recorded: anything
     steady steps/s, its ratio to the update alone (its ceiling), its fraction of peak, and each process's peak RSS;
     AGENT:ENV:EPISODES[:K[:R]] with K updates per call and R = --episode_reuse.
 Every fraction of peak is against the matmul peak measured at the start of the same run.
-Writes results/throughput.json and results/throughput.md.
+Writes results/throughput.json and results/throughput.md (--out elsewhere).
 """
 
 import argparse
@@ -339,6 +339,14 @@ def main():
   parser.add_argument("--agents", nargs="+", default=["laeo", "oril", "bc"])
   parser.add_argument("--fused", type=int, default=10, help="K: updates per jitted call (state tasks).")
   parser.add_argument("--seconds", type=float, default=8.0, help="Timing window per update measurement.")
+  parser.add_argument(
+    "--observations",
+    nargs="+",
+    choices=sorted(SHAPES),
+    default=["state", "image"],
+    help="The observations whose updates are measured (image: also LAEO at the image launches' batch, with and "
+    "without num_q_success_examples=32).",
+  )
   parser.add_argument("--skip_launch", action="store_true")
   parser.add_argument("--launch_steps", type=int, default=3000)
   parser.add_argument(
@@ -355,6 +363,12 @@ def main():
   )
   parser.add_argument("--rss", action="append", default=[], help="ENV:EPISODES: peak RSS of a short LAEO launch.")
   parser.add_argument("--rss_steps", type=int, default=300)
+  parser.add_argument(
+    "--out",
+    default=OUT,
+    metavar="PREFIX",
+    help="Writes the full result to PREFIX.json and its tables to PREFIX.md (default results/throughput).",
+  )
   args = parser.parse_args()
   result = {
     "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " f"{jax.default_backend()}",
@@ -365,9 +379,10 @@ def main():
     "rss": [],
   }
   print(f"matmul peak {result['matmul_peaks_gflops'][0]} GFLOP/s", flush=True)
-  plan = [(agent, "state", (), [1, args.fused]) for agent in args.agents]
-  plan += [(agent, "image", (), [1]) for agent in args.agents]
-  plan += [("laeo", "image", IMAGE_BATCH, [1]), ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1])]
+  plan = [(agent, "state", (), [1, args.fused]) for agent in args.agents] if "state" in args.observations else []
+  if "image" in args.observations:
+    plan += [(agent, "image", (), [1]) for agent in args.agents]
+    plan += [("laeo", "image", IMAGE_BATCH, [1]), ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1])]
   for agent, obs, config, fused in plan:
     row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config))
     row["config"] = list(config)
@@ -415,10 +430,10 @@ def main():
   for r in result["update"]:
     ks = [k for k in r if k.startswith("steps_per_s_x")]
     r["percent_of_peak"] = _pct(r["gflop_per_update"], max(r[k] for k in ks), peak)
-  os.makedirs(os.path.dirname(OUT), exist_ok=True)
-  with open(OUT + ".json", "w") as f:
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out + ".json", "w") as f:
     json.dump(result, f, indent=2)
-  with open(OUT + ".md", "w") as f:
+  with open(args.out + ".md", "w") as f:
     f.write(markdown(result))
   print(markdown(result))
 

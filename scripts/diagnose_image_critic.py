@@ -17,7 +17,8 @@ trains on:
 * what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
   (and block) position, fitted on half the probe frames and scored on the other half.
 
-Rows are appended to results/image_critic_diagnostic.csv as they are measured, each with the commit that made it.
+Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
+commit that made it.
 """
 
 import argparse
@@ -134,6 +135,12 @@ def main():
   parser.add_argument("--check_every", type=int, default=500)
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument(
+    "--out",
+    default=OUT,
+    help="The CSV each measured row is appended to (created with its header when missing; default "
+    "results/image_critic_diagnostic.csv).",
+  )
   args = parser.parse_args()
   code = reproduce.code_commit()  # The code this process runs, whatever is committed meanwhile.
 
@@ -151,6 +158,7 @@ def main():
   half = len(images) // 2
   env = environments.make(args.env, seed=0)
   names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: positions.shape[1]]
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   for variant in args.variants:
     preset, overrides = parse_variant(variant)
     overrides = {**agents.preset("laeo", preset), "batch_size": args.batch_size, **overrides}
@@ -199,7 +207,7 @@ def main():
         "commit": code,
       }
       print(row, flush=True)
-      reproduce.append_row(OUT, row, columns=list(row))
+      reproduce.append_row(args.out, row, columns=list(row))
       started = time.time() - train_s
       steps += args.check_every
   env.close()

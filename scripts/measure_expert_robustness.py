@@ -6,8 +6,8 @@ A learner reads positions from its observations only to within some error, so th
 controller's action averaged over that error. For every state task and noise level sigma (metres, Gaussian, on
 every position the controller reads except the fixed goal), rolls out the noise-averaged controller (--samples
 draws per step) and records its success rate (any step and final step) and how much the hand still moves after
-the first success (mean |action| over those steps). Writes results/push_expert.{json,md}, each row with the
-commit of the code.
+the first success (mean |action| over those steps). Writes results/push_expert.{json,md} (--out elsewhere), each
+row with the commit of the code.
 """
 
 import argparse
@@ -64,6 +64,12 @@ def main():
   parser.add_argument("--episodes", type=int, default=100)
   parser.add_argument("--samples", type=int, default=16)
   parser.add_argument("--seed", type=int, default=2000)
+  parser.add_argument(
+    "--out",
+    default=OUT,
+    metavar="PREFIX",
+    help="Writes the rows to PREFIX.json and their table to PREFIX.md (default results/push_expert).",
+  )
   args = parser.parse_args()
   commit = reproduce.code_commit()
   rows = []
@@ -72,8 +78,8 @@ def main():
       row = {**measure(task, sigma, args.episodes, args.samples, args.seed), "commit": commit}
       print(json.dumps(row), flush=True)
       rows.append(row)
-  os.makedirs(os.path.dirname(OUT), exist_ok=True)
-  with open(OUT + ".json", "w") as f:
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out + ".json", "w") as f:
     json.dump(rows, f, indent=2)
   lines = [
     "Noise-averaged clean controllers (`python scripts/measure_expert_robustness.py`): success any step / final "
@@ -86,7 +92,7 @@ def main():
       f"| {r['task']} | {100 * r['sigma_m']:g} | {r['episodes']} | {r['success_any_step']:.2f} / "
       f"{r['success_final_step']:.2f} | {r['mean_abs_action_after_success']} | {r['commit']} |"
     )
-  with open(OUT + ".md", "w") as f:
+  with open(args.out + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
 
 

@@ -10,7 +10,7 @@ the task holds: the size of its actions and whether they point towards the goal,
 run's dataset at its own success steps. The success examples' hand speeds are set beside the policy's at success
 (success examples taken from passing-through states show motion that a policy may imitate).
 
-Writes results/leaving/<run name>.json and prints the summary.
+Writes results/leaving/<env>_<run name>.json (--out: another folder) and prints the summary.
 """
 
 import argparse
@@ -154,6 +154,12 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--episodes", type=int, default=50)
   parser.add_argument("--seed", type=int, default=12345)
+  parser.add_argument(
+    "--out",
+    default=OUT,
+    help="The folder that receives <env>_<run name>.json: the summary and every episode's per-step traces "
+    "(default results/leaving).",
+  )
   args = parser.parse_args()
   policy = load_policy(args.workdir)
   config = policy.config
@@ -171,9 +177,9 @@ def main():
   if config.agent == "laeo" and at_success:
     summary.update(critic_preferences(args.workdir, config, at_success))
   print(json.dumps(summary, indent=1))
-  os.makedirs(OUT, exist_ok=True)
+  os.makedirs(args.out, exist_ok=True)
   name = os.path.basename(os.path.normpath(args.workdir))
-  with open(os.path.join(OUT, f"{config.env}_{name}.json"), "w") as f:
+  with open(os.path.join(args.out, f"{config.env}_{name}.json"), "w") as f:
     # Per-step traces without the observations (kept small enough to commit).
     slim = lambda v: round(v, 4) if isinstance(v, float) else [slim(x) for x in v] if isinstance(v, list) else v
     episodes = [[{k: slim(v) for k, v in s.items() if k != "observation"} for s in steps] for steps in records]

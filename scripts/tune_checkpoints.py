@@ -5,8 +5,8 @@
 For every task and every competence in `scripted.CHECKPOINTS`, rolls out `--episodes` seeded episodes
 (exactly as `data_pipeline.generate` does) and records the success rate (any step, and final step). Then
 solves beta such that the mixture exp(beta * c) hits each quality's target rate (medium 47.5 %, low 10 %)
-and writes everything to results/checkpoint_tuning.json (one entry per task, updated in place). The betas
-go into `scripted.QUALITY_BETA` by hand.
+and writes everything to results/checkpoint_tuning.json (--out: another file; one entry per task, updated in
+place). The betas go into `scripted.QUALITY_BETA` by hand.
 """
 
 import argparse
@@ -89,10 +89,16 @@ def main():
   parser.add_argument("--tasks", nargs="+", default=list(scripted.QUALITY_BETA))
   parser.add_argument("--episodes", type=int, default=200)
   parser.add_argument("--seed", type=int, default=1000)
+  parser.add_argument(
+    "--out",
+    default=OUT,
+    help="The JSON of every task's checkpoint success rates and betas, one entry per task: the tasks measured "
+    "replace theirs, the others are kept (default results/checkpoint_tuning.json).",
+  )
   args = parser.parse_args()
   results = {}
-  if os.path.exists(OUT):
-    with open(OUT) as f:
+  if os.path.exists(args.out):
+    with open(args.out) as f:
       results = json.load(f)
   with multiprocessing.get_context("spawn").Pool(min(2, len(args.tasks))) as pool:
     for result in pool.imap_unordered(_measure, [(t, args.episodes, args.seed) for t in args.tasks]):
@@ -102,8 +108,8 @@ def main():
         [round(r["success_rate"], 3) for r in result["checkpoints"]],
         flush=True,
       )
-      os.makedirs(os.path.dirname(OUT), exist_ok=True)
-      with open(OUT, "w") as f:
+      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+      with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
 
 

@@ -1,24 +1,223 @@
-"""Every script in scripts/ still starts: it answers --help (a script that no longer imports fails here)."""
+"""Every script in scripts/ still starts: it answers --help (a script that no longer imports fails here); and every
+one but reproduce.py and paper_plots.py (tests/test_reproduce.py) does its real work on tiny arguments, writing
+into a temporary --out whose content is checked."""
 
+import csv
+import json
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from tests.helpers import make_tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "scripts")) if f.endswith(".py") and f != "__init__.py")
+TINY_LAEO = ["hidden_sizes=(32,)", "repr_dim=8", "policy_hidden_sizes=(32,)", "batch_size=32"]
+TRAINED_STEPS = 20
+
+
+def run_script(script, *args, timeout=300):
+  """`python scripts/<script> args...` from the repository root; the completed process (its exit status checked)."""
+  proc = subprocess.run(
+    [sys.executable, os.path.join("scripts", script), *map(str, args)],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    cwd=ROOT,
+    env={**os.environ, "MUJOCO_GL": "egl"},
+  )
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  return proc
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_answers_help(script):
-  proc = subprocess.run(
-    [sys.executable, os.path.join("scripts", script), "--help"],
-    capture_output=True,
-    text=True,
-    timeout=300,
-    cwd=ROOT,
-    env={**os.environ, "MUJOCO_GL": "egl"},
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_script(script, "--help")
   assert "usage:" in proc.stdout.lower(), proc.stdout[-2000:]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """(run config, training state) of a tiny LAEO run on fetch_reach trained TRAINED_STEPS steps, its workdir
+  holding the run config and the checkpoint of that step, as a launch's learner writes them (trained in this
+  process by in_process.make_learner, on the episodes a launch's dataset loader reads)."""
+  from data_pipeline import generate
+  from data_pipeline import rlds_reader
+  from launch import checkpointing
+  from launch import in_process
+
+  tmp = tmp_path_factory.mktemp("trained")
+  data = str(tmp / "fetch_reach_tiny")
+  generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
+  config = make_tiny_run_config(data, tmp / "run", agent="laeo", config=TINY_LAEO, num_steps=TRAINED_STEPS)
+  episodes = rlds_reader.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
+  _, learner = in_process.make_learner(
+    config.make_builder(),
+    *config.specs(),
+    list(episodes),
+    config.load_success_examples(),
+    config.seed,
+    config.observation_stats,
+  )
+  learner.step(TRAINED_STEPS)
+  state = learner.save()
+  checkpointing.for_run(config.workdir).save(TRAINED_STEPS, state, {"learner_steps": TRAINED_STEPS})
+  return config, state
+
+
+def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
+  # The launches (tens of seconds each even when tiny, and their datasets written under data/bench/) are skipped;
+  # the update alone is measured for BC on state observations, 1 and 2 updates per call.
+  out = tmp_path / "bench" / "throughput"
+  run_script(
+    "benchmark_throughput.py",
+    "--agents=bc",
+    "--observations=state",
+    "--fused=2",
+    "--seconds=0.2",
+    "--skip_launch",
+    f"--out={out}",
+  )
+  result = json.loads((tmp_path / "bench" / "throughput.json").read_text())
+  peaks = result["matmul_peaks_gflops"]
+  assert len(peaks) == 2 and min(peaks) > 0 and result["matmul_peak_gflops"] == max(peaks)
+  assert result["launch"] == [] and result["rss"] == []
+  (row,) = result["update"]
+  assert (row["agent"], row["observation"], row["batch_size"], row["config"]) == ("bc", "state", 256, [])
+  assert 0.01 < row["gflop_per_update"] < 10
+  assert row["steps_per_s_x1"] > 1 and row["steps_per_s_x2"] > 1
+  best = max(row["steps_per_s_x1"], row["steps_per_s_x2"])
+  assert row["percent_of_peak"] == round(100 * row["gflop_per_update"] * best / result["matmul_peak_gflops"], 1)
+  table = (tmp_path / "bench" / "throughput.md").read_text()
+  assert f"| bc | state | 256 | - | {row['gflop_per_update']} | {row['steps_per_s_x1']} |" in table
+
+
+def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
+  from data_pipeline import generate
+
+  # Ten episodes: the script holds out a tenth of them (one) for its contrastive accuracy.
+  data = str(tmp_path / "fetch_reach_image_tiny")
+  generate.generate_dataset(
+    "fetch_reach_image", "medium", 10, data, seed=0, num_success_examples=20, show_progress=False
+  )
+  out = tmp_path / "diagnostic" / "critic.csv"
+  variant = "laptop:hidden_sizes=(32,),repr_dim=8,policy_hidden_sizes=(32,),torso_channels=(4,4,4)"
+  common = ["--env=fetch_reach_image", f"--dataset_dir={data}", "--batch_size=8", "--probe_episodes=1"]
+  run_script(
+    "diagnose_image_critic.py", *common, f"--variants={variant}", "--num_steps=1", "--check_every=1", f"--out={out}"
+  )
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r["variant"], r["step"]) for r in rows] == [(variant, "0"), (variant, "1")]
+  for row in rows:
+    assert row["env"] == "fetch_reach_image" and row["dataset"] == "fetch_reach_image_tiny"
+    assert row["batch_size"] == "8" and float(row["heldout_top1_chance"]) == 0.125
+    assert int(row["feature_dim"]) > 0
+    assert 0 <= float(row["heldout_top1"]) <= 1 and 0 <= float(row["heldout_balanced_binary_acc"]) <= 1
+    assert -1 <= float(row["grad_expert_cosine"]) <= 1 and 0 <= float(row["grad_state_spread"]) <= 1
+    assert all(np.isfinite(float(row[f"r2_gripper_{axis}"])) for axis in "xyz") and "r2_block_x" not in row
+    assert row["commit"]
+  assert rows[0]["train_steps_per_s"] == "" and float(rows[1]["train_steps_per_s"]) > 0
+
+
+def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):
+  out = tmp_path / "expert" / "push_expert"
+  run_script(
+    "measure_expert_robustness.py",
+    "--tasks=fetch_reach",
+    "--sigmas",
+    "0",
+    "0.01",
+    "--episodes=2",
+    "--samples=2",
+    f"--out={out}",
+  )
+  rows = json.loads((tmp_path / "expert" / "push_expert.json").read_text())
+  assert [(r["task"], r["sigma_m"], r["episodes"], r["samples"]) for r in rows] == [
+    ("fetch_reach", 0.0, 2, 1),
+    ("fetch_reach", 0.01, 2, 2),
+  ]
+  assert rows[0]["success_any_step"] == 1.0  # The clean reach controller, without noise, always reaches.
+  for r in rows:
+    assert 0 <= r["success_final_step"] <= r["success_any_step"] <= 1 and r["commit"]
+    assert r["mean_abs_action_after_success"] is None or 0 <= r["mean_abs_action_after_success"] <= 1
+  table = (tmp_path / "expert" / "push_expert.md").read_text().splitlines()
+  assert table[-2].startswith("| fetch_reach | 0 | 2 | 1.00 / ") and table[-1].startswith("| fetch_reach | 1 | 2 |")
+
+
+def test_trace_leaving_writes_the_summary_and_per_step_traces_of_a_checkpoint(trained_run, tmp_path):
+  config, _ = trained_run
+  out = tmp_path / "leaving"
+  # Seed 0: the tiny policy's first episode passes through the goal, so the steps taken at success are summarised.
+  run_script("trace_leaving.py", f"--workdir={config.workdir}", "--episodes=2", "--seed=0", f"--out={out}")
+  written = json.loads((out / "fetch_reach_run.json").read_text())
+  summary, episodes = written["summary"], written["episodes"]
+  assert (summary["env"], summary["agent"], summary["learner_steps"]) == ("fetch_reach", "laeo", TRAINED_STEPS)
+  assert summary["episodes"] == 2 and [len(steps) for steps in episodes] == [50, 50]  # fetch_reach's horizon.
+  for steps in episodes:
+    for step in steps:
+      assert set(step) == {"distance", "to_goal", "action", "hand_speed", "success_after"}
+      assert 0 <= step["distance"] < 1 and len(step["to_goal"]) == 3 and len(step["action"]) == 4
+      assert all(-1 <= a <= 1 for a in step["action"]) and 0 <= step["hand_speed"] < 0.5
+  flags = np.array([[s["success_after"] for s in steps] for steps in episodes])
+  assert summary["success_any_step"] == flags.any(axis=1).mean()
+  assert summary["success_final_step"] == flags[:, -1].mean()
+  leavers = np.flatnonzero(flags.any(axis=1) & ~flags[:, -1])
+  assert summary["leavers"] == len(leavers)
+  assert summary["leavers_first_success_step"] == [int(np.argmax(flags[i])) for i in leavers]
+  assert summary["leavers_steps_at_goal"] == [int(flags[i].sum()) for i in leavers]
+  assert summary["data_successful_steps"] > 0 and 0 < summary["data_at_success_mean_abs_action"] <= 1
+  assert summary["success_examples_hand_speed"] >= 0
+  # Steps taken while the task held: the policy's actions there and the critic's preferences (LAEO).
+  assert flags[:, :-1].any(), "no episode reached the goal before its end: pick a --seed where one does"
+  assert 0 < summary["policy_at_success_mean_abs_action"] <= 1 and summary["policy_at_success_hand_speed"] >= 0
+  assert -1 <= summary["policy_at_success_action_goal_cosine"] <= 1
+  assert 0 <= summary["q_prefers_policy_over_still"] <= 1 and 0 <= summary["q_prefers_half_over_still"] <= 1
+  assert np.isfinite(summary["q_policy_minus_still"]) and summary["q_spread_over_success_states"] >= 0
+
+
+def test_tune_checkpoints_measures_every_checkpoint_and_keeps_other_tasks(tmp_path):
+  from data_pipeline import scripted
+
+  out = tmp_path / "tuning" / "checkpoint_tuning.json"
+  out.parent.mkdir()
+  out.write_text(json.dumps({"fetch_push": {"task": "fetch_push", "kept": True}}))
+  run_script("tune_checkpoints.py", "--tasks=fetch_reach", "--episodes=2", "--seed=1000", f"--out={out}")
+  results = json.loads(out.read_text())
+  assert results["fetch_push"] == {"task": "fetch_push", "kept": True}  # Updated in place: other tasks stay.
+  reach = results["fetch_reach"]
+  assert (reach["task"], reach["episodes_per_checkpoint"], reach["seed"]) == ("fetch_reach", 2, 1000)
+  assert [c["competence"] for c in reach["checkpoints"]] == list(scripted.CHECKPOINTS)
+  rates = [c["success_rate"] for c in reach["checkpoints"]]
+  assert all(r in (0.0, 0.5, 1.0) for r in rates) and rates[-1] == 1.0  # The full-competence checkpoint reaches.
+  assert all(0 <= c["success_rate_final_step"] <= c["success_rate"] for c in reach["checkpoints"])
+  assert set(reach["beta"]) == {"medium", "low"} and reach["beta"]["low"] < reach["beta"]["medium"]
+  if min(rates) < 0.10 and max(rates) > 0.475:  # Both targets within reach of a mixture: the betas hit them.
+    assert reach["predicted_success_rate"]["medium"] == pytest.approx(0.475, abs=0.01)
+    assert reach["predicted_success_rate"]["low"] == pytest.approx(0.10, abs=0.01)
+
+
+def test_convert_pickle_checkpoints_makes_a_trained_run_loadable_again(trained_run, tmp_path):
+  from launch import checkpointing
+  from launch.policy import load_policy
+
+  config, state = trained_run
+  workdir = tmp_path / "old_run"
+  (workdir / "checkpoints").mkdir(parents=True)
+  shutil.copy(os.path.join(config.workdir, "run_config.json"), workdir)
+  # The pickle format of laeo's checkpoints before Orbax.
+  with open(workdir / "checkpoints" / f"ckpt_{TRAINED_STEPS:010d}.pkl", "wb") as f:
+    pickle.dump({"step": TRAINED_STEPS, "learner": state, "counts": {"learner_steps": float(TRAINED_STEPS)}}, f)
+  proc = run_script("convert_pickle_checkpoints.py", f"--workdir={workdir}")
+  assert f"ckpt_{TRAINED_STEPS:010d}.pkl -> " in proc.stdout
+  assert os.listdir(workdir / "checkpoints_pickle") == [f"ckpt_{TRAINED_STEPS:010d}.pkl"]
+  assert checkpointing.for_run(str(workdir)).latest()["counts"] == {"learner_steps": float(TRAINED_STEPS)}
+  converted, original = load_policy(str(workdir)), load_policy(config.workdir)
+  assert converted.step == TRAINED_STEPS
+  observations = config.load_success_examples()[:8]
+  np.testing.assert_array_equal(converted(observations), original(observations))
