@@ -260,20 +260,24 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
   name = f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}" + (f"_{label}" if label else "")
   workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset), name)
   image_config = [f"--config={c}" for c in budget.image_config] if "_image" in run.task else []
+  own = {
+    "agent": run.agent,
+    "env": run.task,
+    "dataset_dir": dataset,
+    "num_steps": num_steps,
+    "preset": budget.preset,
+    "seed": run.seed,
+    "workdir": workdir,
+    "num_evaluators": 1,
+    "eval_every": budget.eval_every,
+    "episodes_per_eval": budget.episodes_per_eval,
+    "checkpoint_every": budget.eval_every,
+  }
+  assert set(own) | {"config"} == set(OWN_LAUNCH_FLAGS), "OWN_LAUNCH_FLAGS must name every flag set here."
   command = [
     sys.executable,
     os.path.join(ROOT, "launch", "local.py"),
-    f"--agent={run.agent}",
-    f"--env={run.task}",
-    f"--dataset_dir={dataset}",
-    f"--num_steps={num_steps}",
-    f"--preset={budget.preset}",
-    f"--seed={run.seed}",
-    f"--workdir={workdir}",
-    "--num_evaluators=1",
-    f"--eval_every={budget.eval_every}",
-    f"--episodes_per_eval={budget.episodes_per_eval}",
-    f"--checkpoint_every={budget.eval_every}",
+    *(f"--{name}={value}" for name, value in own.items()),
     *image_config,
     *extra,
   ]
