@@ -102,7 +102,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
   "episode_reuse",
-  1,
+  4,
   "Consecutive learner batches cut from each draw of episodes out of Reverb (fresh steps and futures for each; "
   "every batch distributed as with 1, but that many batches share their episodes): 1/N of the input pipeline's "
   "cost per batch.",

@@ -55,7 +55,7 @@ class RunConfig:
   num_sgd_steps_per_step: int = 1
   # Consecutive batches cut from each draw of episodes out of Reverb (fresh t and future for each; every batch
   # distributed as with 1, but that many batches share their episodes): 1/episode_reuse of the input bytes.
-  episode_reuse: int = 1
+  episode_reuse: int = 4
   observation_stats: Optional[Dict[str, List[float]]] = None
   # Every video_every-th evaluation round writes its first episode to <workdir>/videos/ (0: never).
   video_every: int = 5
