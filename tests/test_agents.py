@@ -752,3 +752,47 @@ def test_td3bc_reward_is_the_classifiers_success_probability_of_the_next_state(n
   q = np.asarray(networks.critic.apply(state.critic_params, batch["observation"], batch["action"]))  # [2, B]
   expected = np.sum(np.mean((q - reward[None]) ** 2, axis=-1))
   np.testing.assert_allclose(metrics["critic_loss"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_td3bc_reward_actor_step_under_cond_and_by_select_give_the_same_updates():
+  """Images take the delayed actor step on every update and keep it where it applies (XLA's CPU backend runs
+  convolutions inside lax.cond slowly); vectors keep lax.cond. Three updates from the same state and batches,
+  the second training the actor and the others not, give the same parameters and metrics either way."""
+  rng = np.random.default_rng(6)
+  overrides = dict(TINY["oril"], classifier_steps=0, policy_delay=2, torso_channels=(4, 4, 4))
+  config = agents.make_config("oril", **overrides)
+  networks = agents.make_builder("oril", **overrides).make_networks(OBS_SPECS["image"], ACTION_SPEC)
+  batches = [make_batch(rng, "transition", "image") for _ in range(3)]
+  examples = _obs(rng, "image", NUM_SUCCESS)
+  results = {}
+  for under_cond in (True, False):
+    update = td3_learning.make_update_fn(networks, config, actor_under_cond=under_cond)
+    state = td3_learning.make_initial_state(networks, config, jax.random.PRNGKey(7))
+    history = []
+    for batch in batches:
+      state, metrics = update(state, batch, examples)
+      history.append((state.policy_params, state.target_policy_params, state.target_critic_params, metrics))
+    results[under_cond] = history
+  initial = td3_learning.make_initial_state(networks, config, jax.random.PRNGKey(7)).policy_params
+  policies = [initial] + [h[0] for h in results[False]]
+  moves = [
+    max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(*map(jax.tree_util.tree_leaves, pair)))
+    for pair in zip(policies, policies[1:])
+  ]
+  assert moves[0] == 0.0 and moves[1] > 0 and moves[2] == 0.0, moves  # policy_delay 2: the second update only.
+  for cond_state, select_state in zip(results[True], results[False]):
+    for a, b in zip(jax.tree_util.tree_leaves(cond_state), jax.tree_util.tree_leaves(select_state)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_td3bc_reward_takes_the_actor_step_under_cond_for_vectors_only():
+  """The default: lax.cond (the actor's gradient only where it applies) for vector observations, none for images."""
+  rng = np.random.default_rng(8)
+  for kind, expect_cond in (("state", True), ("image", False)):
+    overrides = dict(TINY["oril"], torso_channels=(4, 4, 4))
+    config = agents.make_config("oril", **overrides)
+    networks = agents.make_builder("oril", **overrides).make_networks(OBS_SPECS[kind], ACTION_SPEC)
+    state = td3_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
+    update = td3_learning.make_update_fn(networks, config)
+    jaxpr = str(jax.make_jaxpr(update)(state, make_batch(rng, "transition", kind), _obs(rng, kind, NUM_SUCCESS)))
+    assert ("cond[" in jaxpr) == expect_cond, kind

@@ -18,6 +18,12 @@ def is_image_spec(observation_spec: specs.Array) -> bool:
   return len(observation_spec.shape) == 3
 
 
+def has_images(observation_spec: specs.Array) -> bool:
+  """True when the networks encode an image: an [H, W, C] observation or a packed one with an image field."""
+  layout = getattr(observation_spec, "layout", None)
+  return is_image_spec(observation_spec) or (layout is not None and bool(layout.images))
+
+
 # Per-dimension {'mean': [...], 'std': [...]} of a dataset's vector observations (see
 # data_pipeline.rlds_writer.observation_stats); networks standardise observations with it.
 ObservationStats = Optional[Mapping[str, Sequence[float]]]
