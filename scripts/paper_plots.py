@@ -85,6 +85,47 @@ def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
   ax.set_title(f"Fig. 4: per-seed training curves, {task}")
 
 
+def fig6_series(rows: List[Dict], task: str, axis: str) -> Dict[str, Dict[int, List[Dict]]]:
+  """Fig. 6's two sweeps of `task`: agent -> x -> rows. axis 'examples': x = num_success_examples over the runs on
+  the full dataset (the size the success-example runs share); axis 'episodes': x = dataset_episodes over the runs
+  with the most success examples (the dataset-size runs use the default 200)."""
+  rows = [r for r in rows if r["task"] == task]
+  sizes = collections.Counter(int(r["dataset_episodes"]) for r in rows)
+  examples = max((int(r["num_success_examples"]) for r in rows), default=0)
+  full = sizes.most_common(1)[0][0] if sizes else 0
+  series: Dict[str, Dict[int, List[Dict]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+  for r in rows:
+    if axis == "examples" and int(r["dataset_episodes"]) == full:
+      series[r["agent"]][int(r["num_success_examples"])].append(r)
+    elif axis == "episodes" and int(r["num_success_examples"]) == examples:
+      series[r["agent"]][int(r["dataset_episodes"])].append(r)
+  return series
+
+
+def _fig6(rows: List[Dict]):
+  """One row of panels per task: success against the number of success examples, and against the dataset size;
+  per agent the mean over seeds at any step (solid) and at the final step (dashed), every seed a dot."""
+  tasks = list(dict.fromkeys(r["task"] for r in rows)) or ["fetch_push"]
+  fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4 * len(tasks)), squeeze=False)
+  for row_axes, task in zip(axes, tasks):
+    for ax, axis, xlabel in zip(row_axes, ("examples", "episodes"), ("success examples", "dataset episodes")):
+      for agent, points in fig6_series(rows, task, axis).items():
+        xs = sorted(points)
+        for column, style in (("success_any_step", "-"), ("success_final_step", "--")):
+          means = [np.mean([float(r[column]) for r in points[x]]) for x in xs]
+          label = f"{agent} ({'any step' if style == '-' else 'final step'})"
+          ax.plot(xs, means, style, marker="o", color=COLORS[agent], label=label)
+          for x in xs:
+            ax.scatter([x] * len(points[x]), [float(r[column]) for r in points[x]], color="k", s=8, zorder=3)
+      ax.set_xscale("log")
+      ax.set_ylim(-0.02, 1.02)
+      ax.set_xlabel(xlabel)
+      ax.set_ylabel("success")
+      ax.set_title(task, fontsize=9)
+      ax.legend(fontsize=7)
+  return fig
+
+
 def _mean_std(values: List[float]) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})" if values else "n/a"
 
@@ -143,6 +184,17 @@ def update_table(document: str, name: str, text: str) -> bool:
   return True
 
 
+def _suptitle(fig, figure: int, rows: List[Dict]) -> None:
+  steps = sorted({r["num_steps"] for r in rows})
+  episodes = sorted({r["eval_episodes"] for r in rows})
+  marks = "lines: mean" if figure == 6 else "bars: mean"
+  fig.suptitle(
+    f"{TITLES[figure]} ({'/'.join(steps)} learner steps, "
+    f"{'/'.join(sorted({r['preset'] for r in rows}))} preset, final checkpoint, "
+    f"{'/'.join(episodes)} episodes; {marks}, dots: seeds)"
+  )
+
+
 def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
   """Draws figure `figure` from `table`; returns the PNG's path."""
   rows = _rows(table)
@@ -158,24 +210,18 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
       f.write(stability)
     if out_dir == os.path.join(root, "results", "paper"):
       update_table(os.path.join(root, RESULTS_DOC), "fig4", stability)
+  elif figure == 6:
+    fig = _fig6(rows)
+    _suptitle(fig, figure, rows)
   else:
     metrics = (("success_any_step", "success (any step)"), ("success_final_step", "success (final step)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, (column, name) in zip(axes, metrics):
       groups: Dict[str, Dict[str, List[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
       for r in rows:
-        label = r["task"]
-        if figure == 6:
-          label = f"{r['task']}: {r['num_success_examples']} ex, {r['dataset_episodes']} ep"
-        groups[label][r["agent"]].append(float(r[column]))
+        groups[r["task"]][r["agent"]].append(float(r[column]))
       _bars(ax, groups, name)
-    steps = sorted({r["num_steps"] for r in rows})
-    episodes = sorted({r["eval_episodes"] for r in rows})
-    fig.suptitle(
-      f"{TITLES[figure]} ({'/'.join(steps)} learner steps, "
-      f"{'/'.join(sorted({r['preset'] for r in rows}))} preset, final checkpoint, "
-      f"{'/'.join(episodes)} episodes; bars: mean, dots: seeds)"
-    )
+    _suptitle(fig, figure, rows)
   fig.tight_layout()
   fig.savefig(out, dpi=110)
   plt.close(fig)

@@ -190,3 +190,33 @@ def test_result_tables_are_replaced_between_their_markers_only(tmp_path):
   assert readme.read_text() == "intro\n<!-- table:fig3 -->\n| new |\n<!-- end table:fig3 -->\nafter\n"
   assert not paper_plots.update_table(str(readme), "fig5", "| x |")
   assert "| x |" not in readme.read_text()
+
+
+def test_fig6_splits_its_runs_into_the_success_example_and_dataset_size_sweeps(tmp_path):
+  def row(agent, seed, examples, episodes, value):
+    return {
+      "figure": 6, "task": "fetch_push", "agent": agent, "seed": seed, "dataset": "d", "quality": "medium",
+      "dataset_episodes": episodes, "num_success_examples": examples, "num_steps": 5000, "preset": "laptop",
+      "success_any_step": value, "success_final_step": value / 2, "eval_episodes": 100, "wall_s": 1, "workdir": "w",
+    }  # fmt: skip
+
+  rows = [row("laeo", 0, n, 2000, n / 1000) for n in (1, 10, 100, 200)]
+  rows += [row("laeo", 1, 200, 2000, 0.5), row("laeo", 0, 200, 200, 0.05), row("laeo", 0, 200, 20000, 0.9)]
+  rows += [row("oril", 0, 10, 2000, 0.3)]
+  rows = [{k: str(v) for k, v in r.items()} for r in rows]
+  examples = paper_plots.fig6_series(rows, "fetch_push", "examples")
+  assert sorted(examples["laeo"]) == [1, 10, 100, 200] and sorted(examples["oril"]) == [10]
+  assert [r["seed"] for r in examples["laeo"][200]] == ["0", "1"]
+  episodes = paper_plots.fig6_series(rows, "fetch_push", "episodes")
+  assert sorted(episodes["laeo"]) == [200, 2000, 20000] and "oril" not in episodes
+  assert [float(r["success_any_step"]) for r in episodes["laeo"][20000]] == [0.9]
+  table = tmp_path / "fig6.csv"
+  with open(table, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  assert os.path.getsize(paper_plots.plot_figure(6, str(table), str(tmp_path), str(tmp_path))) > 0
+  assert (
+    "| fetch_push (10 ex, 2000 ep) | 0.01 / 0.01 (n=1: 0.01) | 0.30 / 0.15 (n=1: 0.30) |"
+    in (tmp_path / "fig6.md").read_text()
+  )
