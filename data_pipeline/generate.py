@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -234,6 +235,53 @@ def generate_dataset(
     }
   )
   return summary
+
+
+def with_success_examples(source_dir: str, out_dir: str, num_success_examples: int) -> Dict[str, Any]:
+  """A dataset at `out_dir` equal to what generate_dataset would write with `num_success_examples` instead of the
+  generated dataset at `source_dir`'s count, without rolling out again: the same episodes (their files hard-linked,
+  or copied across filesystems) and success examples drawn as generate_dataset draws them, from the successful
+  steps in episode order with the dataset's seed. Returns the new metadata.
+
+  Raises:
+    ValueError: source_dir was not written by generate_dataset, or num_success_examples < 1.
+    FileExistsError: something is at out_dir already.
+  """
+  from data_pipeline import rlds_reader  # pylint: disable=g-import-not-at-top  (reads through TF)
+
+  meta = rlds_writer.read_metadata(source_dir)
+  if meta.get("generator") != "data_pipeline.generate" or "success_examples_seed" not in meta:
+    raise ValueError(f"{source_dir} was not written by data_pipeline.generate: no seeded success examples to redraw.")
+  out_dir = rlds_writer.check_output_dir(out_dir, overwrite=False)
+  episodes = (
+    {"observation": e["observation"], "success": e["flag"]}
+    for e in rlds_reader.iter_episodes([source_dir], flag_key="success")
+  )
+  examples = success_lib.extract_success_examples(
+    episodes, num_examples=num_success_examples, seed=meta["success_examples_seed"]
+  )
+  parent, base = os.path.split(out_dir)
+  tmp_dir = os.path.join(parent, f".{base}.tmp-{os.getpid()}")
+  os.makedirs(tmp_dir)
+  try:
+    for name in os.listdir(source_dir):
+      if name in (rlds_writer.METADATA_FILENAME, success_lib.SUCCESS_EXAMPLES_FILENAME):
+        continue
+      try:
+        os.link(os.path.join(source_dir, name), os.path.join(tmp_dir, name))
+      except OSError:
+        shutil.copy2(os.path.join(source_dir, name), os.path.join(tmp_dir, name))
+    success_lib.save_success_examples(tmp_dir, examples)
+    meta = {**meta, "num_success_examples": int(len(examples)), "created_unix_time": time.time()}
+    with open(os.path.join(tmp_dir, rlds_writer.METADATA_FILENAME), "w") as f:
+      json.dump(meta, f, indent=2, sort_keys=True)
+    if os.path.lexists(out_dir):  # An empty directory: check_output_dir refuses anything else.
+      os.rmdir(out_dir)
+    os.rename(tmp_dir, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    raise
+  return meta
 
 
 def stratified_checkpoints(mixture: Mixture, num_episodes: int, seed: int) -> np.ndarray:

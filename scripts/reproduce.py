@@ -118,6 +118,9 @@ BUDGETS = {
 }
 
 
+DEFAULT_SUCCESS_EXAMPLES = 200
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   figure: int
@@ -126,7 +129,7 @@ class Run:
   seed: int
   quality: str = "medium"
   dataset_scale: float = 1.0  # x the budget's dataset size (Fig. 6 right).
-  num_success_examples: int = 200  # Fig. 6 left.
+  num_success_examples: int = DEFAULT_SUCCESS_EXAMPLES  # Fig. 6 left.
 
 
 def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -> List[Run]:
@@ -189,7 +192,21 @@ def code_commit() -> str:
   return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
-def ensure_dataset(path: str, run: Run, episodes: int) -> Dict:
+def episodes_source(run: Run, budget: Budget) -> Optional[str]:
+  """The dataset whose episodes a run with fewer (or more) success examples than the default shares: only its
+  success examples differ (Fig. 6 left); None for a run on the default count."""
+  if run.num_success_examples == DEFAULT_SUCCESS_EXAMPLES:
+    return None
+  return dataset_dir(dataclasses.replace(run, num_success_examples=DEFAULT_SUCCESS_EXAMPLES), budget)
+
+
+def ensure_dataset(path: str, run: Run, episodes: int, source: Optional[str] = None) -> Dict:
+  """The dataset at `path`, generated when missing; with `source` (the same episodes with the default number of
+  success examples), made from it by redrawing the success examples instead of rolling out again."""
+  if not rlds_writer.is_dataset_dir(path) and source is not None:
+    ensure_dataset(source, dataclasses.replace(run, num_success_examples=DEFAULT_SUCCESS_EXAMPLES), episodes)
+    print(f"[reproduce] {path}: the episodes of {source}, {run.num_success_examples} success examples", flush=True)
+    generate.with_success_examples(source, path, run.num_success_examples)
   if not rlds_writer.is_dataset_dir(path):
     print(f"[reproduce] generating {path}", flush=True)
     summary = generate.generate_dataset(
@@ -351,7 +368,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset, options)
     if key in done:
       continue
-    meta = ensure_dataset(dataset, run, dataset_episodes(run, budget))
+    meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
     print(
       f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
       flush=True,

@@ -435,3 +435,26 @@ def test_real_fetch_reach_end_to_end(tmp_path):
   for a, b in zip(episodes, read_episodes(str(tmp_path / "one"))):
     np.testing.assert_array_equal(a["observation"], b["observation"])
     np.testing.assert_array_equal(a["action"], b["action"])
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["state", "image"])
+def test_with_success_examples_equals_generating_with_that_count(tmp_path, image):
+  """Fig. 6's datasets differ only in their success examples: redrawing them from a generated dataset's
+  successful steps gives what generating again with that count gives, episodes shared."""
+  source = str(tmp_path / "n20")
+  fake_generate(source, num_episodes=6, image=image, seed=3, num_success_examples=20)
+  fake_generate(str(tmp_path / "n5"), num_episodes=6, image=image, seed=3, num_success_examples=5)
+  meta = generate.with_success_examples(source, str(tmp_path / "derived"), 5)
+  np.testing.assert_array_equal(
+    success_lib.load_success_examples(str(tmp_path / "derived")),
+    success_lib.load_success_examples(str(tmp_path / "n5")),
+  )
+  generated = rlds_writer.read_metadata(str(tmp_path / "n5"))
+  assert meta == rlds_writer.read_metadata(str(tmp_path / "derived"))
+  for name in set(generated) - {"created_unix_time"}:
+    assert meta[name] == generated[name], name
+  for a, b in zip(read_episodes(str(tmp_path / "derived")), read_episodes(source)):
+    np.testing.assert_array_equal(a["observation"], b["observation"])
+  with pytest.raises(FileExistsError):
+    generate.with_success_examples(source, str(tmp_path / "derived"), 5)
+  assert sorted(os.listdir(tmp_path)) == ["derived", "n20", "n5"]  # No leftovers.

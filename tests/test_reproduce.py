@@ -74,7 +74,9 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   monkeypatch.setattr(
-    reproduce, "ensure_dataset", lambda path, run, episodes: {"num_episodes": episodes, "num_success_examples": 200}
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
   )
   args = ["--figure=3", "--tasks", "fetch_reach", "--seeds", "0", "1", f"--out_dir={tmp_path}", "--final_episodes=7"]
   assert reproduce.main(args) == 1  # PURL's runs failed: an honest exit status.
@@ -109,7 +111,9 @@ def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monk
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   monkeypatch.setattr(
-    reproduce, "ensure_dataset", lambda path, run, episodes: {"num_episodes": episodes, "num_success_examples": 200}
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
   )
   base = ["--figure=3", "--tasks", "fetch_reach", "--agents", "laeo", "--seeds", "0", f"--out_dir={tmp_path}"]
   assert reproduce.main(base) == 0
@@ -220,3 +224,35 @@ def test_fig6_splits_its_runs_into_the_success_example_and_dataset_size_sweeps(t
     "| fetch_push (10 ex, 2000 ep) | 0.01 / 0.01 (n=1: 0.01) | 0.30 / 0.15 (n=1: 0.30) |"
     in (tmp_path / "fig6.md").read_text()
   )
+
+
+def test_runs_with_other_success_example_counts_share_the_default_datasets_episodes(tmp_path, monkeypatch):
+  made, calls = set(), []
+  monkeypatch.setattr(reproduce.rlds_writer, "is_dataset_dir", lambda path: path in made)
+  monkeypatch.setattr(reproduce.rlds_writer, "read_metadata", lambda path: {"path": path})
+
+  def fake_generate(task, quality, episodes, path, seed, num_success_examples, show_progress):
+    calls.append(("generate", os.path.basename(path), num_success_examples))
+    made.add(path)
+    return {
+      "env_name": task, "quality": quality, "seed": seed, "num_episodes": episodes, "num_steps": 1, "success_rate": 0.5,
+      "success_rate_final_step": 0.5, "num_success_examples": num_success_examples, "seconds": 1.0, "out_dir": path,
+    }  # fmt: skip
+
+  def fake_with_success_examples(source, path, num_success_examples):
+    calls.append(("redraw", os.path.basename(source), os.path.basename(path), num_success_examples))
+    made.add(path)
+
+  monkeypatch.setattr(reproduce.generate, "generate_dataset", fake_generate)
+  monkeypatch.setattr(reproduce.generate, "with_success_examples", fake_with_success_examples)
+  budget = reproduce.BUDGETS["cpu"]
+  for run in reproduce.figure_runs(6, [0], []):
+    if run.task == "fetch_push" and run.agent == "laeo" and run.dataset_scale == 1.0:
+      path = reproduce.dataset_dir(run, budget)
+      reproduce.ensure_dataset(
+        path, run, reproduce.dataset_episodes(run, budget), reproduce.episodes_source(run, budget)
+      )
+  default = os.path.basename(reproduce.dataset_dir(reproduce.Run(6, "fetch_push", "laeo", 0), budget))
+  assert calls[0] == ("generate", default, 200)  # Once, for the first run that needs its episodes.
+  assert [c[0] for c in calls] == ["generate", "redraw", "redraw", "redraw"][: len(calls)] and len(calls) == 4
+  assert sorted(c[3] for c in calls[1:]) == [1, 10, 100] and {c[1] for c in calls[1:]} == {default}
