@@ -357,7 +357,7 @@ def main():
       "laeo:fetch_push:2000:10:4",
       "bc:fetch_push:2000:10:1",
       "bc:fetch_push:2000:10:4",
-      "laeo:fetch_push_image:1000:1:1",
+      "laeo:fetch_push_image:1000:1:4",
     ],
     help="AGENT:ENV:EPISODES:K:R full launches (image launches use batch 64, a third of the steps).",
   )
