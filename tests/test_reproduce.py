@@ -55,6 +55,13 @@ def test_dataset_names_carry_size_and_examples():
   assert reproduce.dataset_dir(reach_image, budget).endswith("_cam2")  # The "reach" camera.
 
 
+def test_named_seeds_run_on_image_tasks_too():
+  cpu = reproduce.BUDGETS["cpu"]
+  assert reproduce.seed_lists(None, cpu) == ([0, 1, 2], [0])  # By default one image seed on a CPU.
+  assert reproduce.seed_lists([1, 2], cpu) == ([1, 2], [1, 2])
+  assert reproduce.seed_lists(None, reproduce.BUDGETS["paper"]) == ([0, 1, 2], [0, 1, 2])
+
+
 def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
   trained = []
 
