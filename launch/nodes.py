@@ -35,6 +35,9 @@ from launch import variable_client
 from launch import video
 
 
+# Seconds an evaluator waits for its round to stop at the program's stop (the supervisor's grace is 20).
+EVALUATOR_STOP_S = 10.0
+
 # The calls each courier server of a run answers: those the run's own peers make (the learner counts steps and
 # everyone reads the counts; evaluators fetch the learner's parameters). Nothing else, e.g. the learner's run() or
 # train() (a second training loop) or the counter's restore(), is reachable over the network. No authentication:
@@ -256,6 +259,12 @@ class Evaluator:
     if self._env is None:
       self._env = rollout.make_evaluation_env(self._config, self._env_seed)
 
+  def close(self) -> None:
+    """Frees the environment (and its GL context): call on the thread that rendered with it."""
+    if self._env is not None:
+      self._env.close()
+      self._env = None
+
   def run_episode(self, params, frames: Optional[List[np.ndarray]] = None) -> Tuple[bool, bool]:
     """One deterministic-policy episode; returns (success at any step, success at the final step)."""
     self._make_env()
@@ -328,11 +337,18 @@ class Evaluator:
         self.evaluate_until(stop.is_set)
       except Exception as e:  # pylint: disable=broad-except
         errors.append(e)
+      finally:
+        self.close()
 
     worker = threading.Thread(target=evaluate, daemon=True)
     worker.start()
     while not stop.wait(1.0) and worker.is_alive():
       pass
+    # The worker stops between episodes and frees its GL context itself. Exiting while it still renders let
+    # the exit handlers free that context under it: a segfault at the end of about 4 runs in 10.
+    worker.join(EVALUATOR_STOP_S)
+    if worker.is_alive():
+      print(f"[{self._label}] evaluation did not stop within {EVALUATOR_STOP_S:.0f} s; exiting anyway", flush=True)
     if errors:
       with failures.stop_program_on_failure(self._workdir, self._label):
         raise errors[0]

@@ -740,6 +740,39 @@ def test_an_evaluator_does_not_evaluate_non_finite_parameters(capsys):
   assert "not evaluating the diverged parameters of learner step 0: policy_mlp/w is nan" in capsys.readouterr().out
 
 
+def test_a_stopped_evaluator_frees_its_environment_on_its_own_thread_before_it_exits(monkeypatch):
+  """At the program's stop the evaluator's worker ends its episode and closes the environment (its GL context)
+  itself, and the node waits for that: exit handlers freeing the context under a rendering thread segfaulted."""
+  import threading
+  import time
+
+  from launch import nodes
+
+  stop, events = threading.Event(), []
+  monkeypatch.setattr(nodes.lp, "stop_event", lambda: stop)
+
+  class Env:
+    def close(self):
+      time.sleep(0.3)  # Freeing a GL context takes a moment.
+      events.append(("closed", threading.get_ident()))
+
+  def evaluate_until(should_stop):
+    evaluator._env = Env()  # Made on the thread that renders.
+    events.append(("rendering", threading.get_ident()))
+    threading.Timer(0.2, stop.set).start()
+    while not should_stop():
+      time.sleep(0.05)
+    time.sleep(0.5)  # The episode under way when the stop came.
+
+  evaluator = object.__new__(nodes.Evaluator)
+  evaluator._env, evaluator._label, evaluator._workdir = None, "evaluator_0", "/nonexistent"
+  evaluator.evaluate_until = evaluate_until
+  evaluator.run()
+  (_, worker), closed = events[0], events[1:]
+  assert closed == [("closed", worker)] and worker != threading.get_ident()
+  assert evaluator._env is None
+
+
 def test_every_evaluation_round_acts_with_the_parameters_the_learner_holds_then(dataset_dir, tmp_path):
   """The evaluator fetches the learner's policy at the start of each round and every action of the round comes
   from those parameters (not the first ones it ever fetched, nor a mix)."""
