@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Dict, Optional
+import threading
 import weakref
+from typing import Dict, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -94,8 +95,11 @@ def _close_live_cameras() -> None:
   # Runs before mujoco.egl's own exit handler (atexit is LIFO and this one is
   # registered after the first GL context exists), so GL contexts are freed
   # while EGL is still usable instead of erroring in __del__ at shutdown.
+  # A camera whose thread still runs may be mid-render: freeing its context
+  # from here would crash that thread, so its owner closes it (or the OS does).
   for camera in list(_LIVE_CAMERAS):
-    camera.close()
+    if camera.owner is threading.current_thread() or not camera.owner.is_alive():
+      camera.close()
 
 
 class OffscreenCamera:
@@ -115,6 +119,7 @@ class OffscreenCamera:
     self._camera.elevation = elevation
     self._option = mujoco.MjvOption()
     self._option.sitegroup[:] = 0  # hide every site (goal marker included)
+    self.owner = threading.current_thread()
     global _ATEXIT_REGISTERED
     _LIVE_CAMERAS.add(self)
     if not _ATEXIT_REGISTERED:

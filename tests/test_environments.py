@@ -1,6 +1,10 @@
 """Environment API, determinism, rendering and scripted-policy reachability."""
 
+import threading
+import time
+
 import dm_env
+import mujoco
 import numpy as np
 import pytest
 
@@ -287,3 +291,37 @@ def test_occluded_camera_hides_block_while_pushing():
   # Hidden in 7 of these 32 frames with push controller version 2 (at least 8 with version 1).
   assert (visible["fetch_push_image_occluded"] == 0).mean() >= 0.2
   assert (visible["fetch_push_image_occluded"].max(axis=1) >= 15).all()
+
+
+def test_exit_handler_leaves_cameras_of_running_threads_to_their_owners():
+  """At interpreter exit, `_close_live_cameras` frees the cameras of the exiting thread and of finished threads,
+  but not one a still-running thread may be rendering with (freeing its GL context under it segfaults)."""
+  from environments import fetch  # pylint: disable=import-outside-toplevel
+
+  model = environments.make("fetch_reach", seed=0)._env.model  # pylint: disable=protected-access
+  made, release, done = {}, threading.Event(), threading.Event()
+
+  def own_camera(key, wait):
+    made[key] = fetch.OffscreenCamera(model, **fetch.CAMERAS["front"])
+    made[key].render(mujoco.MjData(model))
+    if wait:
+      release.wait(30)
+      made[key].render(mujoco.MjData(model))  # still usable after the handler ran
+      made[key].close()
+      done.set()
+
+  running = threading.Thread(target=own_camera, args=("running", True))
+  running.start()
+  finished = threading.Thread(target=own_camera, args=("finished", False))
+  finished.start()
+  finished.join()
+  own_camera("main", False)
+  while "running" not in made:
+    time.sleep(0.01)
+  fetch._close_live_cameras()  # pylint: disable=protected-access
+  live = set(fetch._LIVE_CAMERAS)  # pylint: disable=protected-access
+  assert made["running"] in live
+  assert made["main"] not in live and made["finished"] not in live
+  release.set()
+  running.join(30)
+  assert done.is_set() and made["running"] not in set(fetch._LIVE_CAMERAS)  # pylint: disable=protected-access
