@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from acme import specs  # noqa: E402
 
 import agents  # noqa: E402
+from agents.common import conv  # noqa: E402
 from agents.common import learner as common_learner  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "throughput")
@@ -104,13 +105,15 @@ def update_benchmark(agent: str, obs: str, per_call_counts, seconds: float, over
   learner = builder.make_learner(networks, _Repeat(batch), success, jax.random.PRNGKey(0))
   keys = common_learner.BATCH_KEYS[builder.batch_kind]
   # The HLO before XLA's optimisation passes: the compiled module hides the dots it hands to library calls.
-  analysis = (
-    jax.jit(learner._update_fn)
-    .lower(  # pylint: disable=protected-access
-      learner.state, {k: batch[k] for k in keys}, jnp.asarray(success)
+  # Counted with lax convolutions whatever runs: the model's FLOPs, not those of how they are computed.
+  with conv.implementation("lax"):
+    analysis = (
+      jax.jit(learner._update_fn)
+      .lower(  # pylint: disable=protected-access
+        learner.state, {k: batch[k] for k in keys}, jnp.asarray(success)
+      )
+      .cost_analysis()
     )
-    .cost_analysis()
-  )
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
   flops = float(analysis["flops"])
   row = {
@@ -280,7 +283,8 @@ def markdown(result: dict) -> str:
     f"{', '.join(f'{p:.0f}' for p in result['matmul_peaks_gflops'])}, measured at the start and the end of this run);"
     f" load average at the start {result['load_average']:.2f}, at the end {result['load_average_end']:.2f}.",
     "",
-    "The update alone (a batch already in memory):",
+    "The update alone (a batch already in memory; convolutions computed by "
+    f"{result['update'][0].get('conv', 'auto') if result['update'] else 'auto'}, FLOPs counted as lax convolutions):",
     "",
     "| agent | obs | batch | config | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
     "|---|---|---|---|---|---|---|---|",
@@ -347,6 +351,12 @@ def main():
     help="The observations whose updates are measured (image: also LAEO at the image launches' batch, with and "
     "without num_q_success_examples=32).",
   )
+  parser.add_argument(
+    "--conv",
+    choices=conv.IMPLEMENTATIONS,
+    default="auto",
+    help="How the updates alone compute convolutions (agents/common/conv.py); launches use the default, auto.",
+  )
   parser.add_argument("--skip_launch", action="store_true")
   parser.add_argument("--launch_steps", type=int, default=3000)
   parser.add_argument(
@@ -384,8 +394,10 @@ def main():
     plan += [(agent, "image", (), [1]) for agent in args.agents]
     plan += [("laeo", "image", IMAGE_BATCH, [1]), ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1])]
   for agent, obs, config, fused in plan:
-    row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config))
+    with conv.implementation(args.conv):
+      row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config))
     row["config"] = list(config)
+    row["conv"] = args.conv
     result["update"].append(row)
     print(row, flush=True)
   if not args.skip_launch:

@@ -796,3 +796,93 @@ def test_td3bc_reward_takes_the_actor_step_under_cond_for_vectors_only():
     update = td3_learning.make_update_fn(networks, config)
     jaxpr = str(jax.make_jaxpr(update)(state, make_batch(rng, "transition", kind), _obs(rng, kind, NUM_SUCCESS)))
     assert ("cond[" in jaxpr) == expect_cond, kind
+
+
+_FAULTS_PROGRAM = """
+import resource, sys
+import jax, jax.numpy as jnp, numpy as np
+from agents.common import learner
+if sys.argv[1] == "learner":
+  learner.GenericLearner(lambda key: (), lambda s, b, e: (s, {}), (), iter(()), None, None, counter=0, logger=0)
+x = jnp.asarray(np.random.default_rng(0).random((64, 64, 64, 16)), jnp.float32)  # 16 MiB, like an image batch's
+f = jax.jit(lambda x: jnp.sum(jnp.tanh(jnp.sort(x * 2.0 + 1.0, axis=1)), axis=0))
+for _ in range(3):
+  jax.block_until_ready(f(x))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+  jax.block_until_ready(f(x))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def test_a_learner_process_reuses_freed_buffers_instead_of_faulting_them_in_again():
+  """glibc's defaults hand a freed 16 MiB temporary back to the kernel, so every call faults its pages in again
+  (~8000 minor faults per call); once a learner exists in the process, later calls reuse them."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  faults = {}
+  for mode in ("plain", "learner"):
+    out = subprocess.run(
+      [sys.executable, "-c", _FAULTS_PROGRAM, mode], cwd=root, capture_output=True, text=True, check=True, timeout=300
+    )
+    faults[mode] = float(out.stdout.split()[-1])
+  assert faults["plain"] > 1000, faults
+  assert faults["learner"] < 100, faults
+
+
+@pytest.mark.parametrize(
+  "shape, kernel, stride, padding",
+  [
+    ((64, 64, 3), 8, 4, "SAME"),  # the Atari torso's first layer
+    ((16, 16, 16), 4, 2, "SAME"),  # its second
+    ((64, 64, 3), 8, 4, "VALID"),
+    ((15, 15, 16), 4, 2, "VALID"),  # VALID that leaves the last row and column unused
+    ((37, 53, 3), 8, 4, "SAME"),  # a camera of its own size, not square
+    ((20, 31, 5), 3, 2, "SAME"),  # a kernel that is not a multiple of the stride
+    ((9, 9, 4), 5, 3, "VALID"),
+  ],
+)
+def test_strided_conv_as_matmul_is_lax_conv_with_the_same_gradients(shape, kernel, stride, padding):
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((3,) + shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)) / kernel, jnp.float32)
+  ref, ref_vjp = jax.vjp(lambda x, w: conv.lax_conv(x, w, stride, padding), x, w)
+  out, vjp = jax.vjp(lambda x, w: conv.strided_conv_as_matmul(x, w, stride, padding), x, w)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+  cotangent = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
+  for got, want in zip(vjp(cotangent), ref_vjp(cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_strided_layers_as_matmuls_on_cpu():
+  """Same parameter names, shapes and initial values as hk.Conv2D layers (checkpoints restore, seeds reproduce),
+  the same features; on CPU the two strided layers are matmuls, the stride-1 layer stays a convolution."""
+  import haiku as hk  # pylint: disable=g-import-not-at-top
+
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+  from agents.common import networks as common_networks  # pylint: disable=g-import-not-at-top
+
+  class Reference(hk.Module):
+    def __call__(self, x):
+      for channels, kernel, stride in zip((16, 32, 32), (8, 4, 3), (4, 2, 1)):
+        x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding="SAME")(x))
+      return x.reshape(x.shape[0], -1)
+
+  x = jnp.asarray(np.random.default_rng(0).random((5, 64, 64, 3)), jnp.float32)
+  torso = hk.without_apply_rng(hk.transform(lambda x: common_networks.AtariTorso((16, 32, 32), "SAME")(x)))
+  reference = hk.without_apply_rng(hk.transform(lambda x: Reference(name="atari_torso")(x)))
+  params, ref_params = torso.init(jax.random.PRNGKey(3), x), reference.init(jax.random.PRNGKey(3), x)
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(ref_params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params, ref_params)
+  np.testing.assert_allclose(torso.apply(params, x), reference.apply(params, x), rtol=1e-4, atol=1e-5)
+  assert jax.default_backend() == "cpu"
+  convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
+  with conv.implementation("lax"):
+    lax_convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
+  assert (convs, lax_convs) == (1, 3)

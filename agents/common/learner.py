@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents.common import allocator
+
 FUTURE_KEYS = ("observation", "action", "future_observation")
 TRANSITION_KEYS = ("observation", "action", "next_observation", "discount")
 BATCH_KEYS = {"future": FUTURE_KEYS, "transition": TRANSITION_KEYS}
@@ -158,6 +160,7 @@ class GenericLearner:
     policy_field: str = "policy_params",
     label: str = "learner",
   ):
+    allocator.keep_freed_memory()  # The process trains: keep freed buffers for the next update.
     self._iterator = iterator
     self._batch_keys = tuple(batch_keys)
     self._success = None if success_examples is None else jnp.asarray(success_examples)

@@ -9,6 +9,7 @@ import numpy as np
 from dm_env import specs
 
 from agents.common import config_utils
+from agents.common import conv
 from agents.common import distributions
 from data_pipeline import step_format
 
@@ -48,8 +49,24 @@ class AtariTorso(hk.Module):
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     for channels, kernel, stride in zip(self._channels, (8, 4, 3), (4, 2, 1)):
-      x = jax.nn.relu(hk.Conv2D(channels, kernel, stride=stride, padding=self._padding)(x))
+      x = jax.nn.relu(Conv2D(channels, kernel, stride, self._padding)(x))
     return x.reshape(x.shape[:-3] + (-1,))
+
+
+class Conv2D(hk.Module):
+  """hk.Conv2D's parameters (names, shapes, initialisers: the same checkpoints and seeds) computed by
+  `conv.conv2d`, which keeps strided convolutions off XLA's slow CPU convolutions."""
+
+  def __init__(self, channels: int, kernel: int, stride: int, padding: str, name: Optional[str] = None):
+    super().__init__(name=name)
+    self._channels, self._kernel, self._stride, self._padding = channels, kernel, stride, padding
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    shape = (self._kernel, self._kernel, x.shape[-1], self._channels)
+    w_init = hk.initializers.TruncatedNormal(stddev=1.0 / np.sqrt(np.prod(shape[:-1])))
+    w = hk.get_parameter("w", shape, x.dtype, init=w_init)
+    b = hk.get_parameter("b", (self._channels,), x.dtype, init=jnp.zeros)
+    return conv.conv2d(x, w, self._stride, self._padding) + b
 
 
 class Encoder(hk.Module):
@@ -134,7 +151,13 @@ class StackedMLP(hk.Module):
       init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(fan_in))
       w = hk.get_parameter(f"w_{i}", (self._num, fan_in, size), x.dtype, init)
       b = hk.get_parameter(f"b_{i}", (self._num, size), x.dtype, jnp.zeros)
-      x = jnp.einsum("bi,kio->kbo" if x.ndim == 2 else "kbi,kio->kbo", x, w) + b[:, None, :]
+      if x.ndim == 2:
+        # A shared input meets every member's weights in ONE plain matmul [B, in] x [in, num * out]: on XLA's
+        # CPU backend 2-4x faster than the einsum "bi,kio->kbo" (image features are 2048 wide).
+        y = x @ w.transpose(1, 0, 2).reshape(fan_in, self._num * size)
+        x = y.reshape(x.shape[0], self._num, size).transpose(1, 0, 2) + b[:, None, :]
+      else:
+        x = jnp.einsum("kbi,kio->kbo", x, w) + b[:, None, :]
       if i + 1 < len(self._sizes):
         x = jax.nn.relu(x)
     return x

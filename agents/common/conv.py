@@ -1,0 +1,143 @@
+"""2-D convolution (NHWC inputs, HWIO kernels, 'SAME' or 'VALID'), fast on XLA's CPU backend too.
+
+XLA's CPU backend runs strided convolutions with few channels, such as the Atari torso's first two layers, at
+4-8% of the matmul peak, and the input gradient of a strided one slower still
+(results/image_update_2026-12-03.md). On CPU a strided convolution is therefore computed as the same function in
+matmuls: space-to-depth by the stride turns a k x k kernel of stride s into t x t taps of stride 1
+(t = ceil(k / s)) over s*s*C channels; ONE matmul applies every tap to every input block, and the output sums
+t*t shifted slices of that product. Its gradients are matmuls too (a custom VJP). Accelerators and stride-1
+layers use `lax.conv_general_dilated`.
+"""
+
+import contextlib
+import functools
+from typing import Iterator, Tuple
+
+import jax
+import jax.numpy as jnp
+
+
+IMPLEMENTATIONS = ("auto", "lax", "matmul")
+_implementation = "auto"
+
+
+@contextlib.contextmanager
+def implementation(name: str) -> Iterator[None]:
+  """Within the block, functions traced use `name` for every conv2d: 'lax', 'matmul' (strided layers) or 'auto'
+  (matmul for strided layers on CPU). For comparisons and FLOP counts; results agree to float rounding."""
+  global _implementation
+  if name not in IMPLEMENTATIONS:
+    raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {name!r}")
+  previous, _implementation = _implementation, name
+  try:
+    yield
+  finally:
+    _implementation = previous
+
+
+def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: str) -> jnp.ndarray:
+  """x [B, H, W, C], w [k, k, C, O] -> [B, H', W', O]: lax's convolution, on CPU by matmuls when strided."""
+  name = _implementation
+  if name == "auto":
+    name = "matmul" if jax.default_backend() == "cpu" else "lax"
+  if name == "matmul" and stride > 1:
+    return strided_conv_as_matmul(x, w, stride, padding)
+  return lax_conv(x, w, stride, padding)
+
+
+def lax_conv(x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: str) -> jnp.ndarray:
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _geometry(n: int, k: int, s: int, padding: str) -> Tuple[int, int, int, int]:
+  """Along one axis of length n: (outputs, padding before, taps t, padded length covered by the blocks)."""
+  if padding == "SAME":
+    out = -(-n // s)
+    before = max((out - 1) * s + k - n, 0) // 2
+  elif padding == "VALID":
+    out, before = (n - k) // s + 1, 0
+  else:
+    raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+  taps = -(-k // s)
+  return out, before, taps, (out + taps - 1) * s
+
+
+def _pad_or_crop(x: jnp.ndarray, axis: int, before: int, length: int) -> jnp.ndarray:
+  """x along `axis` shifted right by `before` (zeros in front) and then cut or zero-filled to `length`."""
+  pads = [(0, 0)] * x.ndim
+  pads[axis] = (before, max(length - x.shape[axis] - before, 0))
+  x = jnp.pad(x, pads)
+  return jax.lax.slice_in_dim(x, 0, length, axis=axis)
+
+
+def _unpad(x: jnp.ndarray, axis: int, before: int, n: int) -> jnp.ndarray:
+  """The inverse of _pad_or_crop's placement: the n entries starting at `before` (zeros where it had cut)."""
+  pads = [(0, 0)] * x.ndim
+  pads[axis] = (0, max(before + n - x.shape[axis], 0))
+  return jax.lax.slice_in_dim(jnp.pad(x, pads), before, before + n, axis=axis)
+
+
+def _to_blocks(x, k, s, padding):
+  """[B, H, W, C] -> [B*mh*mw, s*s*C]: the padded input cut into s x s blocks, one row per block."""
+  b, h, w, c = x.shape
+  (_, bh, _, lh), (_, bw, _, lw) = _geometry(h, k, s, padding), _geometry(w, k, s, padding)
+  x = _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
+  x = x.reshape(b, lh // s, s, lw // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b * (lh // s) * (lw // s), s * s * c)
+
+
+def _from_blocks(blocks, shape, k, s, padding):
+  """The transpose of _to_blocks: rows of blocks -> [B, H, W, C] (padding dropped)."""
+  b, h, w, c = shape
+  (_, bh, _, lh), (_, bw, _, lw) = _geometry(h, k, s, padding), _geometry(w, k, s, padding)
+  x = blocks.reshape(b, lh // s, lw // s, s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, lh, lw, c)
+  return _unpad(_unpad(x, 1, bh, h), 2, bw, w)
+
+
+def _kernel_blocks(w, s):
+  """[k, k, C, O] -> [s*s*C, t*t*O]: column block (i, j) is tap (i, j)'s kernel over an input block."""
+  k, _, c, o = w.shape
+  t = -(-k // s)
+  w = jnp.pad(w, ((0, t * s - k), (0, t * s - k), (0, 0), (0, 0)))
+  return w.reshape(t, s, t, s, c, o).transpose(1, 3, 4, 0, 2, 5).reshape(s * s * c, t * t * o)
+
+
+def _kernel_from_blocks(blocks, shape, s):
+  k, _, c, o = shape
+  t = -(-k // s)
+  w = blocks.reshape(s, s, c, t, t, o).transpose(3, 0, 4, 1, 2, 5).reshape(t * s, t * s, c, o)
+  return w[:k, :k]
+
+
+def _dims(x_shape, w_shape, s, padding):
+  (oh, _, t, lh), (ow, _, _, lw) = (_geometry(n, w_shape[0], s, padding) for n in x_shape[1:3])
+  return oh, ow, t, lh // s, lw // s
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv_as_matmul(x, w, stride, padding):
+  """lax_conv(x, w, stride, padding) computed as space-to-depth, one matmul and shifted sums (see module doc)."""
+  return _forward(x, w, stride, padding)[0]
+
+
+def _forward(x, w, s, padding):
+  oh, ow, t, mh, mw = _dims(x.shape, w.shape, s, padding)
+  blocks = _to_blocks(x, w.shape[0], s, padding)
+  z = (blocks @ _kernel_blocks(w, s)).reshape(x.shape[0], mh, mw, t, t, w.shape[-1])
+  y = sum(z[:, i : i + oh, j : j + ow, i, j] for i in range(t) for j in range(t))
+  return y, (blocks, w, x.shape)
+
+
+def _backward(s, padding, residuals, dy):
+  blocks, w, x_shape = residuals
+  oh, ow, t, mh, mw = _dims(x_shape, w.shape, s, padding)
+  # dz[:, I, J, i, j] = dy[:, I - i, J - j]: each tap's share of the output, placed back at its blocks.
+  dz = jnp.stack(
+    [jnp.pad(dy, ((0, 0), (i, mh - oh - i), (j, mw - ow - j), (0, 0))) for i in range(t) for j in range(t)], axis=3
+  ).reshape(blocks.shape[0], t * t * w.shape[-1])
+  dw = _kernel_from_blocks(blocks.T @ dz, w.shape, s)
+  dx = _from_blocks(dz @ _kernel_blocks(w, s).T, x_shape, w.shape[0], s, padding)
+  return dx, dw
+
+
+strided_conv_as_matmul.defvjp(_forward, _backward)
