@@ -886,3 +886,21 @@ def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_strided_layers_as_matmu
   with conv.implementation("lax"):
     lax_convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
   assert (convs, lax_convs) == (1, 3)
+
+
+def test_conv_implementation_switch_is_not_undone_by_jax_reusing_a_trace():
+  """jax reuses a function's trace across jit wrappers; a switch of implementation must still take effect."""
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  x, w = jnp.ones((2, 16, 16, 3)), jnp.ones((4, 4, 3, 5))
+
+  def f(x, w):
+    return conv.conv2d(x, w, 2, "SAME")
+
+  def lowered_has_conv():
+    return "convolution" in jax.jit(f).lower(x, w).as_text()
+
+  assert not lowered_has_conv()  # auto on CPU: a matmul
+  with conv.implementation("lax"):
+    assert lowered_has_conv()
+  assert not lowered_has_conv()

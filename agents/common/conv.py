@@ -24,15 +24,23 @@ _implementation = "auto"
 @contextlib.contextmanager
 def implementation(name: str) -> Iterator[None]:
   """Within the block, functions traced use `name` for every conv2d: 'lax', 'matmul' (strided layers) or 'auto'
-  (matmul for strided layers on CPU). For comparisons and FLOP counts; results agree to float rounding."""
+  (matmul for strided layers on CPU). For comparisons and FLOP counts; results agree to float rounding.
+
+  jax reuses a function's trace for every jit of it whatever this module says, so switching clears jax's
+  caches (on entry and exit): what is traced inside, or after, sees the implementation then in force.
+  """
   global _implementation
   if name not in IMPLEMENTATIONS:
     raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {name!r}")
   previous, _implementation = _implementation, name
+  if name != previous:
+    jax.clear_caches()
   try:
     yield
   finally:
     _implementation = previous
+    if name != previous:
+      jax.clear_caches()
 
 
 def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: str) -> jnp.ndarray:
