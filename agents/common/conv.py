@@ -85,19 +85,24 @@ def _unpad(x: jnp.ndarray, axis: int, before: int, n: int) -> jnp.ndarray:
   return jax.lax.slice_in_dim(jnp.pad(x, pads), before, before + n, axis=axis)
 
 
-def _to_blocks(x, k, s, padding):
+def _axes(x_shape, k, s, padding):
+  """_geometry of the height and the width axes of an input of `x_shape` [B, H, W, C]."""
+  return tuple(_geometry(n, k, s, padding) for n in x_shape[1:3])
+
+
+def _to_blocks(x, s, axes):
   """[B, H, W, C] -> [B*mh*mw, s*s*C]: the padded input cut into s x s blocks, one row per block."""
-  b, h, w, c = x.shape
-  (_, bh, _, lh), (_, bw, _, lw) = _geometry(h, k, s, padding), _geometry(w, k, s, padding)
+  b, _, _, c = x.shape
+  (_, bh, _, lh), (_, bw, _, lw) = axes
   x = _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
   x = x.reshape(b, lh // s, s, lw // s, s, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b * (lh // s) * (lw // s), s * s * c)
 
 
-def _from_blocks(blocks, shape, k, s, padding):
+def _from_blocks(blocks, shape, s, axes):
   """The transpose of _to_blocks: rows of blocks -> [B, H, W, C] (padding dropped)."""
   b, h, w, c = shape
-  (_, bh, _, lh), (_, bw, _, lw) = _geometry(h, k, s, padding), _geometry(w, k, s, padding)
+  (_, bh, _, lh), (_, bw, _, lw) = axes
   x = blocks.reshape(b, lh // s, lw // s, s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, lh, lw, c)
   return _unpad(_unpad(x, 1, bh, h), 2, bw, w)
 
@@ -117,11 +122,6 @@ def _kernel_from_blocks(blocks, shape, s):
   return w[:k, :k]
 
 
-def _dims(x_shape, w_shape, s, padding):
-  (oh, _, t, lh), (ow, _, _, lw) = (_geometry(n, w_shape[0], s, padding) for n in x_shape[1:3])
-  return oh, ow, t, lh // s, lw // s
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def strided_conv_as_matmul(x, w, stride, padding):
   """lax_conv(x, w, stride, padding) computed as space-to-depth, one matmul and shifted sums (see module doc)."""
@@ -129,22 +129,25 @@ def strided_conv_as_matmul(x, w, stride, padding):
 
 
 def _forward(x, w, s, padding):
-  oh, ow, t, mh, mw = _dims(x.shape, w.shape, s, padding)
-  blocks = _to_blocks(x, w.shape[0], s, padding)
-  z = (blocks @ _kernel_blocks(w, s)).reshape(x.shape[0], mh, mw, t, t, w.shape[-1])
+  axes = _axes(x.shape, w.shape[0], s, padding)
+  (oh, _, t, lh), (ow, _, _, lw) = axes
+  blocks = _to_blocks(x, s, axes)
+  z = (blocks @ _kernel_blocks(w, s)).reshape(x.shape[0], lh // s, lw // s, t, t, w.shape[-1])
   y = sum(z[:, i : i + oh, j : j + ow, i, j] for i in range(t) for j in range(t))
   return y, (blocks, w, x.shape)
 
 
 def _backward(s, padding, residuals, dy):
   blocks, w, x_shape = residuals
-  oh, ow, t, mh, mw = _dims(x_shape, w.shape, s, padding)
+  axes = _axes(x_shape, w.shape[0], s, padding)
+  (oh, _, t, lh), (ow, _, _, lw) = axes
+  mh, mw = lh // s, lw // s
   # dz[:, I, J, i, j] = dy[:, I - i, J - j]: each tap's share of the output, placed back at its blocks.
   dz = jnp.stack(
     [jnp.pad(dy, ((0, 0), (i, mh - oh - i), (j, mw - ow - j), (0, 0))) for i in range(t) for j in range(t)], axis=3
   ).reshape(blocks.shape[0], t * t * w.shape[-1])
   dw = _kernel_from_blocks(blocks.T @ dz, w.shape, s)
-  dx = _from_blocks(dz @ _kernel_blocks(w, s).T, x_shape, w.shape[0], s, padding)
+  dx = _from_blocks(dz @ _kernel_blocks(w, s).T, x_shape, s, axes)
   return dx, dw
 
 
