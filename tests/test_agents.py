@@ -592,6 +592,36 @@ def test_pipelined_learner_makes_the_sequential_updates():
   assert [r["learner_steps"] for r in logger.data] == [2, 5, 6, 8, 10, 11]
 
 
+def test_laeo_image_learner_runs_its_stages_in_sequence():
+  """An image update keeps the cores busy by itself, so LAEO's image learner does not overlap its stages: after
+  every call the state, the policy it serves and every logged metric are those of the call's last update."""
+  config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+  networks = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4)).make_networks(
+    OBS_SPECS["image"], ACTION_SPEC
+  )
+  success = _obs(np.random.default_rng(7), "image", 5)
+  logger = RecordingLogger()
+  learner = laeo_learning.LaeoLearner(
+    networks, config, Feeder("future", "image", 3), success, jax.random.PRNGKey(1), logger=logger
+  )
+  update = laeo_learning.make_update_fn(networks, config)
+  state, feeder, expected = learner.save(), Feeder("future", "image", 3), []
+  for _ in range(3):
+    state, metrics = update(state, {k: jnp.asarray(v) for k, v in next(feeder).items()}, jnp.asarray(success))
+    expected.append((state, jax.device_get(metrics)))
+  for calls, updates in ((2, 2), (1, 3)):
+    learner.step(calls)
+    (policy_params,) = learner.get_variables(["policy"])
+    for a, b in zip(
+      jax.tree_util.tree_leaves(policy_params), jax.tree_util.tree_leaves(expected[updates - 1][0].policy_params)
+    ):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for key in LAEO_POLICY_METRICS + ("critic_loss",):
+      np.testing.assert_allclose(logger.data[-1][key], expected[updates - 1][1][key], rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(learner.save()), jax.tree_util.tree_leaves(expected[2][0])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 def test_stacked_mlp_is_independent_mlps_in_one_matmul_per_layer():
   """Member k of a StackedMLP computes the ReLU MLP of its own weights, on a shared input or on its own; the
   members' weights are drawn independently with hk.Linear's truncated normal of stddev 1/sqrt(fan_in)."""
@@ -843,16 +873,20 @@ def test_a_learner_process_reuses_freed_buffers_instead_of_faulting_them_in_agai
     ((37, 53, 3), 8, 4, "SAME"),  # a camera of its own size, not square
     ((20, 31, 5), 3, 2, "SAME"),  # a kernel that is not a multiple of the stride
     ((9, 9, 4), 5, 3, "VALID"),
+    ((8, 8, 32), 3, 1, "SAME"),  # its third, stride 1: patches
+    ((7, 10, 4), 4, 1, "SAME"),  # an even kernel pads one more after than before
+    ((7, 10, 4), 3, 1, "VALID"),
   ],
 )
-def test_strided_conv_as_matmul_is_lax_conv_with_the_same_gradients(shape, kernel, stride, padding):
+def test_conv_as_matmul_is_lax_conv_with_the_same_gradients(shape, kernel, stride, padding):
   from agents.common import conv  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((3,) + shape), jnp.float32)
   w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)) / kernel, jnp.float32)
   ref, ref_vjp = jax.vjp(lambda x, w: conv.lax_conv(x, w, stride, padding), x, w)
-  out, vjp = jax.vjp(lambda x, w: conv.strided_conv_as_matmul(x, w, stride, padding), x, w)
+  with conv.implementation("matmul"):
+    out, vjp = jax.vjp(lambda x, w: conv.conv2d(x, w, stride, padding), x, w)
   assert out.shape == ref.shape
   np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
   cotangent = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
@@ -860,9 +894,10 @@ def test_strided_conv_as_matmul_is_lax_conv_with_the_same_gradients(shape, kerne
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_strided_layers_as_matmuls_on_cpu():
+def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_its_layers_as_matmuls_on_cpu():
   """Same parameter names, shapes and initial values as hk.Conv2D layers (checkpoints restore, seeds reproduce),
-  the same features; on CPU the two strided layers are matmuls, the stride-1 layer stays a convolution."""
+  the same features; on CPU the two strided layers are matmuls, and the stride-1 layer is a convolution in a
+  forward pass alone and matmuls when differentiated."""
   import haiku as hk  # pylint: disable=g-import-not-at-top
 
   from agents.common import conv  # pylint: disable=g-import-not-at-top
@@ -886,6 +921,12 @@ def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_strided_layers_as_matmu
   with conv.implementation("lax"):
     lax_convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
   assert (convs, lax_convs) == (1, 3)
+  grad = jax.jit(jax.grad(lambda p, x: jnp.sum(torso.apply(p, x) ** 2)))
+  assert "convolution" not in grad.lower(params, x).as_text()
+  ref_grad = jax.grad(lambda p, x: jnp.sum(reference.apply(p, x) ** 2))(params, x)
+  jax.tree_util.tree_map(
+    lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4), grad(params, x), ref_grad
+  )
 
 
 def test_conv_implementation_switch_is_not_undone_by_jax_reusing_a_trace():

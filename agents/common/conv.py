@@ -5,8 +5,11 @@ XLA's CPU backend runs strided convolutions with few channels, such as the Atari
 (results/image_update_2026-12-03.md). On CPU a strided convolution is therefore computed as the same function in
 matmuls: space-to-depth by the stride turns a k x k kernel of stride s into t x t taps of stride 1
 (t = ceil(k / s)) over s*s*C channels; ONE matmul applies every tap to every input block, and the output sums
-t*t shifted slices of that product. Its gradients are matmuls too (a custom VJP). Accelerators and stride-1
-layers use `lax.conv_general_dilated`.
+t*t shifted slices of that product. Its gradients are matmuls too (a custom VJP). A stride-1 layer that is
+differentiated runs as patches (im2col) and one matmul, and keeps the patches for its weight gradient: one
+matmul where XLA transposes the input and runs a slow convolution; undifferentiated (a forward alone, such as
+the success examples' encoding) it stays XLA's convolution, faster there than building patches. Accelerators
+use `lax.conv_general_dilated` throughout.
 """
 
 import contextlib
@@ -48,8 +51,8 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: str) -> jnp.nda
   name = _implementation
   if name == "auto":
     name = "matmul" if jax.default_backend() == "cpu" else "lax"
-  if name == "matmul" and stride > 1:
-    return strided_conv_as_matmul(x, w, stride, padding)
+  if name == "matmul":
+    return strided_conv_as_matmul(x, w, stride, padding) if stride > 1 else unit_stride_conv(x, w, padding)
   return lax_conv(x, w, stride, padding)
 
 
@@ -152,3 +155,37 @@ def _backward(s, padding, residuals, dy):
 
 
 strided_conv_as_matmul.defvjp(_forward, _backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def unit_stride_conv(x, w, padding):
+  """lax_conv(x, w, 1, padding); differentiated, as patches and one matmul (see module doc)."""
+  return lax_conv(x, w, 1, padding)
+
+
+def _unit_forward(x, w, padding):
+  k, _, c, o = w.shape
+  (oh, bh, _, lh), (ow, bw, _, lw) = _axes(x.shape, k, 1, padding)
+  xp = _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
+  patches = jnp.concatenate([xp[:, i : i + oh, j : j + ow] for i in range(k) for j in range(k)], axis=-1)
+  patches = patches.reshape(-1, k * k * c)
+  return (patches @ w.reshape(k * k * c, o)).reshape(x.shape[0], oh, ow, o), (patches, w, x.shape)
+
+
+def _unit_backward(padding, residuals, dy):
+  patches, w, x_shape = residuals
+  k, _, c, o = w.shape
+  (oh, bh, _, lh), (ow, bw, _, lw) = _axes(x_shape, k, 1, padding)
+  dy = dy.reshape(-1, o)
+  dw = (patches.T @ dy).reshape(w.shape)
+  dpatches = (dy @ w.reshape(k * k * c, o).T).reshape(x_shape[0], oh, ow, k * k, c)
+  # Patch (i, j) of output (y, x) is the input at (y + i, x + j): add each back where it was read.
+  dx = sum(
+    jnp.pad(dpatches[:, :, :, i * k + j], ((0, 0), (i, lh - oh - i), (j, lw - ow - j), (0, 0)))
+    for i in range(k)
+    for j in range(k)
+  )
+  return _unpad(_unpad(dx, 1, bh, x_shape[1]), 2, bw, x_shape[2]), dw
+
+
+unit_stride_conv.defvjp(_unit_forward, _unit_backward)

@@ -10,7 +10,8 @@ as many batches): the same updates on the same batches as separate calls, minus
 the per-call dispatch and synchronisation (Acme's num_sgd_steps_per_step).
 
 `PipelinedLearner` runs a `TwoStageUpdate` (LAEO's critic, then its policy from the critic's pre-update
-parameters) on two threads: the same updates, on two cores where XLA's CPU backend keeps one busy.
+parameters) on two threads: the same updates, on two cores where XLA's CPU backend keeps one busy. Image
+updates keep both cores busy on their own, so they run the stages in sequence (`overlap=False`).
 
 A learner stops at the first call whose logged metrics hold NaN or infinity (`DivergenceError`): a diverged
 update never gets better, and the steps after it only overwrite what was learned.
@@ -274,10 +275,15 @@ class PipelinedLearner(GenericLearner):
     * each call logs stage one's metrics of its last update and stage two's of the last update stage two
       finished. The first call (and the first after a save) runs its own stage two at once, so that every
       logged row has all metrics.
+
+  overlap=False runs each call's updates whole, stage after stage, in one jitted call (GenericLearner.step):
+  for updates whose XLA computations already fill the cores, such as image updates on a CPU, overlapping
+  them only makes the two threads compete (results/image_update_2026-12-03b.md: 1.2x slower at batch 64).
   """
 
-  def __init__(self, stages: TwoStageUpdate, init_fn: Callable, **kwargs):
+  def __init__(self, stages: TwoStageUpdate, init_fn: Callable, overlap: bool = True, **kwargs):
     super().__init__(init_fn=init_fn, update_fn=stages.update, **kwargs)
+    self._overlap = overlap
     self._stages = stages
     self._first, self._second = stages.split(self._state)
     self._state = None  # Held as its two parts.
@@ -308,6 +314,14 @@ class PipelinedLearner(GenericLearner):
 
   def step(self, num_updates: int = 1):
     """Runs stage one of `num_updates` updates on fresh batches beside stage two of the previous call's."""
+    if not self._overlap:
+      self._state = self._stages.merge(self._first, self._second)
+      try:
+        super().step(num_updates)
+      finally:  # A DivergenceError leaves the diverged state held as the parts, as overlapping calls do.
+        self._first, self._second = self._stages.split(self._state)
+        self._state = None
+      return
     # Stage two of the previous call starts first: it needs no new batch, so it overlaps their fetching too.
     behind = self._worker.submit(self._run_second, self._pending) if self._pending is not None else None
     stacked = self._stack(self._next_batches(num_updates))

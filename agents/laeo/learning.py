@@ -177,7 +177,8 @@ def make_update_fn(networks: LaeoNetworks, config: LaeoConfig):
 
 
 class LaeoLearner(common_learner.PipelinedLearner):
-  """Acme learner for LAEO ('future' batches); its critic and policy stages overlap on two threads."""
+  """Acme learner for LAEO ('future' batches); its critic and policy stages overlap on two threads, except for
+  image observations, whose updates keep the cores busy on their own (see PipelinedLearner)."""
 
   def __init__(
     self, networks: LaeoNetworks, config: LaeoConfig, iterator, success_examples, random_key, counter=None, logger=None
@@ -185,6 +186,7 @@ class LaeoLearner(common_learner.PipelinedLearner):
     super().__init__(
       stages=make_stages(networks, config),
       init_fn=lambda key: make_initial_state(networks, config, key),
+      overlap=not common_networks.has_images(networks.observation_spec),
       batch_keys=common_learner.FUTURE_KEYS,
       iterator=iterator,
       success_examples=success_examples,
