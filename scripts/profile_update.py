@@ -34,14 +34,14 @@ from acme import specs  # noqa: E402
 
 import agents  # noqa: E402
 import benchmark_throughput  # noqa: E402
-from agents.common import allocator  # noqa: E402
 from agents.common import learner as common_learner  # noqa: E402
 
 INSTRUCTION = re.compile(r"\s+(?:ROOT )?([\w.\-]+) = (\S+) ([\w\-]+)\((.*)")
 
 
 def hlo_instructions(module_name: str) -> dict:
-  """name -> (shape, opcode, the source op_name, callee) from XLA's optimised HLO of the jitted update."""
+  """name -> (shape, kind, where) from XLA's optimised HLO of the jitted update: kind is the opcode (a custom
+  call's target in its place), where the model code its ops come from (a fusion's: those of its callee)."""
   (path,) = glob.glob(f"{WORK}/hlo/*jit_{module_name}.cpu_after_optimizations.txt")[:1]
   text = open(path).read()
   ops_of, current = collections.defaultdict(list), None
@@ -94,7 +94,6 @@ def main():
   parser.add_argument("--top", type=int, default=15, help="How many of the slowest operations to list.")
   args = parser.parse_args()
 
-  allocator.keep_freed_memory()
   overrides = {**agents.preset(args.agent, "laptop"), "batch_size": args.batch_size}
   builder = agents.make_builder(args.agent, **overrides)
   shape, dtype = benchmark_throughput.SHAPES[args.observation]

@@ -93,21 +93,33 @@ def _axes(x_shape, k, s, padding):
   return tuple(_geometry(n, k, s, padding) for n in x_shape[1:3])
 
 
+def _padded(x, axes):
+  """[B, H, W, C] placed in the padded [B, lh, lw, C] that `axes` (_axes) describe."""
+  (_, bh, _, lh), (_, bw, _, lw) = axes
+  return _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
+
+
+def _unpadded(x, shape, axes):
+  """The transpose of _padded: the [B, H, W, C] of `shape` cut back out (zeros where _padded had cut)."""
+  (_, bh, _, _), (_, bw, _, _) = axes
+  return _unpad(_unpad(x, 1, bh, shape[1]), 2, bw, shape[2])
+
+
 def _to_blocks(x, s, axes):
   """[B, H, W, C] -> [B*mh*mw, s*s*C]: the padded input cut into s x s blocks, one row per block."""
   b, _, _, c = x.shape
-  (_, bh, _, lh), (_, bw, _, lw) = axes
-  x = _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
+  (_, _, _, lh), (_, _, _, lw) = axes
+  x = _padded(x, axes)
   x = x.reshape(b, lh // s, s, lw // s, s, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b * (lh // s) * (lw // s), s * s * c)
 
 
 def _from_blocks(blocks, shape, s, axes):
   """The transpose of _to_blocks: rows of blocks -> [B, H, W, C] (padding dropped)."""
-  b, h, w, c = shape
-  (_, bh, _, lh), (_, bw, _, lw) = axes
+  b, _, _, c = shape
+  (_, _, _, lh), (_, _, _, lw) = axes
   x = blocks.reshape(b, lh // s, lw // s, s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, lh, lw, c)
-  return _unpad(_unpad(x, 1, bh, h), 2, bw, w)
+  return _unpadded(x, shape, axes)
 
 
 def _kernel_blocks(w, s):
@@ -165,8 +177,9 @@ def unit_stride_conv(x, w, padding):
 
 def _unit_forward(x, w, padding):
   k, _, c, o = w.shape
-  (oh, bh, _, lh), (ow, bw, _, lw) = _axes(x.shape, k, 1, padding)
-  xp = _pad_or_crop(_pad_or_crop(x, 1, bh, lh), 2, bw, lw)
+  axes = _axes(x.shape, k, 1, padding)
+  (oh, _, _, _), (ow, _, _, _) = axes
+  xp = _padded(x, axes)
   patches = jnp.concatenate([xp[:, i : i + oh, j : j + ow] for i in range(k) for j in range(k)], axis=-1)
   patches = patches.reshape(-1, k * k * c)
   return (patches @ w.reshape(k * k * c, o)).reshape(x.shape[0], oh, ow, o), (patches, w, x.shape)
@@ -175,7 +188,8 @@ def _unit_forward(x, w, padding):
 def _unit_backward(padding, residuals, dy):
   patches, w, x_shape = residuals
   k, _, c, o = w.shape
-  (oh, bh, _, lh), (ow, bw, _, lw) = _axes(x_shape, k, 1, padding)
+  axes = _axes(x_shape, k, 1, padding)
+  (oh, _, _, lh), (ow, _, _, lw) = axes
   dy = dy.reshape(-1, o)
   dw = (patches.T @ dy).reshape(w.shape)
   dpatches = (dy @ w.reshape(k * k * c, o).T).reshape(x_shape[0], oh, ow, k * k, c)
@@ -185,7 +199,7 @@ def _unit_backward(padding, residuals, dy):
     for i in range(k)
     for j in range(k)
   )
-  return _unpad(_unpad(dx, 1, bh, x_shape[1]), 2, bw, x_shape[2]), dw
+  return _unpadded(dx, x_shape, axes), dw
 
 
 unit_stride_conv.defvjp(_unit_forward, _unit_backward)

@@ -313,7 +313,8 @@ class PipelinedLearner(GenericLearner):
       self._pending = None
 
   def step(self, num_updates: int = 1):
-    """Runs stage one of `num_updates` updates on fresh batches beside stage two of the previous call's."""
+    """Runs stage one of `num_updates` updates on fresh batches beside stage two of the previous call's (with
+    overlap=False: the updates whole, one after the other)."""
     if not self._overlap:
       self._state = self._stages.merge(self._first, self._second)
       try:
