@@ -109,7 +109,7 @@ def main():
     return learner._update_fn(state, batch, success_examples)  # pylint: disable=protected-access
 
   update = jax.jit(update)
-  success = jnp.asarray(success["observation"])
+  success = learner.success_examples  # As the learner's update reads them (LAEO prepares image ones once).
   for _ in range(3):
     jax.block_until_ready(update(state, batch, success))
   jax.profiler.start_trace(f"{WORK}/trace")

@@ -894,6 +894,101 @@ def test_conv_as_matmul_is_lax_conv_with_the_same_gradients(shape, kernel, strid
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+  "shape, kernel, stride, padding",
+  [((64, 64, 3), 8, 4, "SAME"), ((64, 64, 3), 8, 4, "VALID"), ((37, 53, 3), 8, 4, "SAME"), ((20, 31, 5), 3, 2, "SAME")],
+)
+def test_prepared_blocks_are_the_images_to_conv2d(shape, kernel, stride, padding):
+  """conv.prepare cuts images into a strided layer's input blocks once: conv2d of the Blocks is lax's conv of the
+  images with the same weight gradient, under either implementation; a subset taken by tree_map keeps the
+  geometry; Blocks reaching a layer of another geometry are refused."""
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((4,) + shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 6)) / kernel, jnp.float32)
+  ref, ref_vjp = jax.vjp(lambda w: conv.lax_conv(x, w, stride, padding), w)
+  cotangent = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
+  with conv.implementation("matmul"):
+    blocks = conv.prepare(x, kernel, stride, padding)
+    assert isinstance(blocks, conv.Blocks) and blocks.shape == x.shape and blocks.dtype == x.dtype
+    np.testing.assert_array_equal(blocks.images(), x)
+    out, vjp = jax.vjp(lambda w: jax.jit(conv.conv2d, static_argnums=(2, 3))(blocks, w, stride, padding), w)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(vjp(cotangent)[0], ref_vjp(cotangent)[0], rtol=1e-4, atol=1e-4)
+    subset = jax.tree_util.tree_map(lambda rows: rows[jnp.asarray([2, 0])], blocks)
+    np.testing.assert_allclose(conv.conv2d(subset, w, stride, padding), ref[jnp.asarray([2, 0])], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="Blocks cut for"):
+      conv.conv2d(blocks, w, stride + 1, padding)
+  with conv.implementation("lax"):
+    assert conv.prepare(x, kernel, stride, padding) is x
+    np.testing.assert_allclose(conv.conv2d(blocks, w, stride, padding), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_laeo_prepares_its_image_success_examples_once():
+  """LaeoLearner holds the success examples cut into the first layer's blocks (every update encodes them again
+  with new critic parameters, never anew from pixels); both encoders give the raw images' features from them.
+  Vector observations pass unchanged."""
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+  builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+  networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
+  rng = np.random.default_rng(3)
+  obs, success = _obs(rng, "image", 6), _obs(rng, "image", 5)
+  state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
+  prepared = networks.prepare(jnp.asarray(obs))
+  assert isinstance(prepared, conv.Blocks)
+  np.testing.assert_allclose(
+    networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
+  )
+  for got, want in zip(
+    networks.policy.apply(state.policy_params, prepared), networks.policy.apply(state.policy_params, obs)
+  ):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  learner = laeo_learning.LaeoLearner(networks, config, Feeder("future", "image"), success, jax.random.PRNGKey(1))
+  assert isinstance(learner.success_examples, conv.Blocks) and learner.success_examples.shape == success.shape
+  key, subset_config = jax.random.PRNGKey(4), dataclasses.replace(config, num_q_success_examples=3)
+  subset = laeo_learning.q_success_subset(subset_config, learner.success_examples, key)
+  raw_subset = laeo_learning.q_success_subset(subset_config, jnp.asarray(success), key)
+  assert isinstance(subset, conv.Blocks) and subset.shape == raw_subset.shape == (3, 64, 64, 3)
+  np.testing.assert_allclose(subset.images(), raw_subset / 255.0, rtol=1e-6)
+  state_networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
+  vectors = jnp.asarray(_obs(rng, "state", 3))
+  assert state_networks.prepare(vectors) is vectors
+
+
+def _image_cuts(jaxpr) -> int:
+  """How many times a jaxpr (and the jaxprs inside it) cuts 3-channel images into a strided layer's blocks."""
+  n = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "transpose" and tuple(eqn.params["permutation"]) == (0, 1, 3, 2, 4, 5):
+      n += eqn.invars[0].aval.shape[-1] == 3
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(sub, jax.core.ClosedJaxpr):
+          n += _image_cuts(sub.jaxpr)
+        elif isinstance(sub, jax.core.Jaxpr):
+          n += _image_cuts(sub)
+  return n
+
+
+def test_laeo_image_update_never_cuts_the_success_examples_again():
+  """LaeoLearner holds its success examples cut into blocks, so its update cuts one set of images fewer than the
+  same update given them raw; the images it still cuts are the batch's."""
+  builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+  networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
+  success = _obs(np.random.default_rng(7), "image", 5)
+  learner = builder.make_learner(networks, Feeder(builder.batch_kind, "image"), success, jax.random.PRNGKey(1))
+  batch = {k: jnp.asarray(v) for k, v in next(Feeder(builder.batch_kind, "image")).items()}
+
+  def cuts(success_examples):
+    update = learner._update_fn  # pylint: disable=protected-access
+    return _image_cuts(jax.make_jaxpr(update)(learner.save(), batch, success_examples).jaxpr)
+
+  assert cuts(learner.success_examples) == cuts(jnp.asarray(success)) - 1 > 0
+
+
 def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_its_layers_as_matmuls_on_cpu():
   """Same parameter names, shapes and initial values as hk.Conv2D layers (checkpoints restore, seeds reproduce),
   the same features; on CPU the two strided layers are matmuls, and the stride-1 layer is a convolution in a

@@ -8,8 +8,9 @@ matmuls: space-to-depth by the stride turns a k x k kernel of stride s into t x 
 t*t shifted slices of that product. Its gradients are matmuls too (a custom VJP). A stride-1 layer that is
 differentiated runs as patches (im2col) and one matmul, and keeps the patches for its weight gradient: one
 matmul where XLA transposes the input and runs a slow convolution; undifferentiated (a forward alone, such as
-the success examples' encoding) it stays XLA's convolution, faster there than building patches. Accelerators
-use `lax.conv_general_dilated` throughout.
+the success examples' encoding) it stays XLA's convolution, faster there than building patches. Images that
+every update reads unchanged can be cut into blocks once (`prepare`, `Blocks`). Accelerators use
+`lax.conv_general_dilated` throughout.
 """
 
 import contextlib
@@ -46,11 +47,26 @@ def implementation(name: str) -> Iterator[None]:
       jax.clear_caches()
 
 
-def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: str) -> jnp.ndarray:
-  """x [B, H, W, C], w [k, k, C, O] -> [B, H', W', O]: lax's convolution, on CPU by matmuls when strided."""
-  name = _implementation
-  if name == "auto":
-    name = "matmul" if jax.default_backend() == "cpu" else "lax"
+def _resolved() -> str:
+  """The implementation in force: 'lax' or 'matmul'."""
+  if _implementation == "auto":
+    return "matmul" if jax.default_backend() == "cpu" else "lax"
+  return _implementation
+
+
+def conv2d(x, w: jnp.ndarray, stride: int, padding: str) -> jnp.ndarray:
+  """x [B, H, W, C] (or those images as `Blocks`), w [k, k, C, O] -> [B, H', W', O]: lax's convolution, on CPU
+  by matmuls when strided."""
+  name = _resolved()
+  if isinstance(x, Blocks):
+    if (x.kernel, x.stride, x.padding) != (w.shape[0], stride, padding):
+      raise ValueError(
+        f"Blocks cut for kernel {x.kernel}, stride {x.stride}, {x.padding} padding reached a conv2d with kernel "
+        f"{w.shape[0]}, stride {stride}, {padding} padding."
+      )
+    if name == "matmul":
+      return _conv_of_blocks(x.rows.reshape(-1, x.rows.shape[-1]), w, stride, x.axes, x.shape[0])
+    x = x.images()
   if name == "matmul":
     return strided_conv_as_matmul(x, w, stride, padding) if stride > 1 else unit_stride_conv(x, w, padding)
   return lax_conv(x, w, stride, padding)
@@ -145,11 +161,15 @@ def strided_conv_as_matmul(x, w, stride, padding):
 
 def _forward(x, w, s, padding):
   axes = _axes(x.shape, w.shape[0], s, padding)
-  (oh, _, t, lh), (ow, _, _, lw) = axes
   blocks = _to_blocks(x, s, axes)
-  z = (blocks @ _kernel_blocks(w, s)).reshape(x.shape[0], lh // s, lw // s, t, t, w.shape[-1])
-  y = sum(z[:, i : i + oh, j : j + ow, i, j] for i in range(t) for j in range(t))
-  return y, (blocks, w, x.shape)
+  return _conv_of_blocks(blocks, w, s, axes, x.shape[0]), (blocks, w, x.shape)
+
+
+def _conv_of_blocks(blocks, w, s, axes, batch):
+  """The strided conv of the images whose _to_blocks rows are `blocks`: one matmul, then the shifted sums."""
+  (oh, _, t, lh), (ow, _, _, lw) = axes
+  z = (blocks @ _kernel_blocks(w, s)).reshape(batch, lh // s, lw // s, t, t, w.shape[-1])
+  return sum(z[:, i : i + oh, j : j + ow, i, j] for i in range(t) for j in range(t))
 
 
 def _backward(s, padding, residuals, dy):
@@ -203,3 +223,52 @@ def _unit_backward(padding, residuals, dy):
 
 
 unit_stride_conv.defvjp(_unit_forward, _unit_backward)
+
+
+@jax.tree_util.register_pytree_node_class
+class Blocks:
+  """Images [B, H, W, C] already cut into the input blocks of one strided layer (`prepare`).
+
+  Cutting images into blocks is a memory-bound shuffle that a strided conv2d otherwise repeats on every call. For
+  images that every update reads unchanged (the success examples) it is done once; conv2d of Blocks is conv2d
+  of the images (by their matmul, or on the images again under the 'lax' implementation). A pytree: `rows` [B, blocks, s*s*C] is its one leaf, so jit, indexing by
+  tree_map and stacking keep the geometry.
+  """
+
+  def __init__(self, rows: jnp.ndarray, image_shape: Tuple[int, int, int], kernel: int, stride: int, padding: str):
+    self.rows = rows
+    self.image_shape = tuple(image_shape)
+    self.kernel, self.stride, self.padding = kernel, stride, padding
+
+  @property
+  def shape(self) -> Tuple[int, ...]:
+    """The images' shape [B, H, W, C]."""
+    return (self.rows.shape[0],) + self.image_shape
+
+  @property
+  def dtype(self):
+    return self.rows.dtype
+
+  @property
+  def axes(self):
+    return _axes(self.shape, self.kernel, self.stride, self.padding)
+
+  def images(self) -> jnp.ndarray:
+    """The images back, [B, H, W, C]."""
+    return _from_blocks(self.rows.reshape(-1, self.rows.shape[-1]), self.shape, self.stride, self.axes)
+
+  def tree_flatten(self):
+    return (self.rows,), (self.image_shape, self.kernel, self.stride, self.padding)
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    return cls(children[0], *aux)
+
+
+def prepare(x: jnp.ndarray, kernel: int, stride: int, padding: str):
+  """Images [B, H, W, C] as the Blocks a conv2d of this geometry reads when it runs as a matmul (a strided layer
+  on CPU), else the images themselves."""
+  if stride == 1 or _resolved() != "matmul":
+    return x
+  blocks = _to_blocks(x, stride, _axes(x.shape, kernel, stride, padding))
+  return Blocks(blocks.reshape(x.shape[0], -1, blocks.shape[-1]), x.shape[1:], kernel, stride, padding)

@@ -164,7 +164,8 @@ class GenericLearner:
     allocator.keep_freed_memory()  # The process trains: keep freed buffers for the next update.
     self._iterator = iterator
     self._batch_keys = tuple(batch_keys)
-    self._success = None if success_examples is None else jnp.asarray(success_examples)
+    # An array, or any pytree of arrays the update reads (e.g. LAEO's prepared images, conv.Blocks).
+    self._success = None if success_examples is None else jax.tree_util.tree_map(jnp.asarray, success_examples)
     if counter is None:
       from acme.utils import counting  # pylint: disable=g-import-not-at-top  (see the logger below)
 
@@ -186,6 +187,11 @@ class GenericLearner:
   @property
   def state(self):
     return self._state
+
+  @property
+  def success_examples(self):
+    """The success examples as every update reads them (None for agents without)."""
+    return self._success
 
   def _fused_update(self, num_updates: int) -> Callable:
     """jit(update over stacked batches [num_updates, ...]) -> (state, metrics of the last update)."""

@@ -47,10 +47,36 @@ class AtariTorso(hk.Module):
     self._channels = tuple(channels)
     self._padding = padding
 
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    for channels, kernel, stride in zip(self._channels, (8, 4, 3), (4, 2, 1)):
+  KERNELS, STRIDES = (8, 4, 3), (4, 2, 1)
+
+  def __call__(self, x) -> jnp.ndarray:
+    """x: images [B, H, W, C] in [0, 1], or those images as `prepare_images` made them."""
+    for channels, kernel, stride in zip(self._channels, self.KERNELS, self.STRIDES):
       x = jax.nn.relu(Conv2D(channels, kernel, stride, self._padding)(x))
     return x.reshape(x.shape[:-3] + (-1,))
+
+
+def prepare_images(observation_spec: specs.Array, torso_padding: str = "SAME"):
+  """fn(obs [B, ...]) -> what every Encoder of `observation_spec` reads in place of obs, the same features.
+
+  Image observations come back scaled and cut into the first conv layer's input blocks (conv.Blocks, when that
+  layer runs as a matmul: on CPU), anything else unchanged. For images that every update reads unchanged (the
+  success examples), so that the cut is made once (results/image_update_2026-12-03c.md).
+  """
+  image = is_image_spec(observation_spec) and getattr(observation_spec, "layout", None) is None
+  uint8 = np.dtype(observation_spec.dtype) == np.uint8
+
+  def prepare(obs):
+    if not image:
+      return obs
+    return conv.prepare(_scaled_image(obs, uint8), AtariTorso.KERNELS[0], AtariTorso.STRIDES[0], torso_padding)
+
+  return prepare
+
+
+def _scaled_image(obs: jnp.ndarray, uint8: bool) -> jnp.ndarray:
+  x = obs.astype(jnp.float32)
+  return x / 255.0 if uint8 else x
 
 
 class Conv2D(hk.Module):
@@ -99,14 +125,14 @@ class Encoder(hk.Module):
     self._ndim = len(observation_spec.shape)
     self._layout = getattr(observation_spec, "layout", None)
 
-  def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, obs) -> jnp.ndarray:
+    """obs [B, *obs_shape], or what prepare_images made of it."""
     if self._layout is not None:
       return self._packed(obs)
-    x = obs.astype(jnp.float32)
     if self._image:
-      if self._uint8:
-        x = x / 255.0
+      x = obs if isinstance(obs, conv.Blocks) else _scaled_image(obs, self._uint8)
       return AtariTorso(self._torso_channels, self._torso_padding)(x)
+    x = obs.astype(jnp.float32)
     if self._stats is not None:
       x = (x - self._stats[0]) / self._stats[1]
     return x.reshape(x.shape[: x.ndim - self._ndim] + (-1,))

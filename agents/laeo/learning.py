@@ -66,7 +66,8 @@ def q_success_subset(config: LaeoConfig, success_examples, key):
   n, m = success_examples.shape[0], config.num_q_success_examples
   if config.q_estimator != "logmeanexp" or m == 0 or m >= n:
     return success_examples
-  return success_examples[jax.random.choice(key, n, (m,), replace=False)]
+  subset = jax.random.choice(key, n, (m,), replace=False)
+  return jax.tree_util.tree_map(lambda x: x[subset], success_examples)  # Raw or prepared (conv.Blocks).
 
 
 def q_values(networks: LaeoNetworks, config: LaeoConfig, critic_params, obs_features, action, success_examples, key):
@@ -130,8 +131,9 @@ def make_stages(networks: LaeoNetworks, config: LaeoConfig) -> common_learner.Tw
 
   Critic and policy gradients are both taken at the pre-update parameters: the critic stage hands the policy
   stage those critic parameters, its features of the batch's observations (for images this saves the policy
-  one conv pass over the batch) and the policy's random key. So the policy stage of update t can run beside
-  the critic stage of update t + 1 (PipelinedLearner).
+  one conv pass over the batch) and the policy's random key. So the policy stage of update t can run beside the
+  critic stage of update t + 1 (PipelinedLearner). `success_examples` may be raw or prepared
+  (networks.prepare; LaeoLearner prepares them once).
   """
   opt = make_optimizer(config)
 
@@ -189,7 +191,8 @@ class LaeoLearner(common_learner.PipelinedLearner):
       overlap=not common_networks.has_images(networks.observation_spec),
       batch_keys=common_learner.FUTURE_KEYS,
       iterator=iterator,
-      success_examples=success_examples,
+      # Prepared once: every update encodes them again with new critic parameters.
+      success_examples=None if success_examples is None else networks.prepare(jnp.asarray(success_examples)),
       random_key=random_key,
       counter=counter,
       logger=logger,

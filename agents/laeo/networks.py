@@ -29,6 +29,8 @@ class LaeoNetworks:
   phi_head: (critic_params, features [B, D], action [B, A]) -> [2, B, repr_dim].
   psi_head: (critic_params, features [M, D]) -> [2, M, repr_dim].
   phi, psi: the same from observations (encode, then the head).
+  prepare: obs -> the same observations as the encoders read them (common_networks.prepare_images): made once
+    for the success examples, which every update encodes unchanged.
   The split lets one update encode a batch's observations once for both losses.
   """
 
@@ -37,6 +39,7 @@ class LaeoNetworks:
   encode: Callable
   phi_head: Callable
   psi_head: Callable
+  prepare: Callable
   observation_spec: specs.Array
   action_spec: specs.Array
 
@@ -98,6 +101,7 @@ def make_networks(
     encode=encode,
     phi_head=phi_head,
     psi_head=psi_head,
+    prepare=common_networks.prepare_images(observation_spec, config.torso_padding),
     observation_spec=observation_spec,
     action_spec=action_spec,
   )
