@@ -231,8 +231,9 @@ class Blocks:
 
   Cutting images into blocks is a memory-bound shuffle that a strided conv2d otherwise repeats on every call. For
   images that every update reads unchanged (the success examples) it is done once; conv2d of Blocks is conv2d
-  of the images (by their matmul, or on the images again under the 'lax' implementation). A pytree: `rows` [B, blocks, s*s*C] is its one leaf, so jit, indexing by
-  tree_map and stacking keep the geometry.
+  of the images (by their matmul, or on the images again under the 'lax' implementation). Blocks of the Atari
+  torso's first layer take ~4.5x the bytes of the uint8 images (float32, padded): 11 MB for 200 64x64 images.
+  A pytree whose one leaf is `rows` [B, blocks, s*s*C]: under jit and tree_map indexing it keeps its geometry.
   """
 
   def __init__(self, rows: jnp.ndarray, image_shape: Tuple[int, int, int], kernel: int, stride: int, padding: str):
