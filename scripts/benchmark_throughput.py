@@ -15,7 +15,8 @@ Measures, in one run, on a quiet machine (the load average is recorded: anything
     steady steps/s, its ratio to the update alone (its ceiling), its fraction of peak, and each process's peak RSS;
     AGENT:ENV:EPISODES[:K[:R]] with K updates per call and R = --episode_reuse.
 Every fraction of peak is against the matmul peak measured at the start of the same run.
-Writes results/throughput.json and results/throughput.md (--out elsewhere).
+Writes results/throughput.json and results/throughput.md (--out elsewhere); a run to the default --out also
+replaces the tables in docs/performance.md (between its `table:throughput` markers) with this run's (--doc).
 """
 
 import argparse
@@ -276,9 +277,14 @@ def _pct(gflop: float, rate: float, peak: float) -> float:
   return round(100 * gflop * rate / peak, 1)
 
 
+DOC = os.path.join(ROOT, "docs", "performance.md")  # Quotes the default run's tables between markers.
+
+
 def markdown(result: dict) -> str:
   peak = result["matmul_peak_gflops"]
   lines = [
+    f"Run on {result.get('date', '?')} at commit {result.get('commit', '?')}.",
+    "",
     f"Machine: {result['machine']}; matmul peak {peak:.0f} GFLOP/s (the best of "
     f"{', '.join(f'{p:.0f}' for p in result['matmul_peaks_gflops'])}, measured at the start and the end of this run);"
     f" load average at the start {result['load_average']:.2f}, at the end {result['load_average_end']:.2f}.",
@@ -379,8 +385,18 @@ def main():
     metavar="PREFIX",
     help="Writes the full result to PREFIX.json and its tables to PREFIX.md (default results/throughput).",
   )
+  parser.add_argument(
+    "--doc",
+    default=None,
+    help="A document whose `<!-- table:throughput -->` block gets this run's tables (default: docs/performance.md "
+    "for a run to the default --out, none otherwise).",
+  )
   args = parser.parse_args()
+  import reproduce  # pylint: disable=g-import-not-at-top  (scripts/; imports this module's neighbours)
+
   result = {
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    "commit": reproduce.code_commit(),
     "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " f"{jax.default_backend()}",
     "load_average": os.getloadavg()[0],
     "matmul_peaks_gflops": [round(matmul_peak(), 1)],
@@ -447,6 +463,13 @@ def main():
     json.dump(result, f, indent=2)
   with open(args.out + ".md", "w") as f:
     f.write(markdown(result))
+  doc = args.doc or (DOC if args.out == OUT else None)
+  if doc:
+    import paper_plots  # pylint: disable=g-import-not-at-top
+
+    if not paper_plots.update_table(doc, "throughput", markdown(result)):
+      raise SystemExit(f"{doc} has no <!-- table:throughput --> block to replace.")
+    print(f"updated {doc}", flush=True)
   print(markdown(result))
 
 

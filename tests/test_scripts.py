@@ -74,6 +74,8 @@ def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
   # The launches (tens of seconds each even when tiny, and their datasets written under data/bench/) are skipped;
   # the update alone is measured for BC on state observations, 1 and 2 updates per call.
   out = tmp_path / "bench" / "throughput"
+  doc = tmp_path / "performance.md"
+  doc.write_text("# Doc\n<!-- table:throughput -->\nold\n<!-- end table:throughput -->\nafter\n")
   run_script(
     "benchmark_throughput.py",
     "--agents=bc",
@@ -82,8 +84,10 @@ def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
     "--seconds=0.2",
     "--skip_launch",
     f"--out={out}",
+    f"--doc={doc}",
   )
   result = json.loads((tmp_path / "bench" / "throughput.json").read_text())
+  assert result["commit"] and result["date"]
   peaks = result["matmul_peaks_gflops"]
   assert len(peaks) == 2 and min(peaks) > 0 and result["matmul_peak_gflops"] == max(peaks)
   assert result["launch"] == [] and result["rss"] == []
@@ -94,7 +98,12 @@ def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
   best = max(row["steps_per_s_x1"], row["steps_per_s_x2"])
   assert row["percent_of_peak"] == round(100 * row["gflop_per_update"] * best / result["matmul_peak_gflops"], 1)
   table = (tmp_path / "bench" / "throughput.md").read_text()
+  assert table.startswith(f"Run on {result['date']} at commit {result['commit']}.")
   assert f"| bc | state | 256 | - | {row['gflop_per_update']} | {row['steps_per_s_x1']} |" in table
+  # The document quotes the run's tables between its markers, the rest kept.
+  assert (
+    doc.read_text() == f"# Doc\n<!-- table:throughput -->\n{table.rstrip()}\n<!-- end table:throughput -->\nafter\n"
+  )
 
 
 def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
