@@ -9,8 +9,10 @@
 Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final
 checkpoint on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it
 finishes, and rows already there are skipped, so an interrupted sweep continues when rerun; a run killed
-midway resumes from its last checkpoint. Runs go seed-major (every cell's seed 0 first). The figure
-(results/paper/fig<N>.png) is redrawn after every run.
+midway resumes from its last checkpoint. A run that another figure's table in the same folder already holds (the
+same task, agent, seed, dataset, steps, preset and options, e.g. Fig. 6's 200-example cell and Fig. 3) is not
+trained again: its row is copied, with that run's workdir and commit. Runs go seed-major (every cell's seed 0
+first). The figure (results/paper/fig<N>.png) is redrawn after every run.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
 Fig. 3's runs), 5 (low-quality data), 6 (number of success examples; dataset size), 7 (occluded camera).
@@ -20,6 +22,7 @@ Datasets are generated on first use under data/paper/ (seed 0, shared by every r
 import argparse
 import csv
 import dataclasses
+import glob
 import os
 import re
 import subprocess
@@ -236,6 +239,16 @@ def run_key(row: Dict) -> tuple:
   )
 
 
+def rows_of_other_figures(out_dir: str, table: str) -> Dict[tuple, Dict]:
+  """{run key: row} of every other figure's table in `out_dir` (the first row of a key wins)."""
+  rows = {}
+  for other in sorted(glob.glob(os.path.join(out_dir, "fig*.csv"))):
+    if os.path.abspath(other) != os.path.abspath(table):
+      for row in read_rows(other):
+        rows.setdefault(run_key(row), row)
+  return rows
+
+
 def extra_arguments(launch_flags: Sequence[str], config: Sequence[str]) -> List[str]:
   """The launcher arguments a sweep adds to every run (--launch_flag NAME=VALUE, --config NAME=VALUE)."""
   arguments = []
@@ -377,11 +390,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)
   ]
   done = {run_key(row) for row in read_rows(table)}
+  elsewhere = rows_of_other_figures(out_dir, table)
   failures = 0
   for i, run in enumerate(runs):
     dataset = dataset_dir(run, budget)
     key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset, options)
     if key in done:
+      continue
+    if key in elsewhere:
+      same = elsewhere[key]
+      append_row(table, {**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
+      print(f"[reproduce] {run.task} {run.agent} seed {run.seed}: the run of figure {same['figure']}'s row", flush=True)
+      paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
       continue
     meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
     print(

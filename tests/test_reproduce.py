@@ -101,6 +101,62 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     assert len(list(csv.DictReader(f))) == 6
 
 
+def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
+  budget = reproduce.BUDGETS["cpu"]
+  fig3 = reproduce.Run(figure=3, task="fetch_push_image", agent="laeo", seed=0)
+  made = {
+    **{c: "" for c in reproduce.COLUMNS},
+    "figure": 3,
+    "task": "fetch_push_image",
+    "agent": "laeo",
+    "seed": 0,
+    "dataset": os.path.relpath(reproduce.dataset_dir(fig3, budget), reproduce.ROOT),
+    "dataset_episodes": budget.image_dataset_episodes,
+    "num_success_examples": 200,
+    "num_steps": budget.image_num_steps,
+    "preset": budget.preset,
+    "success_any_step": 0.125,
+    "success_final_step": 0.0625,
+    "workdir": "runs/paper/fig3/made_here",
+    "commit": "f1g3",
+  }
+  reproduce.append_row(str(tmp_path / "fig3.csv"), made)
+  trained = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    trained.append((run.num_success_examples, run.dataset_scale))
+    return {
+      "num_steps": reproduce.num_steps_of(run, budget),
+      "success_any_step": 0.0,
+      "success_final_step": 0.0,
+      "eval_episodes": final_episodes,
+      "wall_s": 1.0,
+      "workdir": "runs/new",
+      "commit": "f1g6",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {
+      "num_episodes": episodes,
+      "num_success_examples": run.num_success_examples,
+    },
+  )
+  args = ["--figure=6", "--tasks", "fetch_push_image", "--agents", "laeo", "--seeds", "0", f"--out_dir={tmp_path}"]
+  assert reproduce.main(args) == 0
+  assert sorted(trained) == [(1, 1.0), (10, 1.0), (100, 1.0), (200, 0.1)]  # Not the 200-example, 1x cell.
+  rows = reproduce.read_rows(str(tmp_path / "fig6.csv"))
+  copied = [r for r in rows if r["commit"] == "f1g3"]
+  assert len(rows) == 5 and len(copied) == 1
+  assert copied[0]["figure"] == "6" and copied[0]["workdir"] == "runs/paper/fig3/made_here"
+  assert copied[0]["success_any_step"] == "0.125"
+  trained.clear()
+  assert reproduce.main(args) == 0 and trained == []  # Nothing twice, copied or trained.
+  assert len(reproduce.read_rows(str(tmp_path / "fig6.csv"))) == 5
+
+
 def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monkeypatch):
   seen = []
 
