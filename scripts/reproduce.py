@@ -14,7 +14,8 @@ same task, agent, seed, dataset, steps, preset and options, e.g. Fig. 6's 200-ex
 trained again: its row is copied, with that run's workdir and commit. Runs go seed-major (every cell's seed 0
 first). The figure (results/paper/fig<N>.png) is redrawn after every run.
 
-Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
+Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
+the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
 Fig. 3's runs), 5 (low-quality data), 6 (number of success examples; dataset size), 7 (occluded camera).
 Datasets are generated on first use under data/paper/ (seed 0, shared by every run that uses them).
 """
@@ -139,8 +140,11 @@ def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -
   """Every run of a figure: state tasks seed-major, then image tasks seed-major."""
   cells = []
   if figure == 0:
+    # 500 clean-controller episodes per task (a quarter of the state budget's, half of the image budget's): the
+    # image rows ask whether the camera, torso and budget can carry the expert's policy at all.
     cells = [(t, "bc", {"quality": "expert", "dataset_scale": 0.25}) for t in STATE_TASKS]
-    seeds = seeds[:1]
+    cells += [(t, "bc", {"quality": "expert", "dataset_scale": 0.5, "image": True}) for t in IMAGE_TASKS]
+    seeds, image_seeds = seeds[:1], image_seeds[:1]
   elif figure in (3, 4):
     cells = [(t, a, {}) for t in STATE_TASKS for a in AGENTS]
     cells += [(t, a, {"image": True}) for t in IMAGE_TASKS for a in AGENTS]

@@ -36,7 +36,13 @@ def test_other_figures():
   } | {("fetch_push", 10.0)}
   assert {r.task for r in reproduce.figure_runs(7, [0], [0])} == {"fetch_push_image_occluded"}
   sanity = reproduce.figure_runs(0, [0, 1, 2], [0])
-  assert {(r.agent, r.quality, r.seed) for r in sanity} == {("bc", "expert", 0)} and len(sanity) == 4
+  assert {(r.agent, r.quality, r.seed) for r in sanity} == {("bc", "expert", 0)} and len(sanity) == 6
+  budget = reproduce.BUDGETS["cpu"]
+  assert {r.task: reproduce.dataset_episodes(r, budget) for r in sanity if "_image" in r.task} == {
+    "fetch_reach_image": 500,
+    "fetch_push_image": 500,
+  }
+  assert {reproduce.dataset_episodes(r, budget) for r in sanity if "_image" not in r.task} == {500}
   with pytest.raises(ValueError, match="figure"):
     reproduce.figure_runs(8, [0], [0])
 
