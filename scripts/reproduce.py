@@ -11,8 +11,11 @@ checkpoint on --final_episodes episodes. A run's row is appended to results/pape
 finishes, and rows already there are skipped, so an interrupted sweep continues when rerun; a run killed
 midway resumes from its last checkpoint. A run that another figure's table in the same folder already holds (the
 same task, agent, seed, dataset, steps, preset and options, e.g. Fig. 6's 200-example cell and Fig. 3) is not
-trained again: its row is copied, with that run's workdir and commit. Runs go seed-major (every cell's seed 0
-first). The figure (results/paper/fig<N>.png) is redrawn after every run.
+trained again: its row is copied, with that run's workdir and commit. With --extend, a run of more steps than a
+finished run of the same cell in the table goes on from that run's last checkpoint (a copy of its workdir; the
+shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from') and counts both
+parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (results/paper/fig<N>.png) is redrawn
+after every run.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
@@ -24,8 +27,10 @@ import argparse
 import csv
 import dataclasses
 import glob
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +44,7 @@ from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_writer  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from launch import evaluate  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
 from scripts import paper_plots  # noqa: E402
 
 AGENTS = ("laeo", "oril", "purl", "bc")
@@ -62,7 +68,9 @@ COLUMNS = (
   "workdir",
   "commit",
   "options",
+  "continued_from",  # With --extend: the workdir of the shorter run this one went on from.
 )
+CONTINUED_FROM = "continued_from.json"  # In a workdir made by continue_run: the run it was copied from.
 # Flags of launch/local.py that a sweep sets itself (so --launch_flag may not).
 OWN_LAUNCH_FLAGS = (
   "agent",
@@ -295,12 +303,57 @@ def append_row(path: str, row: Dict, columns: Sequence[str] = COLUMNS) -> None:
     writer.writerow(row)
 
 
+def workdir_of(run: Run, budget: Budget, dataset: str, extra: Sequence[str]) -> str:
+  label = options_label(extra)
+  name = f"{run.agent}_{budget.preset}_{num_steps_of(run, budget)}steps_seed{run.seed}" + (f"_{label}" if label else "")
+  return os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset), name)
+
+
+def shorter_run(rows: Sequence[Dict], key: tuple) -> Optional[Dict]:
+  """The row of the run of `key`'s cell (everything but the steps equal) with the most steps below `key`'s whose
+  workdir is still here, or None."""
+  steps = key[4]
+  same = [
+    r
+    for r in rows
+    if run_key(r)[:4] + run_key(r)[5:] == key[:4] + key[5:]
+    and int(r["num_steps"]) < steps
+    and os.path.isdir(os.path.join(ROOT, r["workdir"]))
+  ]
+  return max(same, key=lambda r: int(r["num_steps"]), default=None)
+
+
+def continue_run(source: str, workdir: str) -> None:
+  """Copies the finished run in `source` to the new `workdir`, where launch/local.py resumes it from its last
+  checkpoint with more steps (the number of steps may change on resumption; the copy's stored config names its
+  own workdir). The copy appears whole or not at all."""
+  partial = workdir + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  shutil.copytree(source, partial, ignore=shutil.ignore_patterns("videos"))
+  stored = run_config_lib.read_stored(partial)
+  if stored is None:
+    raise FileNotFoundError(f"{source} holds no run config to continue from.")
+  stored["workdir"] = workdir
+  with open(run_config_lib.run_config_path(partial), "w") as f:
+    json.dump(stored, f, indent=2, sort_keys=True)
+  with open(os.path.join(partial, CONTINUED_FROM), "w") as f:
+    json.dump({"workdir": os.path.relpath(source, ROOT)}, f)
+  os.rename(partial, workdir)
+
+
+def continued_from(workdir: str) -> Optional[str]:
+  """The workdir (relative to the repository) that continue_run copied `workdir` from, or None."""
+  path = os.path.join(workdir, CONTINUED_FROM)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)["workdir"]
+
+
 def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int, extra: Sequence[str]) -> Dict:
   """Trains `run` through launch/local.py (with the sweep's `extra` arguments) and evaluates its final checkpoint."""
   num_steps = num_steps_of(run, budget)
-  label = options_label(extra)
-  name = f"{run.agent}_{budget.preset}_{num_steps}steps_seed{run.seed}" + (f"_{label}" if label else "")
-  workdir = os.path.join(ROOT, "runs", "paper", f"fig{run.figure}", os.path.basename(dataset), name)
+  workdir = workdir_of(run, budget, dataset, extra)
   image_config = [f"--config={c}" for c in budget.image_config] if "_image" in run.task else []
   own = {
     "agent": run.agent,
@@ -366,6 +419,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     help="A flag of launch/local.py as NAME=VALUE for every run (e.g. episode_reuse=4); runs with other extra "
     "arguments are other runs (their own workdirs and rows, the 'options' column).",
   )
+  parser.add_argument(
+    "--extend",
+    action="store_true",
+    help="A run of more steps than a finished run of the same cell in the table goes on from that run's last "
+    "checkpoint (a copy of its workdir) instead of starting afresh.",
+  )
   parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
   args = parser.parse_args(argv)
   budget = BUDGETS[args.budget]
@@ -408,6 +467,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
       continue
     meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
+    workdir = workdir_of(run, budget, dataset, extra)
+    shorter = shorter_run(read_rows(table), key) if args.extend else None
+    if shorter is not None and not os.path.exists(workdir):
+      print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
+      continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
     print(
       f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
       flush=True,
@@ -431,6 +495,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       **outcome,
       "options": options,
     }
+    source = continued_from(workdir)
+    if source is not None:
+      before = [r for r in read_rows(table) if r["workdir"] == source]
+      row["continued_from"] = source
+      row["wall_s"] = round(float(row["wall_s"]) + sum(float(r["wall_s"] or 0) for r in before[:1]), 1)
     append_row(table, row)
     print(
       f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "

@@ -163,6 +163,53 @@ def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monke
   assert len(reproduce.read_rows(str(tmp_path / "fig6.csv"))) == 5
 
 
+def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_resumes(tmp_path, monkeypatch):
+  from data_pipeline import generate
+  from tests.helpers import make_tiny_run_config
+
+  data = str(tmp_path / "fetch_reach_tiny")
+  generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+  seen = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    workdir = reproduce.workdir_of(run, budget, dataset, extra)
+    seen.append((budget.num_steps, sorted(os.listdir(workdir)) if os.path.exists(workdir) else None))
+    # What launch/local.py does first: prepare the run, which refuses a workdir that holds another run.
+    make_tiny_run_config(data, workdir, num_steps=budget.num_steps)
+    os.makedirs(os.path.join(workdir, "checkpoints", f"ckpt_{budget.num_steps}"), exist_ok=True)
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 0.5,
+      "success_final_step": 0.25,
+      "eval_episodes": final_episodes,
+      "wall_s": 10.0,
+      "workdir": os.path.relpath(workdir, reproduce.ROOT),
+      "commit": "c0ffee",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
+  )
+  args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", f"--out_dir={tmp_path}"]
+  assert reproduce.main([*args, "--num_steps=10"]) == 0
+  assert reproduce.main([*args, "--num_steps=30", "--extend"]) == 0
+  assert reproduce.main([*args, "--num_steps=20"]) == 0  # Without --extend: afresh.
+  assert [s for s, _ in seen] == [10, 30, 20]
+  assert seen[0][1] is None and seen[2][1] is None
+  assert seen[1][1] == ["checkpoints", reproduce.CONTINUED_FROM, "run_config.json"]
+  rows = {int(r["num_steps"]): r for r in reproduce.read_rows(str(tmp_path / "fig3.csv"))}
+  assert rows[30]["continued_from"] == rows[10]["workdir"] and rows[30]["wall_s"] == "20.0"
+  assert rows[10]["continued_from"] == rows[20]["continued_from"] == "" and rows[20]["wall_s"] == "10.0"
+  # The shorter run is left as it was: its own config, only its own checkpoint.
+  shorter = os.path.join(reproduce.ROOT, rows[10]["workdir"])
+  assert os.listdir(os.path.join(shorter, "checkpoints")) == ["ckpt_10"]
+  assert reproduce.run_config_lib.read_stored(shorter)["num_steps"] == 10
+
+
 def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monkeypatch):
   seen = []
 
