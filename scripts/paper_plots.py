@@ -40,6 +40,17 @@ def _rows(table: str) -> List[Dict]:
     return list(csv.DictReader(f))
 
 
+def cell_labels(figure: int, rows: List[Dict]) -> List[str]:
+  """Each row's cell: its task (Fig. 6: with its success examples and episodes), and its steps when the table
+  holds runs of several budgets (e.g. --extend's), so that no cell averages runs of different lengths."""
+  several = len({r["num_steps"] for r in rows}) > 1
+  labels = []
+  for r in rows:
+    label = r["task"] if figure != 6 else f"{r['task']} ({r['num_success_examples']} ex, {r['dataset_episodes']} ep)"
+    labels.append(f"{label} [{r['num_steps']} steps]" if several else label)
+  return labels
+
+
 def _bars(ax, groups: Dict[str, Dict[str, List[float]]], metric_name: str) -> None:
   """groups: x label -> agent -> per-seed values; mean bars with every seed as a dot."""
   labels = list(groups)
@@ -218,8 +229,8 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, (column, name) in zip(axes, metrics):
       groups: Dict[str, Dict[str, List[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-      for r in rows:
-        groups[r["task"]][r["agent"]].append(float(r[column]))
+      for label, r in zip(cell_labels(figure, rows), rows):
+        groups[label][r["agent"]].append(float(r[column]))
       _bars(ax, groups, name)
     _suptitle(fig, figure, rows)
   fig.tight_layout()
@@ -241,8 +252,7 @@ def summary_markdown(figure: int, table: str) -> str:
   """Mean (and per-seed values) of each task x agent, both metrics, as a markdown table."""
   rows = _rows(table)
   cells: Dict[tuple, List[Dict]] = collections.defaultdict(list)
-  for r in rows:
-    label = r["task"] if figure != 6 else f"{r['task']} ({r['num_success_examples']} ex, {r['dataset_episodes']} ep)"
+  for label, r in zip(cell_labels(figure, rows), rows):
     cells[(label, r["agent"])].append(r)
   labels = list(dict.fromkeys(label for label, _ in cells))
   agents = [a for a in AGENT_ORDER if any(a == agent for _, agent in cells)]

@@ -287,6 +287,13 @@ def test_summary_table_means_over_seeds(tmp_path):
     )
   text = paper_plots.summary_markdown(3, str(table))
   assert "| fetch_push | 0.30 / 0.00 (n=2: 0.20, 0.40) |" in text
+  # A longer run of the same cell (--extend) is its own cell, not a third seed.
+  row = {**reproduce.read_rows(str(table))[0], "num_steps": 20, "success_any_step": 0.9}
+  reproduce.append_row(str(table), row)
+  text = paper_plots.summary_markdown(3, str(table))
+  assert "| fetch_push [5 steps] | 0.30 / 0.00 (n=2: 0.20, 0.40) |" in text
+  assert "| fetch_push [20 steps] | 0.90 / 0.00 (n=1: 0.90) |" in text
+  assert paper_plots.plot_figure(3, str(table), str(tmp_path), str(tmp_path)).endswith("fig3.png")
 
 
 def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path):
