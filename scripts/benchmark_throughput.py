@@ -4,13 +4,15 @@
   python scripts/benchmark_throughput.py --skip_launch       # the update alone: ~4 minutes
   python scripts/benchmark_throughput.py --rss=fetch_push:1000 --rss=fetch_push_image:1000 ...   # + peak RSS per
       # process for these datasets (a short launch each; the datasets are generated first when missing)
+  python scripts/benchmark_throughput.py --preset=paper --skip_launch --commit=C   # a GPU machine's own Python:
+      # the update alone needs jax, dm-haiku, optax, dm-env, dm-tree (no TensorFlow, Reverb or Launchpad)
 
 Measures, in one run, on a quiet machine (the load average is recorded: anything else running skews it):
-  * the limit: a 2048x2048 fp32 matmul under jax (GFLOP/s);
-  * per agent (laptop preset, FetchPush shapes: 25-dim state or 64x64x3 image): the FLOPs of one update (XLA's
-    cost analysis of the unoptimised HLO), steps/s of the update alone (a batch already in memory; 1 and K updates per jitted call;
-    the best of 4 timing windows)
-    and the fraction of the matmul peak that reaches;
+  * the limit: a 2048x2048 fp32 matmul under jax (GFLOP/s; 8192x8192 on a GPU, at jax's default precision there,
+    TF32, which the updates use too);
+  * per agent (--preset, laptop by default; FetchPush shapes: 25-dim state or 64x64x3 image): the FLOPs of one
+    update (XLA's cost analysis of the unoptimised HLO), steps/s of the update alone (a batch already in memory;
+    1 and K updates per jitted call; the best of 4 timing windows) and the fraction of the matmul peak that reaches;
   * the full local launch (Reverb + tf.data + learner + 1 evaluator) on generated datasets: the learner's
     steady steps/s, its ratio to the update alone (its ceiling), its fraction of peak, and each process's peak RSS;
     AGENT:ENV:EPISODES[:K[:R]] with K updates per call and R = --episode_reuse.
@@ -38,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from acme import specs  # noqa: E402
+from dm_env import specs  # noqa: E402
 
 import agents  # noqa: E402
 from agents.common import conv  # noqa: E402
@@ -51,8 +53,10 @@ NUM_SUCCESS = 200
 WINDOWS = 4  # Timing windows per update measurement.
 
 
-def matmul_peak(n: int = 2048, repeats: int = 20) -> float:
-  """Best GFLOP/s of an n x n fp32 matmul."""
+def matmul_peak(n: int = 0, repeats: int = 20) -> float:
+  """Best GFLOP/s of an n x n fp32 matmul at jax's default precision, the updates' own (n: 2048 on CPU, 8192 on
+  an accelerator, whose peak a smaller product does not reach)."""
+  n = n or (2048 if jax.default_backend() == "cpu" else 8192)
   a = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda x: x @ x)
   f(a).block_until_ready()
@@ -94,16 +98,25 @@ def _batch(rng, batch_kind: str, obs: str, size: int):
   return batch
 
 
-def update_benchmark(agent: str, obs: str, per_call_counts, seconds: float, overrides=None) -> dict:
+class _NoLogger:
+  def write(self, data):
+    del data
+
+
+def update_benchmark(
+  agent: str, obs: str, per_call_counts, seconds: float, overrides=None, preset: str = "laptop"
+) -> dict:
   """FLOPs of one update and steps/s with each of `per_call_counts` updates per call, on a batch held in memory."""
-  overrides = {**agents.preset(agent, "laptop"), **(overrides or {})}
+  overrides = {**agents.preset(agent, preset), **(overrides or {})}
   builder = agents.make_builder(agent, **overrides)
   shape, dtype = SHAPES[obs]
   networks = builder.make_networks(specs.Array(shape, dtype), ACTION_SPEC)
   rng = np.random.default_rng(0)
   batch = _batch(rng, builder.batch_kind, obs, builder.config.batch_size)
   success = _batch(rng, "future", obs, NUM_SUCCESS)["observation"]
-  learner = builder.make_learner(networks, _Repeat(batch), success, jax.random.PRNGKey(0))
+  learner = builder.make_learner(
+    networks, _Repeat(batch), success, jax.random.PRNGKey(0), counter=common_learner.StepCounter(), logger=_NoLogger()
+  )
   keys = common_learner.BATCH_KEYS[builder.batch_kind]
   # The HLO before XLA's optimisation passes: the compiled module hides the dots it hands to library calls.
   # Counted with lax convolutions whatever runs: the model's FLOPs, not those of how they are computed.
@@ -120,6 +133,7 @@ def update_benchmark(agent: str, obs: str, per_call_counts, seconds: float, over
   row = {
     "agent": agent,
     "observation": obs,
+    "preset": preset,
     "batch_size": builder.config.batch_size,
     "gflop_per_update": round(flops / 1e9, 3),
     **{k: v for k, v in (overrides or {}).items() if k in ("batch_size", "torso_channels")},
@@ -182,6 +196,7 @@ def launch_benchmark(
   episode_reuse: int = 1,
   config=(),
   rate_needed: bool = True,
+  preset: str = "laptop",
 ) -> dict:
   """The full local launch: the learner's steady steps/s (from its progress lines) and peak RSS per process."""
   workdir = tempfile.mkdtemp(prefix="laeo_bench_")
@@ -190,6 +205,7 @@ def launch_benchmark(
     sys.executable,
     os.path.join(ROOT, "launch", "local.py"),
     f"--agent={agent}",
+    f"--preset={preset}",
     f"--env={env}",
     f"--dataset_dir={dataset_dir}",
     f"--workdir={workdir}",
@@ -289,7 +305,7 @@ def markdown(result: dict) -> str:
     f"{', '.join(f'{p:.0f}' for p in result['matmul_peaks_gflops'])}, measured at the start and the end of this run);"
     f" load average at the start {result['load_average']:.2f}, at the end {result['load_average_end']:.2f}.",
     "",
-    "The update alone (a batch already in memory; convolutions computed by "
+    f"The update alone ({result.get('preset', 'laptop')} preset; a batch already in memory; convolutions computed by "
     f"{result['update'][0].get('conv', 'auto') if result['update'] else 'auto'}, FLOPs counted as lax convolutions):",
     "",
     "| agent | obs | batch | config | GFLOP/update | steps/s (1 per call) | steps/s (K per call) | % of peak |",
@@ -344,6 +360,12 @@ def _config_overrides(config) -> dict:
   return run_config.parse_overrides(config)
 
 
+def _write_json(path: str, result: dict) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--agents", nargs="+", default=["laeo", "oril", "bc"])
@@ -362,6 +384,18 @@ def main():
     choices=conv.IMPLEMENTATIONS,
     default="auto",
     help="How the updates alone compute convolutions (agents/common/conv.py); launches use the default, auto.",
+  )
+  parser.add_argument(
+    "--preset",
+    choices=agents.PRESET_NAMES,
+    default="laptop",
+    help="Network and batch sizes of every update and launch ('paper': 1024-wide, batch 1024, the Atari torso).",
+  )
+  parser.add_argument(
+    "--commit",
+    default=None,
+    help="The code's commit for the record (default: asked of git; give it where the tree has no .git, such as a "
+    "copy on a GPU machine).",
   )
   parser.add_argument("--skip_launch", action="store_true")
   parser.add_argument("--launch_steps", type=int, default=3000)
@@ -392,12 +426,17 @@ def main():
     "for a run to the default --out, none otherwise).",
   )
   args = parser.parse_args()
-  import reproduce  # pylint: disable=g-import-not-at-top  (scripts/; imports this module's neighbours)
+  if args.commit is None:
+    import reproduce  # pylint: disable=g-import-not-at-top  (scripts/; imports this module's neighbours)
 
+    args.commit = reproduce.code_commit()
+  device = jax.devices()[0]
   result = {
     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    "commit": reproduce.code_commit(),
-    "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " f"{jax.default_backend()}",
+    "commit": args.commit,
+    "preset": args.preset,
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
+    + ("" if device.platform == "cpu" else f" ({device.device_kind})"),
     "load_average": os.getloadavg()[0],
     "matmul_peaks_gflops": [round(matmul_peak(), 1)],
     "update": [],
@@ -408,22 +447,29 @@ def main():
   plan = [(agent, "state", (), [1, args.fused]) for agent in args.agents] if "state" in args.observations else []
   if "image" in args.observations:
     plan += [(agent, "image", (), [1]) for agent in args.agents]
-    plan += [("laeo", "image", IMAGE_BATCH, [1]), ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1])]
+    if args.preset == "laptop":  # The CPU image runs' batch (the paper preset's image runs keep its 1024).
+      plan += [
+        ("laeo", "image", IMAGE_BATCH, [1]),
+        ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1]),
+      ]
   for agent, obs, config, fused in plan:
     with conv.implementation(args.conv):
-      row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config))
+      row = update_benchmark(agent, obs, fused, args.seconds, _config_overrides(config), args.preset)
     row["config"] = list(config)
     row["conv"] = args.conv
     result["update"].append(row)
     print(row, flush=True)
+    _write_json(args.out + ".partial.json", result)  # What a run stopped part-way (a lease's end) leaves.
   if not args.skip_launch:
     for spec in args.launch:
       agent, env, episodes, fused, reuse = spec.split(":")
       fused, reuse = int(fused), int(reuse)
       obs = "image" if "_image" in env else "state"
-      config = IMAGE_BATCH if obs == "image" else ()
+      config = IMAGE_BATCH if obs == "image" and args.preset == "laptop" else ()
       steps = args.launch_steps if obs == "state" else args.launch_steps // 3
-      row = launch_benchmark(agent, env, ensure_dataset(env, int(episodes)), steps, fused, reuse, config)
+      row = launch_benchmark(
+        agent, env, ensure_dataset(env, int(episodes)), steps, fused, reuse, config, preset=args.preset
+      )
       alone = next(
         (
           r
@@ -445,8 +491,10 @@ def main():
   for spec in args.rss:
     env, episodes = spec.split(":")
     steps = args.rss_steps if "_image" not in env else args.rss_steps // 3
-    config = IMAGE_BATCH if "_image" in env else ()
-    result["rss"].append(launch_benchmark("laeo", env, ensure_dataset(env, int(episodes)), steps, 1, 1, config, False))
+    config = IMAGE_BATCH if "_image" in env and args.preset == "laptop" else ()
+    result["rss"].append(
+      launch_benchmark("laeo", env, ensure_dataset(env, int(episodes)), steps, 1, 1, config, False, args.preset)
+    )
     print(result["rss"][-1], flush=True)
   result["matmul_peaks_gflops"].append(round(matmul_peak(), 1))
   result["load_average_end"] = os.getloadavg()[0]
@@ -458,9 +506,9 @@ def main():
   for r in result["update"]:
     ks = [k for k in r if k.startswith("steps_per_s_x")]
     r["percent_of_peak"] = _pct(r["gflop_per_update"], max(r[k] for k in ks), peak)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out + ".json", "w") as f:
-    json.dump(result, f, indent=2)
+  _write_json(args.out + ".json", result)
+  if os.path.exists(args.out + ".partial.json"):
+    os.remove(args.out + ".partial.json")
   with open(args.out + ".md", "w") as f:
     f.write(markdown(result))
   doc = args.doc or (DOC if args.out == OUT else None)

@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from acme import specs
-from acme.utils import counting
+from dm_env import specs
 
 import agents
 from agents.common import config_utils
@@ -114,7 +113,7 @@ def _setup(name, obs_kind, seed=0):
   networks = builder.make_networks(obs_spec, ACTION_SPEC)
   feeder = Feeder(builder.batch_kind, obs_kind, seed)
   success = _obs(np.random.default_rng(123), obs_kind, NUM_SUCCESS)
-  logger, counter = RecordingLogger(), counting.Counter()
+  logger, counter = RecordingLogger(), common_learner.StepCounter()
   learner = builder.make_learner(networks, feeder, success, jax.random.PRNGKey(seed), counter=counter, logger=logger)
   return Setup(builder, networks, learner, feeder, logger, counter, accessed, success, learner.save())
 
@@ -695,7 +694,7 @@ def test_a_diverging_learner_stops_naming_the_step_and_the_metric(name):
   config = agents.make_config(name, **{**TINY[name], "learning_rate": 1e9})
   builder = agents.make_builder(name).__class__(config)
   networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
-  logger, counter = RecordingLogger(), counting.Counter()
+  logger, counter = RecordingLogger(), common_learner.StepCounter()
   learner = builder.make_learner(
     networks,
     Feeder(builder.batch_kind, "state"),
@@ -931,31 +930,40 @@ def test_laeo_prepares_its_image_success_examples_once():
   Vector observations pass unchanged."""
   from agents.common import conv  # pylint: disable=g-import-not-at-top
 
-  config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
-  builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
-  networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
-  rng = np.random.default_rng(3)
-  obs, success = _obs(rng, "image", 6), _obs(rng, "image", 5)
-  state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
-  prepared = networks.prepare(jnp.asarray(obs))
-  assert isinstance(prepared, conv.Blocks)
-  np.testing.assert_allclose(
-    networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
-  )
-  for got, want in zip(
-    networks.policy.apply(state.policy_params, prepared), networks.policy.apply(state.policy_params, obs)
-  ):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  learner = laeo_learning.LaeoLearner(networks, config, Feeder("future", "image"), success, jax.random.PRNGKey(1))
-  assert isinstance(learner.success_examples, conv.Blocks) and learner.success_examples.shape == success.shape
-  key, subset_config = jax.random.PRNGKey(4), dataclasses.replace(config, num_q_success_examples=3)
-  subset = laeo_learning.q_success_subset(subset_config, learner.success_examples, key)
-  raw_subset = laeo_learning.q_success_subset(subset_config, jnp.asarray(success), key)
-  assert isinstance(subset, conv.Blocks) and subset.shape == raw_subset.shape == (3, 64, 64, 3)
-  np.testing.assert_allclose(subset.images(), raw_subset / 255.0, rtol=1e-6)
-  state_networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
-  vectors = jnp.asarray(_obs(rng, "state", 3))
-  assert state_networks.prepare(vectors) is vectors
+  with conv.implementation("matmul"):  # The form these blocks belong to (CPU's).
+    config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+    builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+    networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
+    rng = np.random.default_rng(3)
+    obs, success = _obs(rng, "image", 6), _obs(rng, "image", 5)
+    state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
+    prepared = networks.prepare(jnp.asarray(obs))
+    assert isinstance(prepared, conv.Blocks)
+    np.testing.assert_allclose(
+      networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
+    )
+    for got, want in zip(
+      networks.policy.apply(state.policy_params, prepared), networks.policy.apply(state.policy_params, obs)
+    ):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    learner = laeo_learning.LaeoLearner(
+      networks,
+      config,
+      Feeder("future", "image"),
+      success,
+      jax.random.PRNGKey(1),
+      counter=common_learner.StepCounter(),
+      logger=RecordingLogger(),
+    )
+    assert isinstance(learner.success_examples, conv.Blocks) and learner.success_examples.shape == success.shape
+    key, subset_config = jax.random.PRNGKey(4), dataclasses.replace(config, num_q_success_examples=3)
+    subset = laeo_learning.q_success_subset(subset_config, learner.success_examples, key)
+    raw_subset = laeo_learning.q_success_subset(subset_config, jnp.asarray(success), key)
+    assert isinstance(subset, conv.Blocks) and subset.shape == raw_subset.shape == (3, 64, 64, 3)
+    np.testing.assert_allclose(subset.images(), raw_subset / 255.0, rtol=1e-6)
+    state_networks = builder.make_networks(OBS_SPECS["state"], ACTION_SPEC)
+    vectors = jnp.asarray(_obs(rng, "state", 3))
+    assert state_networks.prepare(vectors) is vectors
 
 
 def _image_cuts(jaxpr) -> int:
@@ -966,9 +974,9 @@ def _image_cuts(jaxpr) -> int:
       n += eqn.invars[0].aval.shape[-1] == 3
     for value in eqn.params.values():
       for sub in value if isinstance(value, (list, tuple)) else [value]:
-        if isinstance(sub, jax.core.ClosedJaxpr):
+        if hasattr(sub, "jaxpr") and hasattr(sub, "consts"):  # A ClosedJaxpr (its module moved in newer jax).
           n += _image_cuts(sub.jaxpr)
-        elif isinstance(sub, jax.core.Jaxpr):
+        elif hasattr(sub, "eqns"):
           n += _image_cuts(sub)
   return n
 
@@ -976,23 +984,33 @@ def _image_cuts(jaxpr) -> int:
 def test_laeo_image_update_never_cuts_the_success_examples_again():
   """LaeoLearner holds its success examples cut into blocks, so its update cuts one set of images fewer than the
   same update given them raw; the images it still cuts are the batch's."""
-  builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
-  networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
-  success = _obs(np.random.default_rng(7), "image", 5)
-  learner = builder.make_learner(networks, Feeder(builder.batch_kind, "image"), success, jax.random.PRNGKey(1))
-  batch = {k: jnp.asarray(v) for k, v in next(Feeder(builder.batch_kind, "image")).items()}
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
 
-  def cuts(success_examples):
-    update = learner._update_fn  # pylint: disable=protected-access
-    return _image_cuts(jax.make_jaxpr(update)(learner.save(), batch, success_examples).jaxpr)
+  with conv.implementation("matmul"):  # The form these blocks belong to (CPU's).
+    builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+    networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
+    success = _obs(np.random.default_rng(7), "image", 5)
+    learner = builder.make_learner(
+      networks,
+      Feeder(builder.batch_kind, "image"),
+      success,
+      jax.random.PRNGKey(1),
+      counter=common_learner.StepCounter(),
+      logger=RecordingLogger(),
+    )
+    batch = {k: jnp.asarray(v) for k, v in next(Feeder(builder.batch_kind, "image")).items()}
 
-  assert cuts(learner.success_examples) == cuts(jnp.asarray(success)) - 1 > 0
+    def cuts(success_examples):
+      update = learner._update_fn  # pylint: disable=protected-access
+      return _image_cuts(jax.make_jaxpr(update)(learner.save(), batch, success_examples).jaxpr)
+
+    assert cuts(learner.success_examples) == cuts(jnp.asarray(success)) - 1 > 0
 
 
 def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_its_layers_as_matmuls_on_cpu():
   """Same parameter names, shapes and initial values as hk.Conv2D layers (checkpoints restore, seeds reproduce),
-  the same features; on CPU the two strided layers are matmuls, and the stride-1 layer is a convolution in a
-  forward pass alone and matmuls when differentiated."""
+  the same features; in the matmul form (CPU's) the two strided layers are matmuls, and the stride-1 layer is a
+  convolution in a forward pass alone and matmuls when differentiated."""
   import haiku as hk  # pylint: disable=g-import-not-at-top
 
   from agents.common import conv  # pylint: disable=g-import-not-at-top
@@ -1010,18 +1028,17 @@ def test_atari_torso_keeps_hk_conv2d_parameters_and_runs_its_layers_as_matmuls_o
   params, ref_params = torso.init(jax.random.PRNGKey(3), x), reference.init(jax.random.PRNGKey(3), x)
   assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(ref_params)
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, ref_params)
-  np.testing.assert_allclose(torso.apply(params, x), reference.apply(params, x), rtol=1e-4, atol=1e-5)
-  assert jax.default_backend() == "cpu"
-  convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
+  with conv.implementation("matmul"):
+    np.testing.assert_allclose(torso.apply(params, x), reference.apply(params, x), rtol=1e-4, atol=1e-5)
+    convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(torso.apply(p, x) ** 2)))
+    assert "convolution" not in grad.lower(params, x).as_text()
+    grads = grad(params, x)
   with conv.implementation("lax"):
     lax_convs = str(jax.make_jaxpr(torso.apply)(params, x)).count("conv_general_dilated")
   assert (convs, lax_convs) == (1, 3)
-  grad = jax.jit(jax.grad(lambda p, x: jnp.sum(torso.apply(p, x) ** 2)))
-  assert "convolution" not in grad.lower(params, x).as_text()
   ref_grad = jax.grad(lambda p, x: jnp.sum(reference.apply(p, x) ** 2))(params, x)
-  jax.tree_util.tree_map(
-    lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4), grad(params, x), ref_grad
-  )
+  jax.tree_util.tree_map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4), grads, ref_grad)
 
 
 def test_conv_implementation_switch_is_not_undone_by_jax_reusing_a_trace():
@@ -1036,7 +1053,10 @@ def test_conv_implementation_switch_is_not_undone_by_jax_reusing_a_trace():
   def lowered_has_conv():
     return "convolution" in jax.jit(f).lower(x, w).as_text()
 
-  assert not lowered_has_conv()  # auto on CPU: a matmul
+  auto_has_conv = jax.default_backend() != "cpu"  # auto: a matmul on CPU, lax's convolution on accelerators
+  assert lowered_has_conv() == auto_has_conv
   with conv.implementation("lax"):
     assert lowered_has_conv()
-  assert not lowered_has_conv()
+  with conv.implementation("matmul"):
+    assert not lowered_has_conv()
+  assert lowered_has_conv() == auto_has_conv

@@ -145,6 +145,23 @@ def scan_with_last_metrics(step: Callable, carry, xs):
   return carry, kept, metrics
 
 
+class StepCounter:
+  """The learner's own step count when no run counter (acme's `counting.Counter`, launch/nodes.py) is given:
+  the same `increment(**counts) -> totals`, without acme, so the learner runs where Launchpad does not
+  (a GPU machine's own Python, scripts/benchmark_throughput.py)."""
+
+  def __init__(self):
+    self._counts: Dict[str, float] = {}
+
+  def increment(self, **counts) -> Dict[str, float]:
+    for key, value in counts.items():
+      self._counts[key] = self._counts.get(key, 0) + value
+    return dict(self._counts)
+
+  def get_counts(self) -> Dict[str, float]:
+    return dict(self._counts)
+
+
 class GenericLearner:
   """Pulls a batch, runs the jitted update, counts and logs."""
 
@@ -166,11 +183,7 @@ class GenericLearner:
     self._batch_keys = tuple(batch_keys)
     # An array, or any pytree of arrays the update reads (e.g. LAEO's prepared images, conv.Blocks).
     self._success = None if success_examples is None else jax.tree_util.tree_map(jnp.asarray, success_examples)
-    if counter is None:
-      from acme.utils import counting  # pylint: disable=g-import-not-at-top  (see the logger below)
-
-      counter = counting.Counter()
-    self._counter = counter
+    self._counter = StepCounter() if counter is None else counter
     if logger is None:
       # Imported only here: acme pulls in Launchpad, which a policy loaded on its own (launch/policy.py) does
       # not need.
