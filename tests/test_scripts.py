@@ -106,6 +106,32 @@ def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
   )
 
 
+def test_benchmark_throughput_measures_the_preset_asked_for_and_records_the_commit_given(tmp_path):
+  # What scripts/gpu_check.sh runs on a machine whose copy of the tree has no .git: the paper preset, the commit
+  # given; rows saved as they land (a .partial.json) and that file gone once the whole run is written.
+  out = tmp_path / "throughput_paper"
+  run_script(
+    "benchmark_throughput.py",
+    "--preset=paper",
+    "--commit=abc1234567",
+    "--agents=bc",
+    "--observations=state",
+    "--fused=1",
+    "--seconds=0.2",
+    "--skip_launch",
+    f"--out={out}",
+  )
+  result = json.loads((tmp_path / "throughput_paper.json").read_text())
+  assert (result["commit"], result["preset"]) == ("abc1234567", "paper")
+  (row,) = result["update"]
+  assert (row["agent"], row["preset"], row["batch_size"]) == ("bc", "paper", 1024)
+  assert 1 < row["gflop_per_update"] < 20  # 1024-wide layers at batch 1024 (the laptop's: ~0.1).
+  assert not (tmp_path / "throughput_paper.partial.json").exists()
+  table = (tmp_path / "throughput_paper.md").read_text()
+  assert table.startswith(f"Run on {result['date']} at commit abc1234567.")
+  assert "The update alone (paper preset;" in table
+
+
 def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
   from data_pipeline import generate
 
