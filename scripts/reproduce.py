@@ -15,7 +15,8 @@ trained again: its row is copied, with that run's workdir and commit. With --ext
 finished run of the same cell in the table goes on from that run's last checkpoint (a copy of its workdir; the
 shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from') and counts both
 parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (results/paper/fig<N>.png) is redrawn
-after every run.
+after every run. --dry_run lists what the same command would do with each run (done, copy, extend, resume or
+new, and which datasets it would generate) and touches nothing.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
@@ -350,6 +351,25 @@ def continued_from(workdir: str) -> Optional[str]:
     return json.load(f)["workdir"]
 
 
+def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from: Optional[Dict], extra) -> str:
+  """What a sweep would do with `run` (--dry_run): skip it, copy another figure's row, go on from a shorter run,
+  resume its workdir, or start it, and whether its dataset must be generated first."""
+  dataset = dataset_dir(run, budget)
+  workdir = workdir_of(run, budget, dataset, extra)
+  what = f"{run.task} {run.agent} seed {run.seed}, {num_steps_of(run, budget)} steps"
+  if key in done:
+    return f"done       {what}: its row is in the table"
+  if key in elsewhere:
+    return f"copy       {what}: figure {elsewhere[key]['figure']}'s row"
+  if extend_from is not None and not os.path.exists(workdir):
+    return f"extend     {what}: goes on from {extend_from['workdir']} ({extend_from['num_steps']} steps)"
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+    return f"resume     {what}: {os.path.relpath(workdir, ROOT)} holds a checkpoint"
+  data = "" if rlds_writer.is_dataset_dir(dataset) else f" (its dataset {os.path.basename(dataset)} generated first)"
+  return f"new        {what}{data}"
+
+
 def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int, extra: Sequence[str]) -> Dict:
   """Trains `run` through launch/local.py (with the sweep's `extra` arguments) and evaluates its final checkpoint."""
   num_steps = num_steps_of(run, budget)
@@ -426,6 +446,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     "checkpoint (a copy of its workdir) instead of starting afresh.",
   )
   parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
+  parser.add_argument(
+    "--dry_run",
+    action="store_true",
+    help="List what the command would do with each run (done, copy, extend, resume or new) and exit; nothing is "
+    "generated, trained or written.",
+  )
   args = parser.parse_args(argv)
   budget = BUDGETS[args.budget]
   try:
@@ -441,7 +467,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       eval_every=min(budget.eval_every, args.num_steps),
     )
   out_dir = args.out_dir
-  os.makedirs(out_dir, exist_ok=True)
+  if not args.dry_run:
+    os.makedirs(out_dir, exist_ok=True)
   table = os.path.join(out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
   if args.plot_only or args.figure == 4:
     print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
@@ -454,10 +481,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   ]
   done = {run_key(row) for row in read_rows(table)}
   elsewhere = rows_of_other_figures(out_dir, table)
+
+  def key_of(run: Run) -> tuple:
+    dataset = os.path.basename(dataset_dir(run, budget))
+    return (run.task, run.agent, run.seed, dataset, num_steps_of(run, budget), budget.preset, options)
+
+  if args.dry_run:
+    print(f"[reproduce] figure {args.figure}: {len(runs)} runs, table {table} (dry run: nothing is done)")
+    for run in runs:
+      shorter = shorter_run(read_rows(table), key_of(run)) if args.extend else None
+      print("  " + plan_line(run, budget, key_of(run), done, elsewhere, shorter, extra))
+    return 0
   failures = 0
   for i, run in enumerate(runs):
     dataset = dataset_dir(run, budget)
-    key = (run.task, run.agent, run.seed, os.path.basename(dataset), num_steps_of(run, budget), budget.preset, options)
+    key = key_of(run)
     if key in done:
       continue
     if key in elsewhere:

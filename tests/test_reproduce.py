@@ -1,6 +1,7 @@
 """The figure harness (scripts/reproduce.py): run lists, resumable tables and figures, without training."""
 
 import csv
+import dataclasses
 import os
 import subprocess
 
@@ -208,6 +209,54 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
   shorter = os.path.join(reproduce.ROOT, rows[10]["workdir"])
   assert os.listdir(os.path.join(shorter, "checkpoints")) == ["ckpt_10"]
   assert reproduce.run_config_lib.read_stored(shorter)["num_steps"] == 10
+
+
+def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+  trained = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    trained.append(budget.num_steps)
+    workdir = reproduce.workdir_of(run, budget, dataset, extra)
+    os.makedirs(os.path.join(workdir, "checkpoints", f"ckpt_{budget.num_steps}"))
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 0.5,
+      "success_final_step": 0.25,
+      "eval_episodes": final_episodes,
+      "wall_s": 10.0,
+      "workdir": os.path.relpath(workdir, reproduce.ROOT),
+      "commit": "c0ffee",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
+  )
+  out = tmp_path / "results"
+  args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", "1", f"--out_dir={out}"]
+
+  def plan(*more):
+    capsys.readouterr()
+    assert reproduce.main([*args, *more, "--dry_run"]) == 0
+    return [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+
+  assert plan("--num_steps=10") == ["new", "new"] and not out.exists()
+  assert reproduce.main([*args[:-3], "0", f"--out_dir={out}", "--num_steps=10"]) == 0 and trained == [10]
+  table = (out / "fig3.csv").read_text()
+  assert plan("--num_steps=10") == ["done", "new"]
+  assert plan("--num_steps=30", "--extend") == ["extend", "new"]
+  assert plan("--num_steps=30") == ["new", "new"]
+  # A run stopped part-way: its workdir holds a checkpoint, which the launcher resumes.
+  budget = dataclasses.replace(reproduce.BUDGETS["cpu"], num_steps=30, image_num_steps=30)
+  run = next(r for r in reproduce.figure_runs(3, [1], [1]) if (r.task, r.agent) == ("fetch_reach", "bc"))
+  os.makedirs(
+    os.path.join(reproduce.workdir_of(run, budget, reproduce.dataset_dir(run, budget), []), "checkpoints", "c")
+  )
+  assert plan("--num_steps=30") == ["new", "resume"]
+  assert trained == [10] and (out / "fig3.csv").read_text() == table
 
 
 def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monkeypatch):
