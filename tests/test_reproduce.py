@@ -164,20 +164,16 @@ def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monke
   assert len(reproduce.read_rows(str(tmp_path / "fig6.csv"))) == 5
 
 
-def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_resumes(tmp_path, monkeypatch):
-  from data_pipeline import generate
-  from tests.helpers import make_tiny_run_config
-
-  data = str(tmp_path / "fetch_reach_tiny")
-  generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
-  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+def _fake_training(monkeypatch, prepare=None):
+  """Stands in for training: each run's (steps, what its workdir held before) is recorded in the list returned,
+  `prepare(workdir, steps)` runs first, and the run leaves a checkpoint and a row; datasets are not made."""
   seen = []
 
   def fake_train(run, budget, dataset, final_episodes, extra):
     workdir = reproduce.workdir_of(run, budget, dataset, extra)
     seen.append((budget.num_steps, sorted(os.listdir(workdir)) if os.path.exists(workdir) else None))
-    # What launch/local.py does first: prepare the run, which refuses a workdir that holds another run.
-    make_tiny_run_config(data, workdir, num_steps=budget.num_steps)
+    if prepare is not None:
+      prepare(workdir, budget.num_steps)
     os.makedirs(os.path.join(workdir, "checkpoints", f"ckpt_{budget.num_steps}"), exist_ok=True)
     return {
       "num_steps": budget.num_steps,
@@ -195,6 +191,18 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
     "ensure_dataset",
     lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
   )
+  return seen
+
+
+def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_resumes(tmp_path, monkeypatch):
+  from data_pipeline import generate
+  from tests.helpers import make_tiny_run_config
+
+  data = str(tmp_path / "fetch_reach_tiny")
+  generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+  # What launch/local.py does first: prepare the run, which refuses a workdir that holds another run.
+  seen = _fake_training(monkeypatch, lambda workdir, steps: make_tiny_run_config(data, workdir, num_steps=steps))
   args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", f"--out_dir={tmp_path}"]
   assert reproduce.main([*args, "--num_steps=10"]) == 0
   assert reproduce.main([*args, "--num_steps=30", "--extend"]) == 0
@@ -213,28 +221,7 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
 
 def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
-  trained = []
-
-  def fake_train(run, budget, dataset, final_episodes, extra):
-    trained.append(budget.num_steps)
-    workdir = reproduce.workdir_of(run, budget, dataset, extra)
-    os.makedirs(os.path.join(workdir, "checkpoints", f"ckpt_{budget.num_steps}"))
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 0.5,
-      "success_final_step": 0.25,
-      "eval_episodes": final_episodes,
-      "wall_s": 10.0,
-      "workdir": os.path.relpath(workdir, reproduce.ROOT),
-      "commit": "c0ffee",
-    }
-
-  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
-  monkeypatch.setattr(
-    reproduce,
-    "ensure_dataset",
-    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
-  )
+  seen = _fake_training(monkeypatch)
   out = tmp_path / "results"
   args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", "1", f"--out_dir={out}"]
 
@@ -244,7 +231,7 @@ def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypa
     return [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
 
   assert plan("--num_steps=10") == ["new", "new"] and not out.exists()
-  assert reproduce.main([*args[:-3], "0", f"--out_dir={out}", "--num_steps=10"]) == 0 and trained == [10]
+  assert reproduce.main([*args[:-3], "0", f"--out_dir={out}", "--num_steps=10"]) == 0 and len(seen) == 1
   table = (out / "fig3.csv").read_text()
   assert plan("--num_steps=10") == ["done", "new"]
   assert plan("--num_steps=30", "--extend") == ["extend", "new"]
@@ -256,7 +243,7 @@ def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypa
     os.path.join(reproduce.workdir_of(run, budget, reproduce.dataset_dir(run, budget), []), "checkpoints", "c")
   )
   assert plan("--num_steps=30") == ["new", "resume"]
-  assert trained == [10] and (out / "fig3.csv").read_text() == table
+  assert len(seen) == 1 and (out / "fig3.csv").read_text() == table
 
 
 def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monkeypatch):
