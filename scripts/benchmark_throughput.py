@@ -444,13 +444,15 @@ def main():
     "rss": [],
   }
   print(f"matmul peak {result['matmul_peaks_gflops'][0]} GFLOP/s", flush=True)
+  # The CPU image runs' batch; the paper preset's image runs keep its 1024.
+  image_config = IMAGE_BATCH if args.preset == "laptop" else ()
   plan = [(agent, "state", (), [1, args.fused]) for agent in args.agents] if "state" in args.observations else []
   if "image" in args.observations:
     plan += [(agent, "image", (), [1]) for agent in args.agents]
-    if args.preset == "laptop":  # The CPU image runs' batch (the paper preset's image runs keep its 1024).
+    if image_config:
       plan += [
-        ("laeo", "image", IMAGE_BATCH, [1]),
-        ("laeo", "image", IMAGE_BATCH + ("num_q_success_examples=32",), [1]),
+        ("laeo", "image", image_config, [1]),
+        ("laeo", "image", image_config + ("num_q_success_examples=32",), [1]),
       ]
   for agent, obs, config, fused in plan:
     with conv.implementation(args.conv):
@@ -465,7 +467,7 @@ def main():
       agent, env, episodes, fused, reuse = spec.split(":")
       fused, reuse = int(fused), int(reuse)
       obs = "image" if "_image" in env else "state"
-      config = IMAGE_BATCH if obs == "image" and args.preset == "laptop" else ()
+      config = image_config if obs == "image" else ()
       steps = args.launch_steps if obs == "state" else args.launch_steps // 3
       row = launch_benchmark(
         agent, env, ensure_dataset(env, int(episodes)), steps, fused, reuse, config, preset=args.preset
@@ -491,7 +493,7 @@ def main():
   for spec in args.rss:
     env, episodes = spec.split(":")
     steps = args.rss_steps if "_image" not in env else args.rss_steps // 3
-    config = IMAGE_BATCH if "_image" in env and args.preset == "laptop" else ()
+    config = image_config if "_image" in env else ()
     result["rss"].append(
       launch_benchmark("laeo", env, ensure_dataset(env, int(episodes)), steps, 1, 1, config, False, args.preset)
     )
