@@ -44,6 +44,7 @@ import environments  # noqa: E402
 from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_writer  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
+from launch import checkpointing  # noqa: E402
 from launch import evaluate  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from scripts import paper_plots  # noqa: E402
@@ -363,9 +364,9 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
     return f"copy       {what}: figure {elsewhere[key]['figure']}'s row"
   if extend_from is not None and not os.path.exists(workdir):
     return f"extend     {what}: goes on from {extend_from['workdir']} ({extend_from['num_steps']} steps)"
-  checkpoints = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(checkpoints) and os.listdir(checkpoints):
-    return f"resume     {what}: {os.path.relpath(workdir, ROOT)} holds a checkpoint"
+  step = checkpointing.for_run(workdir).latest_step()  # What the launcher resumes from.
+  if step:
+    return f"resume     {what}: from {os.path.relpath(workdir, ROOT)}'s checkpoint of step {step}"
   data = "" if rlds_writer.is_dataset_dir(dataset) else f" (its dataset {os.path.basename(dataset)} generated first)"
   return f"new        {what}{data}"
 
@@ -479,7 +480,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for r in figure_runs(args.figure, seeds, image_seeds)
     if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)
   ]
-  done = {run_key(row) for row in read_rows(table)}
+  rows = read_rows(table)
+  done = {run_key(row) for row in rows}
   elsewhere = rows_of_other_figures(out_dir, table)
 
   def key_of(run: Run) -> tuple:
@@ -489,8 +491,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.dry_run:
     print(f"[reproduce] figure {args.figure}: {len(runs)} runs, table {table} (dry run: nothing is done)")
     for run in runs:
-      shorter = shorter_run(read_rows(table), key_of(run)) if args.extend else None
-      print("  " + plan_line(run, budget, key_of(run), done, elsewhere, shorter, extra))
+      key = key_of(run)
+      shorter = shorter_run(rows, key) if args.extend else None
+      print("  " + plan_line(run, budget, key, done, elsewhere, shorter, extra))
     return 0
   failures = 0
   for i, run in enumerate(runs):

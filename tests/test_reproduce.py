@@ -5,6 +5,7 @@ import dataclasses
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
 from scripts import paper_plots
@@ -236,12 +237,13 @@ def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypa
   assert plan("--num_steps=10") == ["done", "new"]
   assert plan("--num_steps=30", "--extend") == ["extend", "new"]
   assert plan("--num_steps=30") == ["new", "new"]
-  # A run stopped part-way: its workdir holds a checkpoint, which the launcher resumes.
+  # A run stopped part-way: its workdir holds a checkpoint, which the launcher resumes (a bare folder is none).
   budget = dataclasses.replace(reproduce.BUDGETS["cpu"], num_steps=30, image_num_steps=30)
   run = next(r for r in reproduce.figure_runs(3, [1], [1]) if (r.task, r.agent) == ("fetch_reach", "bc"))
-  os.makedirs(
-    os.path.join(reproduce.workdir_of(run, budget, reproduce.dataset_dir(run, budget), []), "checkpoints", "c")
-  )
+  workdir = reproduce.workdir_of(run, budget, reproduce.dataset_dir(run, budget), [])
+  os.makedirs(os.path.join(workdir, "checkpoints", "c"))
+  assert plan("--num_steps=30") == ["new", "new"]
+  reproduce.checkpointing.for_run(workdir).save(7, {"w": np.zeros(2, np.float32)}, {"learner_steps": 7})
   assert plan("--num_steps=30") == ["new", "resume"]
   assert len(seen) == 1 and (out / "fig3.csv").read_text() == table
 
