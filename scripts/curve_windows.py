@@ -1,7 +1,8 @@
 """Whether a run's success curve has flattened: the mean success rate of its evaluations during training over the
 third and the fourth quarter of its learner steps, their difference, and twice that difference's standard error
 (binomial, from the episodes evaluated in each quarter). A change within 2 SE: flat at this resolution
-(a markdown table; not a test).
+(a markdown table; not a test). The figures of scripts/reproduce.py carry the same table for their own runs
+(`fig<N>.md`, from their recorded curves); this reads any workdirs.
 
   python scripts/curve_windows.py runs/paper/fig3/DATASET/laeo_laptop_40000steps_seed0 [...] [--out=FILE.md]
 
@@ -10,39 +11,14 @@ evaluations at step 0 and past the run's end are left out; a quarter's mean weig
 """
 
 import argparse
-import csv
-import glob
 import json
-import math
 import os
-from typing import Dict, List, Sequence, Tuple
+import sys
+from typing import Sequence
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def evaluations(workdir: str) -> List[Tuple[int, float, float, int]]:
-  """(learner step, success at any step, success at the final step, episodes) of every evaluation in training."""
-  points = []
-  for path in sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv"))):
-    with open(path) as f:
-      for r in csv.DictReader(f):
-        step, episodes = int(float(r["learner_steps"])), int(r["episodes"])
-        points.append((step, float(r["success_rate"]), float(r["success_rate_final_step"]), episodes))
-  return sorted(points)
-
-
-def quarters(points: Sequence[Tuple[int, float, float, int]], num_steps: int) -> Dict[str, float]:
-  """Mean success (any step, final step) over (num_steps/2, 3 num_steps/4] and (3 num_steps/4, num_steps]."""
-  out = {}
-  for name, low, high in (("q3", num_steps // 2, 3 * num_steps // 4), ("q4", 3 * num_steps // 4, num_steps)):
-    inside = [p for p in points if low < p[0] <= high]
-    if not inside:
-      raise ValueError(f"No evaluation between steps {low} and {high}.")
-    out[f"{name}_any"] = sum(p[1] for p in inside) / len(inside)
-    out[f"{name}_final"] = sum(p[2] for p in inside) / len(inside)
-    out[f"{name}_count"] = len(inside)
-    out[f"{name}_episodes"] = sum(p[3] for p in inside)
-  variance = sum(out[f"{q}_any"] * (1 - out[f"{q}_any"]) / out[f"{q}_episodes"] for q in ("q3", "q4"))
-  out["two_se"] = 2 * math.sqrt(variance)
-  return out
+from scripts import paper_plots  # noqa: E402
 
 
 def markdown(workdirs: Sequence[str], num_steps: Sequence[int]) -> str:
@@ -52,7 +28,7 @@ def markdown(workdirs: Sequence[str], num_steps: Sequence[int]) -> str:
     "|---|---|---|---|---|---|---|",
   ]
   for workdir, steps in zip(workdirs, num_steps):
-    q = quarters(evaluations(workdir), steps)
+    q = paper_plots.windows(paper_plots.workdir_evaluations(workdir), steps)
     lines.append(
       f"| {os.path.relpath(workdir)} | {steps} | {q['q3_count']} / {q['q4_count']} | {q['q3_any']:.2f} / "
       f"{q['q3_final']:.2f} | {q['q4_any']:.2f} / {q['q4_final']:.2f} | {q['q4_any'] - q['q3_any']:+.2f} | {q['two_se']:.2f} |"

@@ -1,15 +1,20 @@
 """Draws results/paper/fig<N>.png from the table scripts/reproduce.py writes (bars with per-seed points, or
 per-seed training curves for Fig. 4); reproduce.py calls it after every run.
 
+A run's evaluations during training live in its workdir (`runs/`, not committed), so each drawing first copies
+those of every run in the table into `<out_dir>/curves.csv` (once per run): Fig. 4, and each figure's table of
+whether its runs' curves have flattened, are then drawn from committed files on any machine.
+
   python scripts/paper_plots.py --figure=3     # redraw one figure and its table in docs/results.md from its CSV
 """
 
 import argparse
 import collections
 import csv
+import glob
+import math
 import os
-import sys
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
 
@@ -18,9 +23,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from launch import plot  # noqa: E402
 
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
@@ -73,20 +75,69 @@ def _bars(ax, groups: Dict[str, Dict[str, List[float]]], metric_name: str) -> No
   ax.legend([by_name[a] for a in agents if a in by_name], [a for a in agents if a in by_name], fontsize=8)
 
 
-def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
+Point = Tuple[int, float, float, int]  # (learner step, success at any step, at the final step, episodes)
+CURVE_COLUMNS = ("workdir", "commit", "learner_steps", "episodes", "success_rate", "success_rate_final_step")
+
+
+def workdir_evaluations(workdir: str) -> List[Point]:
+  """Every evaluation during training of the run in `workdir` (its evaluators' logs.csv), in step order."""
+  points = []
+  for path in sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv"))):
+    for r in _rows(path):
+      points.append(
+        (
+          int(float(r["learner_steps"])),
+          float(r["success_rate"]),
+          float(r["success_rate_final_step"]),
+          int(r["episodes"]),
+        )
+      )
+  return sorted(points)
+
+
+def _curve_key(row: Dict) -> Tuple[str, str]:
+  return row["workdir"], row.get("commit") or ""
+
+
+def read_curves(out_dir: str) -> Dict[Tuple[str, str], List[Point]]:
+  """{(workdir, commit): evaluations} of `<out_dir>/curves.csv`."""
+  curves: Dict[Tuple[str, str], List[Point]] = collections.defaultdict(list)
+  for r in _rows(os.path.join(out_dir, "curves.csv")):
+    curves[_curve_key(r)].append(
+      (int(r["learner_steps"]), float(r["success_rate"]), float(r["success_rate_final_step"]), int(r["episodes"]))
+    )
+  return {key: sorted(points) for key, points in curves.items()}
+
+
+def record_curves(rows: Sequence[Dict], out_dir: str, root: str) -> int:
+  """Appends to `<out_dir>/curves.csv` the evaluations of each row's run whose curve it lacks and whose workdir
+  (under `root`) has them; returns how many runs it added."""
+  path, known, added = os.path.join(out_dir, "curves.csv"), set(read_curves(out_dir)), 0
+  for row in rows:
+    key = _curve_key(row)
+    points = [] if key in known else workdir_evaluations(os.path.join(root, row["workdir"]))
+    if not points:
+      continue
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+      writer = csv.writer(f)
+      if new:
+        writer.writerow(CURVE_COLUMNS)
+      writer.writerows([*key, step, episodes, any_step, final] for step, any_step, final, episodes in points)
+    known.add(key)
+    added += 1
+  return added
+
+
+def _curves(ax, rows: List[Dict], curves: Dict, task: str) -> None:
   for row in rows:
     if row["task"] != task or row["agent"] not in ("laeo", "oril"):
       continue
-    path = os.path.join(root, row["workdir"], "logs", "evaluator_0", "logs.csv")
-    if not os.path.exists(path):
-      continue
-    points = list(zip(*plot.read_column(path, "success_rate")))
     # The run ends at num_steps before its evaluator sees them: the final checkpoint's evaluation closes the curve.
-    points = [p for p in points if p[0] < int(row["num_steps"])]
+    points = [(p[0], p[1]) for p in curves.get(_curve_key(row), []) if p[0] < int(row["num_steps"])]
     points.append((int(row["num_steps"]), float(row["success_any_step"])))
-    if points:
-      steps, rates = zip(*points)
-      ax.plot(steps, rates, color=COLORS[row["agent"]], alpha=0.8, label=row["agent"])
+    steps, rates = zip(*points)
+    ax.plot(steps, rates, color=COLORS[row["agent"]], alpha=0.8, label=row["agent"])
   handles, names = ax.get_legend_handles_labels()
   by_name = dict(zip(names, handles))
   ax.legend(by_name.values(), by_name.keys(), fontsize=8)
@@ -94,6 +145,55 @@ def _curves(ax, rows: List[Dict], root: str, task: str) -> None:
   ax.set_ylabel("success rate (any step)")
   ax.set_ylim(-0.02, 1.02)
   ax.set_title(f"Fig. 4: per-seed training curves, {task}")
+
+
+def windows(points: Sequence[Point], num_steps: int) -> Dict[str, float]:
+  """Mean success (any step, final step) of the evaluations in (num_steps/2, 3 num_steps/4] and in
+  (3 num_steps/4, num_steps], and twice the standard error of their difference (binomial, from the episodes
+  evaluated in each window; every evaluation weighs alike in its window's mean)."""
+  out = {}
+  for name, low, high in (("q3", num_steps // 2, 3 * num_steps // 4), ("q4", 3 * num_steps // 4, num_steps)):
+    inside = [p for p in points if low < p[0] <= high]
+    if not inside:
+      raise ValueError(f"No evaluation between steps {low} and {high}.")
+    out[f"{name}_any"] = sum(p[1] for p in inside) / len(inside)
+    out[f"{name}_final"] = sum(p[2] for p in inside) / len(inside)
+    out[f"{name}_count"] = len(inside)
+    out[f"{name}_episodes"] = sum(p[3] for p in inside)
+  variance = sum(out[f"{q}_any"] * (1 - out[f"{q}_any"]) / out[f"{q}_episodes"] for q in ("q3", "q4"))
+  out["two_se"] = 2 * math.sqrt(variance)
+  return out
+
+
+def flatness_markdown(figure: int, rows: Sequence[Dict], curves: Dict) -> str:
+  """Whether each run's curve has flattened: its 3rd- and 4th-quarter mean success during training; a change of
+  the any-step mean within 2 SE reads 'flat' at this resolution."""
+  lines = [
+    "Has each run's curve flattened? Mean success of its evaluations during training over the 3rd and the 4th "
+    "quarter of its steps; a change (any step) within 2 SE is flat at this resolution.\n",
+    "| task | agent | seed | steps | evaluations (3rd / 4th) | 3rd quarter any / final | 4th quarter any / final "
+    "| change | 2 SE | curve |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  missing = 0
+  for label, row in zip(cell_labels(figure, list(rows)), rows):
+    points = curves.get(_curve_key(row), [])
+    try:
+      q = windows(points, int(row["num_steps"]))
+    except ValueError:
+      missing += 1
+      continue
+    change = q["q4_any"] - q["q3_any"]
+    verdict = "flat" if abs(change) <= q["two_se"] else ("rising" if change > 0 else "falling")
+    lines.append(
+      f"| {label} | {row['agent']} | {row['seed']} | {row['num_steps']} | {q['q3_count']} / {q['q4_count']} | "
+      f"{q['q3_any']:.2f} / {q['q3_final']:.2f} | {q['q4_any']:.2f} / {q['q4_final']:.2f} | {change:+.2f} | "
+      f"{q['two_se']:.2f} | {verdict} |"
+    )
+  if missing:
+    lines.append(f"\n{missing} of {len(rows)} runs have no recorded curve covering their second half (made before")
+    lines[-1] += " curves were recorded, with their workdirs gone, or evaluated too rarely)."
+  return "\n".join(lines) + "\n"
 
 
 def fig6_series(rows: List[Dict], task: str, axis: str) -> Dict[str, Dict[int, List[Dict]]]:
@@ -141,16 +241,13 @@ def _mean_std(values: List[float]) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})" if values else "n/a"
 
 
-def stability_markdown(rows: List[Dict], root: str) -> str:
+def stability_markdown(rows: List[Dict], curves: Dict) -> str:
   """Fig. 4's measure of stability: per run, the mean absolute change of the success rate (any step) between
   consecutive evaluations during training; per task and agent its mean and spread over seeds."""
   cells: Dict[tuple, List[tuple]] = collections.defaultdict(list)
   for row in rows:
-    path = os.path.join(root, row["workdir"], "logs", "evaluator_0", "logs.csv")
-    if not os.path.exists(path):
-      continue
-    steps, rates = plot.read_column(path, "success_rate")
-    _, episodes = plot.read_column(path, "episodes")
+    points = curves.get(_curve_key(row), [])
+    steps, rates, episodes = [p[0] for p in points], [p[1] for p in points], [p[3] for p in points]
     if len(rates) >= 2:
       # The second half of training too: there a rising curve no longer counts as instability.
       late = np.asarray(rates)[np.asarray(steps) >= int(row.get("num_steps") or max(steps)) // 2]
@@ -207,16 +304,22 @@ def _suptitle(fig, figure: int, rows: List[Dict]) -> None:
 
 
 def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
-  """Draws figure `figure` from `table`; returns the PNG's path."""
+  """Draws figure `figure` from `table` (and the curves of its runs: recorded first, see the module's doc); returns
+  the PNG's path. Fig. 4 with no curve for any of its runs raises ValueError and leaves its files as they were."""
   rows = _rows(table)
+  record_curves(rows, out_dir, root)
+  curves = read_curves(out_dir)
   out = os.path.join(out_dir, f"fig{figure}.png")
   if figure == 4:
+    rows = [r for r in rows if r["agent"] in ("laeo", "oril") and _curve_key(r) in curves]
+    if not rows:
+      raise ValueError(f"Fig. 4: no run of {table} has a recorded curve (curves.csv) or a workdir with one.")
     present = {r["task"] for r in rows}
     tasks = [t for t in ("fetch_push", "fetch_push_image") if t in present] or ["fetch_push"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-      _curves(ax, rows, root, task)
-    stability = stability_markdown([r for r in rows if r["agent"] in ("laeo", "oril")], root)
+      _curves(ax, rows, curves, task)
+    stability = stability_markdown(rows, curves)
     with open(os.path.join(out_dir, "fig4.md"), "w") as f:
       f.write(stability)
     if out_dir == os.path.join(root, "results", "paper"):
@@ -241,7 +344,7 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     with open(os.path.join(out_dir, f"fig{figure}.md"), "w") as f:
       f.write(
         "Success rate of the final checkpoint: mean over seeds, any step / final step "
-        "(per-seed any-step values in brackets).\n\n" + summary
+        "(per-seed any-step values in brackets).\n\n" + summary + "\n" + flatness_markdown(figure, rows, curves)
       )
     if out_dir == os.path.join(root, "results", "paper"):  # docs/results.md quotes the project's own tables.
       update_table(os.path.join(root, RESULTS_DOC), f"fig{figure}", summary)

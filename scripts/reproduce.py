@@ -15,7 +15,8 @@ trained again: its row is copied, with that run's workdir and commit. With --ext
 finished run of the same cell in the table goes on from that run's last checkpoint (a copy of its workdir; the
 shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from') and counts both
 parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (results/paper/fig<N>.png) is redrawn
-after every run. --dry_run lists what the same command would do with each run (done, copy, extend, resume or
+after every run, and the run's evaluations during training are copied into results/paper/curves.csv (Fig. 4 and
+each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same command would do with each run (done, copy, extend, resume or
 new, and which datasets it would generate) and touches nothing.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
@@ -472,7 +473,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
   table = os.path.join(out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
   if args.plot_only or args.figure == 4:
-    print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
+    try:
+      print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
+    except ValueError as e:
+      print(f"[reproduce] {e} Nothing was redrawn.", file=sys.stderr)
+      return 1
     return 0
   seeds, image_seeds = seed_lists(args.seeds, budget)
   runs = [

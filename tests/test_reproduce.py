@@ -2,7 +2,9 @@
 
 import csv
 import dataclasses
+import math
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -334,18 +336,84 @@ def test_summary_table_means_over_seeds(tmp_path):
   assert paper_plots.plot_figure(3, str(table), str(tmp_path), str(tmp_path)).endswith("fig3.png")
 
 
+def write_evaluations(workdir, points):
+  """An evaluator's logs.csv in `workdir`: points (learner step, any step, final step, episodes)."""
+  (workdir / "logs" / "evaluator_0").mkdir(parents=True)
+  lines = ["episodes,learner_steps,success_rate,success_rate_final_step"]
+  lines += [f"{e},{s},{a},{f}" for s, a, f, e in points]
+  (workdir / "logs" / "evaluator_0" / "logs.csv").write_text("\n".join(lines) + "\n")
+
+
 def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path):
   rows = []
   for seed, rates in ((0, (0.0, 0.5, 0.25, 0.75)), (1, (0.5, 0.5, 0.5, 0.5))):
-    workdir = tmp_path / f"run{seed}"
-    (workdir / "logs" / "evaluator_0").mkdir(parents=True)
-    with open(workdir / "logs" / "evaluator_0" / "logs.csv", "w") as f:
-      f.write("learner_steps,success_rate,episodes\n")
-      f.writelines(f"{1000 * (i + 1)},{r},50\n" for i, r in enumerate(rates))
-    rows.append({"task": "fetch_push", "agent": "laeo", "workdir": f"run{seed}", "num_steps": "4000"})
-  text = paper_plots.stability_markdown(rows, str(tmp_path))
+    write_evaluations(tmp_path / f"run{seed}", [(1000 * (i + 1), r, 0.0, 50) for i, r in enumerate(rates)])
+    rows.append({"task": "fetch_push", "agent": "laeo", "workdir": f"run{seed}", "num_steps": "4000", "commit": "c"})
+  assert paper_plots.record_curves(rows, str(tmp_path), str(tmp_path)) == 2
+  text = paper_plots.stability_markdown(rows, paper_plots.read_curves(str(tmp_path)))
   # Seed 0: (0.5 + 0.25 + 0.5) / 3, in the second half (steps 2000-4000) (0.25 + 0.5) / 2; seed 1: 0.
   assert "| fetch_push | laeo | 2 | 0.208 ± 0.208 | 0.188 ± 0.188 (n=2) | 4 | 50 |" in text
+
+
+def test_figures_keep_their_runs_curves_when_the_workdirs_are_gone(tmp_path):
+  out = tmp_path / "results"
+  out.mkdir()
+  table = out / "fig3.csv"
+  for seed in (0, 1):
+    write_evaluations(tmp_path / f"run{seed}", [(s, 0.1 * seed + s / 8000, 0.0, 50) for s in (0, 2000, 4000, 6000)])
+    reproduce.append_row(
+      str(table),
+      {
+        "figure": 3, "task": "fetch_push", "agent": "laeo", "seed": seed, "dataset": "d", "quality": "medium",
+        "dataset_episodes": 10, "num_success_examples": 200, "num_steps": 4000, "preset": "laptop",
+        "success_any_step": 0.5, "success_final_step": 0.25, "eval_episodes": 100, "wall_s": 1,
+        "workdir": f"run{seed}", "commit": "abc",
+      },
+    )  # fmt: skip
+  paper_plots.plot_figure(4, str(table), str(out), str(tmp_path))
+  stability = (out / "fig4.md").read_text()
+  assert "| fetch_push | laeo | 2 |" in stability
+  for seed in (0, 1):
+    shutil.rmtree(tmp_path / f"run{seed}")
+  # Drawn again on a machine without runs/: the same table, from curves.csv; nothing recorded twice.
+  paper_plots.plot_figure(4, str(table), str(out), str(tmp_path))
+  assert (out / "fig4.md").read_text() == stability
+  assert len(reproduce.read_rows(str(out / "curves.csv"))) == 8
+  # The same workdir trained again by another commit is another run, with a curve of its own.
+  write_evaluations(tmp_path / "run0", [(3000, 0.9, 0.8, 50)])
+  rows = reproduce.read_rows(str(table))
+  assert paper_plots.record_curves([{**rows[0], "commit": "new"}], str(out), str(tmp_path)) == 1
+  curves = paper_plots.read_curves(str(out))
+  assert curves[("run0", "new")] == [(3000, 0.9, 0.8, 50)] and len(curves[("run0", "abc")]) == 4
+
+
+def test_fig4_without_any_curve_refuses_and_keeps_its_files(tmp_path):
+  table = tmp_path / "fig3.csv"
+  row = {"figure": 3, "task": "fetch_push", "agent": "laeo", "seed": 0, "num_steps": 4000, "workdir": "gone"}
+  reproduce.append_row(str(table), row)
+  (tmp_path / "fig4.md").write_text("the stability measured when the runs were here\n")
+  with pytest.raises(ValueError, match="no run of .* has a recorded curve"):
+    paper_plots.plot_figure(4, str(table), str(tmp_path), str(tmp_path))
+  assert (tmp_path / "fig4.md").read_text() == "the stability measured when the runs were here\n"
+  assert not (tmp_path / "fig4.png").exists()
+
+
+def test_flatness_compares_the_last_two_quarters_of_each_runs_curve():
+  rows = [
+    {"task": "t", "agent": "laeo", "seed": "0", "num_steps": "8000", "workdir": "a", "commit": "c"},
+    {"task": "t", "agent": "laeo", "seed": "1", "num_steps": "8000", "workdir": "b", "commit": "c"},
+    {"task": "t", "agent": "oril", "seed": "0", "num_steps": "8000", "workdir": "none", "commit": "c"},
+  ]
+  # (4000, 6000]: 0.2, 0.4 over 100 episodes; (6000, 8000]: 0.5 over 100. Step 0 and 4000 fall outside.
+  rising = [(0, 0.9, 0.9, 50), (4000, 0.9, 0.9, 50), (5000, 0.2, 0.1, 50), (6000, 0.4, 0.3, 50), (8000, 0.5, 0.5, 100)]
+  flat = [(5000, 0.5, 0.5, 50), (6000, 0.5, 0.5, 50), (7000, 0.55, 0.5, 100)]
+  text = paper_plots.flatness_markdown(3, rows, {("a", "c"): rising, ("b", "c"): flat})
+  two_se = 2 * math.sqrt(0.3 * 0.7 / 100 + 0.5 * 0.5 / 100)
+  assert f"| t | laeo | 0 | 8000 | 2 / 1 | 0.30 / 0.20 | 0.50 / 0.50 | +0.20 | {two_se:.2f} | rising |" in text
+  assert "| t | laeo | 1 | 8000 | 2 / 1 | 0.50 / 0.50 | 0.55 / 0.50 | +0.05 | 0.14 | flat |" in text
+  assert "1 of 3 runs have no recorded curve" in text
+  with pytest.raises(ValueError, match="No evaluation between steps 8000 and 12000"):
+    paper_plots.windows(rising, 16000)
 
 
 def test_result_tables_are_replaced_between_their_markers_only(tmp_path):
