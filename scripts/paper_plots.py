@@ -79,20 +79,20 @@ Point = Tuple[int, float, float, int]  # (learner step, success at any step, at 
 CURVE_COLUMNS = ("workdir", "commit", "learner_steps", "episodes", "success_rate", "success_rate_final_step")
 
 
+def _point(r: Dict) -> Point:
+  """An evaluation of an evaluator's logs.csv or of curves.csv (the same columns)."""
+  return (
+    int(float(r["learner_steps"])),
+    float(r["success_rate"]),
+    float(r["success_rate_final_step"]),
+    int(r["episodes"]),
+  )
+
+
 def workdir_evaluations(workdir: str) -> List[Point]:
   """Every evaluation during training of the run in `workdir` (its evaluators' logs.csv), in step order."""
-  points = []
-  for path in sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv"))):
-    for r in _rows(path):
-      points.append(
-        (
-          int(float(r["learner_steps"])),
-          float(r["success_rate"]),
-          float(r["success_rate_final_step"]),
-          int(r["episodes"]),
-        )
-      )
-  return sorted(points)
+  paths = sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv")))
+  return sorted(_point(r) for path in paths for r in _rows(path))
 
 
 def _curve_key(row: Dict) -> Tuple[str, str]:
@@ -103,9 +103,7 @@ def read_curves(out_dir: str) -> Dict[Tuple[str, str], List[Point]]:
   """{(workdir, commit): evaluations} of `<out_dir>/curves.csv`."""
   curves: Dict[Tuple[str, str], List[Point]] = collections.defaultdict(list)
   for r in _rows(os.path.join(out_dir, "curves.csv")):
-    curves[_curve_key(r)].append(
-      (int(r["learner_steps"]), float(r["success_rate"]), float(r["success_rate_final_step"]), int(r["episodes"]))
-    )
+    curves[_curve_key(r)].append(_point(r))
   return {key: sorted(points) for key, points in curves.items()}
 
 
