@@ -17,6 +17,13 @@ trains on:
 * what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
   (and block) position, fitted on half the probe frames and scored on the other half.
 
+With --workdirs the same measures are taken once of each finished LAEO run's latest checkpoint (e.g. a 40000-update
+Fig. 3 run), on its own task, success examples and networks; its held-out batches then come from --episodes fresh
+medium episodes generated with seed 1 (the runs trained on seed 0's), and the row's variant names the workdir:
+
+  python scripts/diagnose_image_critic.py --workdirs runs/paper/fig3/DATASET/laeo_laptop_40000steps_seed2 \
+      --episodes=100
+
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
 """
@@ -26,7 +33,9 @@ import dataclasses
 import os
 import re
 import sys
+import tempfile
 import time
+from typing import Dict, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,10 +47,13 @@ sys.path.insert(0, ROOT)
 import agents  # noqa: E402
 import environments  # noqa: E402
 from agents.laeo import learning as laeo_learning  # noqa: E402
+from agents.common import learner as learner_lib  # noqa: E402
 from data_pipeline import batches  # noqa: E402
+from data_pipeline import generate  # noqa: E402
 from data_pipeline import rlds_reader  # noqa: E402
 from data_pipeline import scripted  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch import checkpointing  # noqa: E402
 from launch import in_process  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from scripts import reproduce  # noqa: E402
@@ -55,9 +67,18 @@ def parse_variant(text: str):
   return preset, run_config_lib.parse_overrides([item for item in re.split(r",(?![^()]*\))", rest) if item])
 
 
-def probe_frames(env_name: str, episodes: int, seed: int):
-  """Images, simulator positions, the checkpoint's action and the clean controller's action at every step of
-  `episodes` rollouts of the medium checkpoint mixture."""
+class Probe(NamedTuple):
+  """Every step of rollouts of the medium checkpoint mixture: image, simulator positions (gripper, block), the
+  action taken and the clean controller's action there."""
+
+  images: np.ndarray
+  positions: np.ndarray
+  actions: np.ndarray
+  expert: np.ndarray
+
+
+def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
+  """The Probe of `episodes` rollouts."""
   env = environments.make(env_name, seed=seed)
   rng = np.random.default_rng(seed)
   mixture = scripted.checkpoint_mixture(env.base_task, "medium")
@@ -77,7 +98,7 @@ def probe_frames(env_name: str, episodes: int, seed: int):
       expert.append(controller(state))
       ts = env.step(action)
   env.close()
-  return np.stack(images), np.stack(positions), np.stack(actions).astype(np.float32), np.stack(expert)
+  return Probe(np.stack(images), np.stack(positions), np.stack(actions).astype(np.float32), np.stack(expert))
 
 
 def ridge_r2(train_x, train_y, test_x, test_y) -> np.ndarray:
@@ -124,6 +145,74 @@ def make_probes(networks, config):
   return jax.jit(contrastive), jax.jit(q_grad)
 
 
+def measure(probes, critic_params, held_out_batches, probe: Probe, examples) -> Dict:
+  """The diagnostic's measures of one critic (make_probes' pair; see the module's doc)."""
+  contrastive, q_grad = probes
+  top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
+  grads, features = [], []
+  for i in range(0, len(probe.images), 256):
+    g, f = q_grad(critic_params, probe.images[i : i + 256], probe.actions[i : i + 256], examples)
+    grads.append(np.asarray(g))
+    features.append(np.asarray(f))
+  grads, features = np.concatenate(grads)[:, :3], np.concatenate(features)
+  unit = grads / (np.linalg.norm(grads, axis=-1, keepdims=True) + 1e-12)
+  expert_unit = probe.expert[:, :3] / (np.linalg.norm(probe.expert[:, :3], axis=-1, keepdims=True) + 1e-12)
+  moving = np.linalg.norm(probe.expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
+  half = len(probe.images) // 2
+  r2 = ridge_r2(features[:half], probe.positions[:half], features[half:], probe.positions[half:])
+  names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: probe.positions.shape[1]]
+  return {
+    "feature_dim": features.shape[1],
+    "heldout_top1": round(float(top1), 3),
+    "heldout_top1_chance": round(1.0 / len(held_out_batches[0]["action"]), 3),
+    "heldout_balanced_binary_acc": round(float(binary), 3),
+    "grad_expert_cosine": round(float(np.mean(np.sum(unit * expert_unit, -1)[moving])), 3),
+    "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
+    "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
+    **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
+  }
+
+
+def held_out(episodes, config, batch_size: int, seed: int):
+  """Eight 'future' batches of `episodes`, cut as the launcher cuts them."""
+  iterator = batches.make_in_memory_iterator(episodes, "future", batch_size, config.discount, seed=seed)
+  return [next(iterator) for _ in range(8)]
+
+
+def diagnose_checkpoints(args, code: str) -> None:
+  """--workdirs: one row of each run's latest checkpoint, on fresh held-out episodes of its task."""
+  for workdir in args.workdirs:
+    config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
+    if config.agent != "laeo":
+      raise SystemExit(f"{workdir}: a {config.agent} run; the diagnostic measures LAEO's critic.")
+    checkpoint = checkpointing.for_run(workdir).latest()
+    if checkpoint is None:
+      raise SystemExit(f"{workdir}: no checkpoint.")
+    builder = config.make_builder()
+    observation_spec, action_spec = config.specs()
+    networks = builder.make_networks(observation_spec, action_spec, config.observation_stats)
+    (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
+    with tempfile.TemporaryDirectory() as tmp:
+      data = os.path.join(tmp, "held_out")
+      generate.generate_dataset(config.env, "medium", args.episodes, data, seed=1, show_progress=False)
+      batches_ = held_out(list(rlds_reader.iter_episodes([data])), builder.config, args.batch_size, args.seed + 1)
+    probe = probe_frames(config.env, args.probe_episodes, seed=10_000 + args.seed)
+    examples = config.load_success_examples()
+    row = {
+      "env": config.env,
+      "dataset": os.path.basename(config.dataset_dirs[0]),
+      "variant": f"checkpoint:{os.path.relpath(workdir, ROOT)}",
+      "batch_size": args.batch_size,
+      "seed": config.seed,
+      "step": int(checkpoint["step"]),
+      **measure(make_probes(networks, builder.config), critic_params, batches_, probe, examples),
+      "train_steps_per_s": "",
+      "commit": code,
+    }
+    print(row, flush=True)
+    reproduce.append_row(args.out, row, columns=list(row))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--env", default="fetch_reach_image")
@@ -141,8 +230,19 @@ def main():
     help="The CSV each measured row is appended to (created with its header when missing; default "
     "results/image_critic_diagnostic.csv).",
   )
+  parser.add_argument(
+    "--workdirs",
+    nargs="+",
+    default=None,
+    help="Finished LAEO runs: measure each one's latest checkpoint instead of training --variants (held-out "
+    "batches from --episodes fresh episodes).",
+  )
   args = parser.parse_args()
   code = reproduce.code_commit()  # The code this process runs, whatever is committed meanwhile.
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  if args.workdirs:
+    diagnose_checkpoints(args, code)
+    return
 
   dataset = args.dataset_dir
   if not dataset:  # The dataset Fig. 3's runs use (scripts/reproduce.py), made on first use.
@@ -151,14 +251,10 @@ def main():
     dataset = reproduce.dataset_dir(run, budget)
     reproduce.ensure_dataset(dataset, run, args.episodes)
   episodes = list(rlds_reader.iter_episodes([dataset]))
-  held_out, train = episodes[: len(episodes) // 10], episodes[len(episodes) // 10 :]
+  test, train = episodes[: len(episodes) // 10], episodes[len(episodes) // 10 :]
   examples = success_lib.load_success_examples(dataset)
-  images, positions, actions, expert = probe_frames(args.env, args.probe_episodes, seed=10_000 + args.seed)
-  moving = np.linalg.norm(expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
-  half = len(images) // 2
+  probe = probe_frames(args.env, args.probe_episodes, seed=10_000 + args.seed)
   env = environments.make(args.env, seed=0)
-  names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: positions.shape[1]]
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   for variant in args.variants:
     preset, overrides = parse_variant(variant)
     overrides = {**agents.preset("laeo", preset), "batch_size": args.batch_size, **overrides}
@@ -166,28 +262,14 @@ def main():
     networks, learner = in_process.make_learner(
       builder, env.observation_spec(), env.action_spec(), train, examples, args.seed
     )
-    held_out_batches = batches.make_in_memory_iterator(
-      held_out, "future", args.batch_size, builder.config.discount, seed=args.seed + 1
-    )
-    held_out_batches = [next(held_out_batches) for _ in range(8)]
-    contrastive, q_grad = make_probes(networks, builder.config)
+    held_out_batches = held_out(test, builder.config, args.batch_size, args.seed + 1)
+    probes = make_probes(networks, builder.config)
     started, steps = time.time(), 0
     while steps <= args.num_steps:  # Step 0: the initial networks, a baseline for every measure.
       if steps:
         for _ in range(args.check_every):
           learner.step()
       train_s = time.time() - started
-      critic_params = learner.state.critic_params
-      top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
-      grads, features = [], []
-      for i in range(0, len(images), 256):
-        g, f = q_grad(critic_params, images[i : i + 256], actions[i : i + 256], examples)
-        grads.append(np.asarray(g))
-        features.append(np.asarray(f))
-      grads, features = np.concatenate(grads)[:, :3], np.concatenate(features)
-      unit = grads / (np.linalg.norm(grads, axis=-1, keepdims=True) + 1e-12)
-      expert_unit = expert[:, :3] / (np.linalg.norm(expert[:, :3], axis=-1, keepdims=True) + 1e-12)
-      r2 = ridge_r2(features[:half], positions[:half], features[half:], positions[half:])
       row = {
         "env": args.env,
         "dataset": os.path.basename(dataset),
@@ -195,14 +277,7 @@ def main():
         "batch_size": args.batch_size,
         "seed": args.seed,
         "step": steps,
-        "feature_dim": features.shape[1],
-        "heldout_top1": round(float(top1), 3),
-        "heldout_top1_chance": round(1.0 / args.batch_size, 3),
-        "heldout_balanced_binary_acc": round(float(binary), 3),
-        "grad_expert_cosine": round(float(np.mean(np.sum(unit * expert_unit, -1)[moving])), 3),
-        "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
-        "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
-        **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
+        **measure(probes, learner.state.critic_params, held_out_batches, probe, examples),
         "train_steps_per_s": round(steps / train_s, 2) if steps else "",
         "commit": code,
       }

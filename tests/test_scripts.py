@@ -160,6 +160,54 @@ def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
   assert rows[0]["train_steps_per_s"] == "" and float(rows[1]["train_steps_per_s"]) > 0
 
 
+def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
+  from data_pipeline import generate
+  from data_pipeline import rlds_reader
+  from launch import checkpointing
+  from launch import in_process
+
+  data = str(tmp_path / "fetch_reach_image_tiny")
+  generate.generate_dataset("fetch_reach_image", "medium", 4, data, seed=0, num_success_examples=8, show_progress=False)
+  tiny = ["hidden_sizes=(32,)", "repr_dim=8", "policy_hidden_sizes=(32,)", "torso_channels=(4,4,4)", "batch_size=8"]
+  config = make_tiny_run_config(
+    data, tmp_path / "run", agent="laeo", env="fetch_reach_image", dataset_episodes=4, config=tiny, seed=3
+  )
+  episodes = rlds_reader.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
+  _, learner = in_process.make_learner(
+    config.make_builder(),
+    *config.specs(),
+    list(episodes),
+    config.load_success_examples(),
+    config.seed,
+    config.observation_stats,
+  )
+  learner.step(3)
+  checkpointing.for_run(config.workdir).save(3, learner.save(), {"learner_steps": 3})
+  out = tmp_path / "critic.csv"
+  common = ["--episodes=2", "--probe_episodes=1", "--batch_size=8", f"--out={out}"]
+  run_script("diagnose_image_critic.py", f"--workdirs={config.workdir}", *common)
+  (row,) = list(csv.DictReader(open(out)))
+  assert row["variant"] == f"checkpoint:{os.path.relpath(config.workdir, ROOT)}"
+  assert (row["env"], row["dataset"], row["seed"], row["step"]) == (
+    "fetch_reach_image",
+    "fetch_reach_image_tiny",
+    "3",
+    "3",
+  )
+  assert -1 <= float(row["grad_expert_cosine"]) <= 1 and float(row["heldout_top1_chance"]) == 0.125
+  assert row["train_steps_per_s"] == "" and row["commit"]
+  # A run of another agent is refused by name, nothing written.
+  bc = make_tiny_run_config(data, tmp_path / "bc", env="fetch_reach_image", dataset_episodes=4)
+  proc = subprocess.run(
+    [sys.executable, "scripts/diagnose_image_critic.py", f"--workdirs={bc.workdir}", *common],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+  )
+  assert proc.returncode != 0 and "a bc run; the diagnostic measures LAEO's critic" in proc.stderr
+  assert len(list(csv.DictReader(open(out)))) == 1
+
+
 def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):
   out = tmp_path / "expert" / "push_expert"
   run_script(
