@@ -188,10 +188,13 @@ def flatness_markdown(figure: int, rows: Sequence[Dict], curves: Dict) -> str:
       f"{q['q3_any']:.2f} / {q['q3_final']:.2f} | {q['q4_any']:.2f} / {q['q4_final']:.2f} | {change:+.2f} | "
       f"{q['two_se']:.2f} | {verdict} |"
     )
-  if missing:
-    lines.append(f"\n{missing} of {len(rows)} runs have no recorded curve covering their second half (made before")
-    lines[-1] += " curves were recorded, with their workdirs gone, or evaluated too rarely)."
-  return "\n".join(lines) + "\n"
+  note = (
+    f"{missing} of {len(rows)} runs have no recorded curve covering their second half (made before curves were "
+    "recorded, with their workdirs gone, or evaluated too rarely)."
+  )
+  if missing == len(rows):
+    return lines[0].replace("\n", " ") + note + "\n"  # No table without a row.
+  return "\n".join(lines + ([f"\n{note}"] if missing else [])) + "\n"
 
 
 def fig6_series(rows: List[Dict], task: str, axis: str) -> Dict[str, Dict[int, List[Dict]]]:

@@ -412,6 +412,9 @@ def test_flatness_compares_the_last_two_quarters_of_each_runs_curve():
   assert f"| t | laeo | 0 | 8000 | 2 / 1 | 0.30 / 0.20 | 0.50 / 0.50 | +0.20 | {two_se:.2f} | rising |" in text
   assert "| t | laeo | 1 | 8000 | 2 / 1 | 0.50 / 0.50 | 0.55 / 0.50 | +0.05 | 0.14 | flat |" in text
   assert "1 of 3 runs have no recorded curve" in text
+  # No run with a curve: the sentence alone, no empty table.
+  text = paper_plots.flatness_markdown(3, rows[2:], {("a", "c"): rising})
+  assert "1 of 1 runs have no recorded curve" in text and "| task |" not in text
   with pytest.raises(ValueError, match="No evaluation between steps 8000 and 12000"):
     paper_plots.windows(rising, 16000)
 
