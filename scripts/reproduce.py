@@ -16,8 +16,9 @@ finished run of the same cell in the table goes on from that run's last checkpoi
 shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from') and counts both
 parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (results/paper/fig<N>.png) is redrawn
 after every run, and the run's evaluations during training are copied into results/paper/curves.csv (Fig. 4 and
-each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same command would do with each run (done, copy, extend, resume or
-new, and which datasets it would generate) and touches nothing.
+each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same
+command would do with each run (done, copy, extend, resume or new, and which datasets it would generate) and
+touches nothing.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from

@@ -53,3 +53,12 @@ def free_ports(count: int) -> List[int]:
   finally:
     for s in sockets:
       s.close()
+
+
+def write_evaluations(workdir, points):
+  """An evaluator's logs.csv in `workdir` (a pathlib.Path), as a run's evaluator writes it: points (learner step,
+  success at any step, at the final step, episodes)."""
+  (workdir / "logs" / "evaluator_0").mkdir(parents=True, exist_ok=True)
+  lines = ["episodes,learner_steps,success_rate,success_rate_final_step"]
+  lines += [f"{e},{s},{a},{f}" for s, a, f, e in points]
+  (workdir / "logs" / "evaluator_0" / "logs.csv").write_text("\n".join(lines) + "\n")

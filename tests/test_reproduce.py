@@ -12,6 +12,7 @@ import pytest
 
 from scripts import paper_plots
 from scripts import reproduce
+from tests.helpers import write_evaluations
 
 
 def test_figure_3_runs_state_tasks_seed_major_then_images():
@@ -334,14 +335,6 @@ def test_summary_table_means_over_seeds(tmp_path):
   assert "| fetch_push [5 steps] | 0.30 / 0.00 (n=2: 0.20, 0.40) |" in text
   assert "| fetch_push [20 steps] | 0.90 / 0.00 (n=1: 0.90) |" in text
   assert paper_plots.plot_figure(3, str(table), str(tmp_path), str(tmp_path)).endswith("fig3.png")
-
-
-def write_evaluations(workdir, points):
-  """An evaluator's logs.csv in `workdir`: points (learner step, any step, final step, episodes)."""
-  (workdir / "logs" / "evaluator_0").mkdir(parents=True)
-  lines = ["episodes,learner_steps,success_rate,success_rate_final_step"]
-  lines += [f"{e},{s},{a},{f}" for s, a, f, e in points]
-  (workdir / "logs" / "evaluator_0" / "logs.csv").write_text("\n".join(lines) + "\n")
 
 
 def test_fig4_stability_is_the_mean_absolute_change_between_evaluations(tmp_path):

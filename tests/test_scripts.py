@@ -47,14 +47,22 @@ def trained_run(tmp_path_factory):
   holding the run config and the checkpoint of that step, as a launch's learner writes them (trained in this
   process by in_process.make_learner, on the episodes a launch's dataset loader reads)."""
   from data_pipeline import generate
-  from data_pipeline import rlds_reader
-  from launch import checkpointing
-  from launch import in_process
 
   tmp = tmp_path_factory.mktemp("trained")
   data = str(tmp / "fetch_reach_tiny")
   generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
   config = make_tiny_run_config(data, tmp / "run", agent="laeo", config=TINY_LAEO, num_steps=TRAINED_STEPS)
+  return config, train_and_checkpoint(config, TRAINED_STEPS)
+
+
+def train_and_checkpoint(config, steps):
+  """Trains `config`'s run `steps` steps in this process (in_process.make_learner, on the episodes a launch's
+  dataset loader reads) and saves that step's checkpoint in its workdir, as a launch's learner does; returns the
+  training state."""
+  from data_pipeline import rlds_reader
+  from launch import checkpointing
+  from launch import in_process
+
   episodes = rlds_reader.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
   _, learner = in_process.make_learner(
     config.make_builder(),
@@ -64,10 +72,10 @@ def trained_run(tmp_path_factory):
     config.seed,
     config.observation_stats,
   )
-  learner.step(TRAINED_STEPS)
+  learner.step(steps)
   state = learner.save()
-  checkpointing.for_run(config.workdir).save(TRAINED_STEPS, state, {"learner_steps": TRAINED_STEPS})
-  return config, state
+  checkpointing.for_run(config.workdir).save(steps, state, {"learner_steps": steps})
+  return state
 
 
 def test_benchmark_throughput_writes_the_update_rates_and_the_peak(tmp_path):
@@ -162,9 +170,6 @@ def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
 
 def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   from data_pipeline import generate
-  from data_pipeline import rlds_reader
-  from launch import checkpointing
-  from launch import in_process
 
   data = str(tmp_path / "fetch_reach_image_tiny")
   generate.generate_dataset("fetch_reach_image", "medium", 4, data, seed=0, num_success_examples=8, show_progress=False)
@@ -172,17 +177,7 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   config = make_tiny_run_config(
     data, tmp_path / "run", agent="laeo", env="fetch_reach_image", dataset_episodes=4, config=tiny, seed=3
   )
-  episodes = rlds_reader.iter_episodes(config.dataset_dirs, scaling=config.scaling(), **config.read_options())
-  _, learner = in_process.make_learner(
-    config.make_builder(),
-    *config.specs(),
-    list(episodes),
-    config.load_success_examples(),
-    config.seed,
-    config.observation_stats,
-  )
-  learner.step(3)
-  checkpointing.for_run(config.workdir).save(3, learner.save(), {"learner_steps": 3})
+  train_and_checkpoint(config, 3)
   out = tmp_path / "critic.csv"
   common = ["--episodes=2", "--probe_episodes=1", "--batch_size=8", f"--out={out}"]
   run_script("diagnose_image_critic.py", f"--workdirs={config.workdir}", *common)
