@@ -8,7 +8,6 @@ reached --num_steps, 1 when a node died (named, with the step of the last checkp
 (the step and what was not finite named), 130 on Ctrl-C, 2 for bad flags or refused inputs.
 """
 
-import glob
 import os
 import sys
 
@@ -176,7 +175,7 @@ def main(argv):
     print(f"Prepared {config.workdir}/run_config.json (dataset: {config.dataset_dir})")
     return
   outcome = supervisor.Supervisor(config, max_restarts=FLAGS.max_restarts, verbose=FLAGS.verbose).run()
-  if glob.glob(os.path.join(config.workdir, "logs", "evaluator_*", "logs.csv")):
+  if plot.evaluator_logs(config.workdir):
     print(f"Curves: {plot.plot_runs([config.workdir])}", flush=True)
   print(
     ("" if outcome.exit_code == 0 else "error: ") + outcome.message,

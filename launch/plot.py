@@ -39,10 +39,15 @@ def read_column(path: str, column: str) -> Curve:
   return [s for s, _ in points], [v for _, v in points]
 
 
+def evaluator_logs(workdir: str) -> List[str]:
+  """The logs.csv of each of a run's evaluators (their evaluations during training), sorted by label."""
+  return sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv")))
+
+
 def success_curves(workdir: str) -> Dict[str, Curve]:
   """{evaluator label: (steps, success rate at any step)} of a run."""
   curves = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv"))):
+  for path in evaluator_logs(workdir):
     curves[os.path.basename(os.path.dirname(path))] = read_column(path, "success_rate")
   return curves
 

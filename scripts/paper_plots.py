@@ -11,9 +11,9 @@ whether its runs' curves have flattened, are then drawn from committed files on 
 import argparse
 import collections
 import csv
-import glob
 import math
 import os
+import sys
 from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
@@ -23,6 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from launch import plot  # noqa: E402
 
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
@@ -91,8 +95,7 @@ def _point(r: Dict) -> Point:
 
 def workdir_evaluations(workdir: str) -> List[Point]:
   """Every evaluation during training of the run in `workdir` (its evaluators' logs.csv), in step order."""
-  paths = sorted(glob.glob(os.path.join(workdir, "logs", "evaluator_*", "logs.csv")))
-  return sorted(_point(r) for path in paths for r in _rows(path))
+  return sorted(_point(r) for path in plot.evaluator_logs(workdir) for r in _rows(path))
 
 
 def _curve_key(row: Dict) -> Tuple[str, str]:
