@@ -26,14 +26,5 @@ def make_networks(
 ) -> BcNetworks:
   common_networks.check_action_spec(action_spec)
   common_networks.check_observation_stats(observation_spec, observation_stats)
-  policy = common_networks.make_tanh_gaussian_policy(
-    observation_spec,
-    action_spec,
-    config.policy_hidden_sizes,
-    config.log_std_min,
-    config.log_std_max,
-    config.torso_channels,
-    observation_stats,
-    config.torso_padding,
-  )
+  policy = common_networks.make_tanh_gaussian_policy(observation_spec, action_spec, config, observation_stats)
   return BcNetworks(policy=policy, observation_spec=observation_spec, action_spec=action_spec)

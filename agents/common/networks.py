@@ -125,6 +125,13 @@ class Encoder(hk.Module):
     self._ndim = len(observation_spec.shape)
     self._layout = getattr(observation_spec, "layout", None)
 
+  @classmethod
+  def from_config(
+    cls, observation_spec: specs.Array, config, observation_stats: ObservationStats = None, name="encoder"
+  ):
+    """An Encoder with an agent config's `torso_channels` and `torso_padding`."""
+    return cls(observation_spec, name, config.torso_channels, observation_stats, config.torso_padding)
+
   def __call__(self, obs) -> jnp.ndarray:
     """obs [B, *obs_shape], or what prepare_images made of it."""
     if self._layout is not None:
@@ -214,31 +221,21 @@ def batched_policy(observation_spec: specs.Array, batched_fn):
 def make_tanh_gaussian_policy(
   observation_spec: specs.Array,
   action_spec: specs.Array,
-  hidden_sizes: Sequence[int],
-  log_std_min: float,
-  log_std_max: float,
-  torso_channels: Sequence[int] = ATARI_CHANNELS,
+  config,
   observation_stats: ObservationStats = None,
-  torso_padding: str = "SAME",
 ) -> hk.Transformed:
   """apply(params, obs[B, ...]) -> (mean [B, A], log_std [B, A]).
 
-  Encoder (own torso for images) -> ReLU MLP -> linear 2A outputs; the
-  log-std is clipped to [log_std_min, log_std_max].
+  Encoder (own torso for images) -> ReLU MLP (`config.policy_hidden_sizes`) -> linear 2A outputs; the log-std is
+  clipped to [`config.log_std_min`, `config.log_std_max`].
   """
   action_dim = int(np.prod(action_spec.shape))
 
   def forward(obs):
-    x = Encoder(
-      observation_spec,
-      name="policy_encoder",
-      torso_channels=torso_channels,
-      observation_stats=observation_stats,
-      torso_padding=torso_padding,
-    )(obs)
-    out = mlp(hidden_sizes, 2 * action_dim, name="policy_mlp")(x)
+    x = Encoder.from_config(observation_spec, config, observation_stats, name="policy_encoder")(obs)
+    out = mlp(config.policy_hidden_sizes, 2 * action_dim, name="policy_mlp")(x)
     mean, log_std = jnp.split(out, 2, axis=-1)
-    log_std = jnp.clip(log_std, log_std_min, log_std_max)
+    log_std = jnp.clip(log_std, config.log_std_min, config.log_std_max)
     return mean, log_std
 
   return hk.without_apply_rng(hk.transform(forward))

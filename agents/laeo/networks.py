@@ -62,13 +62,7 @@ def make_networks(
   repr_dim = config.repr_dim
 
   def critic_fns():
-    encoder = common_networks.Encoder(
-      observation_spec,
-      name="critic_encoder",
-      torso_channels=config.torso_channels,
-      observation_stats=observation_stats,
-      torso_padding=config.torso_padding,
-    )
+    encoder = common_networks.Encoder.from_config(observation_spec, config, observation_stats, name="critic_encoder")
     phi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="phi")
     psi_net = common_networks.StackedMLP(NUM_CRITICS, hidden, repr_dim, name="psi")
 
@@ -85,16 +79,7 @@ def make_networks(
 
   critic = hk.without_apply_rng(hk.multi_transform(critic_fns))
   encode, phi_head, psi_head = critic.apply
-  policy = common_networks.make_tanh_gaussian_policy(
-    observation_spec,
-    action_spec,
-    config.policy_hidden_sizes,
-    config.log_std_min,
-    config.log_std_max,
-    config.torso_channels,
-    observation_stats,
-    config.torso_padding,
-  )
+  policy = common_networks.make_tanh_gaussian_policy(observation_spec, action_spec, config, observation_stats)
   return LaeoNetworks(
     policy=policy,
     critic_init=critic.init,

@@ -42,35 +42,17 @@ def make_networks(
   action_dim = int(np.prod(action_spec.shape))
 
   def policy(obs):
-    x = common_networks.Encoder(
-      observation_spec,
-      name="policy_encoder",
-      torso_channels=config.torso_channels,
-      observation_stats=observation_stats,
-      torso_padding=config.torso_padding,
-    )(obs)
+    x = common_networks.Encoder.from_config(observation_spec, config, observation_stats, name="policy_encoder")(obs)
     x = common_networks.mlp(config.policy_hidden_sizes, action_dim, name="policy_mlp")(x)
     return jnp.tanh(x)
 
   def critic(obs, action):
-    x = common_networks.Encoder(
-      observation_spec,
-      name="critic_encoder",
-      torso_channels=config.torso_channels,
-      observation_stats=observation_stats,
-      torso_padding=config.torso_padding,
-    )(obs)
+    x = common_networks.Encoder.from_config(observation_spec, config, observation_stats, name="critic_encoder")(obs)
     x = jnp.concatenate([x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
     return common_networks.StackedMLP(NUM_CRITICS, config.critic_hidden_sizes, 1, name="q")(x)[..., 0]
 
   def classifier(obs):
-    x = common_networks.Encoder(
-      observation_spec,
-      name="classifier_encoder",
-      torso_channels=config.torso_channels,
-      observation_stats=observation_stats,
-      torso_padding=config.torso_padding,
-    )(obs)
+    x = common_networks.Encoder.from_config(observation_spec, config, observation_stats, name="classifier_encoder")(obs)
     return common_networks.mlp(config.classifier_hidden_sizes, 1, name="classifier_mlp")(x)[..., 0]
 
   t = lambda f: hk.without_apply_rng(hk.transform(f))
