@@ -130,7 +130,13 @@ class Encoder(hk.Module):
     cls, observation_spec: specs.Array, config, observation_stats: ObservationStats = None, name="encoder"
   ):
     """An Encoder with an agent config's `torso_channels` and `torso_padding`."""
-    return cls(observation_spec, name, config.torso_channels, observation_stats, config.torso_padding)
+    return cls(
+      observation_spec,
+      name=name,
+      torso_channels=config.torso_channels,
+      observation_stats=observation_stats,
+      torso_padding=config.torso_padding,
+    )
 
   def __call__(self, obs) -> jnp.ndarray:
     """obs [B, *obs_shape], or what prepare_images made of it."""
