@@ -3,6 +3,7 @@
   python scripts/reproduce.py --figure=3                 # CPU budget, every task and agent of Fig. 3
   python scripts/reproduce.py --figure=3 --budget=paper  # the paper's budget (1024-wide, 500k steps): a GPU
   python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo bc --seeds 0
+  python scripts/reproduce.py --figure=6 --tasks fetch_push_image --success_examples 1 --seeds 1 2
   python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo --launch_flag=episode_reuse=4 \
       --out_dir=results/episode_reuse/R4     # a variant: its own workdirs, rows and table
 
@@ -183,6 +184,24 @@ def figure_runs(figure: int, seeds: Sequence[int], image_seeds: Sequence[int]) -
         options = dict(options)
         if options.pop("image", False) == image:
           runs.append(Run(figure=3 if figure == 4 else figure, task=task, agent=agent, seed=seed, **options))
+  return runs
+
+
+def select_runs(runs: Sequence[Run], **only: Optional[Sequence]) -> List[Run]:
+  """The runs whose fields are in every given list (tasks, agents, success_examples, dataset_scales; None: any).
+
+  A list that names a value no run of the figure has is refused (ValueError), so a typo does not run nothing.
+  """
+  fields = dict(tasks="task", agents="agent", success_examples="num_success_examples", dataset_scales="dataset_scale")
+  only = {name: wanted for name, wanted in only.items() if wanted is not None}
+  for name, wanted in only.items():
+    have = {getattr(r, fields[name]) for r in runs}
+    missing = [w for w in wanted if w not in have]
+    if missing:
+      raise ValueError(f"--{name} {' '.join(map(str, missing))}: no run of this figure has it; it has {sorted(have)}.")
+  runs = [r for r in runs if all(getattr(r, fields[name]) in wanted for name, wanted in only.items())]
+  if not runs:
+    raise ValueError(f"No run of this figure has all of {', '.join('--' + name for name in only)} at once.")
   return runs
 
 
@@ -431,6 +450,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   )
   parser.add_argument("--tasks", nargs="+", default=None, help="Only these tasks.")
   parser.add_argument("--agents", nargs="+", default=None, help="Only these agents.")
+  parser.add_argument(
+    "--success_examples",
+    type=int,
+    nargs="+",
+    default=None,
+    help="Only runs with these numbers of success examples (Fig. 6 left: 1 10 100 200).",
+  )
+  parser.add_argument(
+    "--dataset_scales",
+    type=float,
+    nargs="+",
+    default=None,
+    help="Only runs on datasets of these sizes, in multiples of the budget's (Fig. 6 right: 0.1 1 10).",
+  )
   parser.add_argument("--final_episodes", type=int, default=100)
   parser.add_argument("--num_steps", type=int, default=None, help="Override the budget's learner steps.")
   parser.add_argument("--out_dir", default=os.path.join(ROOT, "results", "paper"))
@@ -469,6 +502,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       image_num_steps=args.num_steps,
       eval_every=min(budget.eval_every, args.num_steps),
     )
+  seeds, image_seeds = seed_lists(args.seeds, budget)
+  try:
+    runs = select_runs(
+      figure_runs(args.figure, seeds, image_seeds),
+      tasks=args.tasks,
+      agents=args.agents,
+      success_examples=args.success_examples,
+      dataset_scales=args.dataset_scales,
+    )
+  except ValueError as e:
+    parser.error(str(e))
   out_dir = args.out_dir
   if not args.dry_run:
     os.makedirs(out_dir, exist_ok=True)
@@ -480,12 +524,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print(f"[reproduce] {e} Nothing was redrawn.", file=sys.stderr)
       return 1
     return 0
-  seeds, image_seeds = seed_lists(args.seeds, budget)
-  runs = [
-    r
-    for r in figure_runs(args.figure, seeds, image_seeds)
-    if (args.tasks is None or r.task in args.tasks) and (args.agents is None or r.agent in args.agents)
-  ]
   rows = read_rows(table)
   done = {run_key(row) for row in rows}
   elsewhere = rows_of_other_figures(out_dir, table)

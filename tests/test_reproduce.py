@@ -481,3 +481,31 @@ def test_runs_with_other_success_example_counts_share_the_default_datasets_episo
   assert calls[0] == ("generate", default, 200)  # Once, for the first run that needs its episodes.
   assert [c[0] for c in calls] == ["generate", "redraw", "redraw", "redraw"][: len(calls)] and len(calls) == 4
   assert sorted(c[3] for c in calls[1:]) == [1, 10, 100] and {c[1] for c in calls[1:]} == {default}
+
+
+def test_runs_can_be_narrowed_to_cells_and_a_filter_matching_nothing_is_refused(tmp_path, monkeypatch, capsys):
+  runs = reproduce.figure_runs(6, [0, 1], [0, 1])
+  one = reproduce.select_runs(runs, tasks=["fetch_push_image"], agents=None, success_examples=[1], dataset_scales=None)
+  assert [(r.agent, r.seed) for r in one] == [("laeo", 0), ("oril", 0), ("laeo", 1), ("oril", 1)]
+  assert {(r.num_success_examples, r.dataset_scale) for r in one} == {(1, 1.0)}
+  small = reproduce.select_runs(runs, tasks=["fetch_push"], agents=["oril"], dataset_scales=[0.1, 10])
+  assert {(r.dataset_scale, r.num_success_examples, r.seed) for r in small} == {
+    (x, 200, s) for x in (0.1, 10.0) for s in (0, 1)
+  }
+  assert reproduce.select_runs(runs, tasks=None, agents=None) == runs
+  with pytest.raises(ValueError, match="--success_examples 5"):
+    reproduce.select_runs(runs, success_examples=[1, 5])
+  with pytest.raises(ValueError, match="No run"):  # Each value exists, but not together (images have no 10x).
+    reproduce.select_runs(runs, tasks=["fetch_push_image"], dataset_scales=[10])
+  # On the command line: exit 2 with the reason, nothing made.
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+  out = tmp_path / "results"
+  with pytest.raises(SystemExit) as e:
+    reproduce.main(["--figure=3", "--tasks", "fetch_rech", f"--out_dir={out}", "--dry_run"])
+  assert e.value.code == 2 and "fetch_rech" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    reproduce.main(["--figure=3", "--success_examples", "1", f"--out_dir={out}"])
+  assert not out.exists() and not (tmp_path / "repo").exists()
+  assert reproduce.main(["--figure=6", "--success_examples", "1", "--seeds", "2", f"--out_dir={out}", "--dry_run"]) == 0
+  plan = capsys.readouterr().out.splitlines()
+  assert len(plan) == 1 + 4 and all("seed 2" in line for line in plan[1:])
