@@ -17,12 +17,21 @@ trains on:
 * what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
   (and block) position, fitted on half the probe frames and scored on the other half.
 
-With --workdirs the same measures are taken once of each finished LAEO run's latest checkpoint (e.g. a 40000-update
-Fig. 3 run), on its own task, success examples and networks; its held-out batches then come from --episodes fresh
-medium episodes generated with seed 1 (the runs trained on seed 0's), and the row's variant names the workdir:
+With --workdirs the same measures are taken once of each finished run's latest checkpoint (e.g. a 40000-update
+Fig. 3 run), on its own task, success examples and networks; a LAEO run's held-out batches then come from
+--episodes fresh medium episodes generated with seed 1 (the runs trained on seed 0's), and the row's variant names
+the workdir:
 
   python scripts/diagnose_image_critic.py --workdirs runs/paper/fig3/DATASET/laeo_laptop_40000steps_seed2 \
       --episodes=100
+
+A checkpoint's row also says what its policy follows, for any agent: the mean cosine of the policy's (deterministic)
+movement with the clean controller's and with the action the probe's behaviour took, beside the behaviour's own
+cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier's reward) the action gradient is
+that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
+the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal (the block's
+distance to it on FetchPush, the gripper's on FetchReach), and how often a frame where the task is solved gets a
+higher logit than one where it is not (AUC; 0.5 = no better than chance).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
@@ -55,10 +64,20 @@ from data_pipeline import scripted  # noqa: E402
 from data_pipeline import success_examples as success_lib  # noqa: E402
 from launch import checkpointing  # noqa: E402
 from launch import in_process  # noqa: E402
+from launch import policy as policy_lib  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "image_critic_diagnostic.csv")
+POSITIONS = ("gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z")
+# Every row has every column (empty where a measure does not apply), so the CSV keeps one header.
+COLUMNS = (
+  *("env", "dataset", "variant", "agent", "batch_size", "seed", "step", "feature_dim"),
+  *("heldout_top1", "heldout_top1_chance", "heldout_balanced_binary_acc"),
+  *("grad_expert_cosine", "grad_state_spread", "expert_state_spread", *(f"r2_{n}" for n in POSITIONS)),
+  *("policy_expert_cosine", "policy_behaviour_cosine", "behaviour_expert_cosine"),
+  *("reward_mean", "reward_goal_spearman", "reward_success_auc", "train_steps_per_s", "commit"),
+)
 
 
 def parse_variant(text: str):
@@ -69,12 +88,15 @@ def parse_variant(text: str):
 
 class Probe(NamedTuple):
   """Every step of rollouts of the medium checkpoint mixture: image, simulator positions (gripper, block), the
-  action taken and the clean controller's action there."""
+  action taken, the clean controller's action there, the distance to the goal (the block's, else the gripper's) and
+  whether the task is solved."""
 
   images: np.ndarray
   positions: np.ndarray
   actions: np.ndarray
   expert: np.ndarray
+  goal_distance: np.ndarray
+  solved: np.ndarray
 
 
 def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
@@ -85,7 +107,7 @@ def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
   competences = [c for c, _ in mixture]
   weights = np.array([w for _, w in mixture])
   controller = scripted.CONTROLLERS[env.base_task]
-  images, positions, actions, expert = [], [], [], []
+  images, positions, actions, expert, distance, solved = [], [], [], [], [], []
   for _ in range(episodes):
     ts = env.reset()
     policy = scripted.make_checkpoint_policy(env, float(rng.choice(competences, p=weights)), rng)
@@ -96,9 +118,43 @@ def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
       positions.append(np.concatenate([state["gripper_pos"], state.get("object_pos", np.zeros(0))]))
       actions.append(action)
       expert.append(controller(state))
+      distance.append(np.linalg.norm(state.get("object_pos", state["gripper_pos"]) - state["goal_pos"]))
+      solved.append(env.success())
       ts = env.step(action)
   env.close()
-  return Probe(np.stack(images), np.stack(positions), np.stack(actions).astype(np.float32), np.stack(expert))
+  return Probe(
+    np.stack(images),
+    np.stack(positions),
+    np.stack(actions).astype(np.float32),
+    np.stack(expert),
+    np.array(distance),
+    np.array(solved),
+  )
+
+
+def mean_cosine(a, b, where) -> float:
+  """The mean cosine between the movement parts (x, y, z) of two action arrays over the frames `where`."""
+  unit = lambda x: x[:, :3] / (np.linalg.norm(x[:, :3], axis=-1, keepdims=True) + 1e-12)
+  return round(float(np.mean(np.sum(unit(a) * unit(b), -1)[where])), 3)
+
+
+def ranks(x) -> np.ndarray:
+  return np.argsort(np.argsort(x)).astype(np.float64)
+
+
+def reward_measures(logits, probe: Probe) -> Dict:
+  """A success classifier's logits on the probe frames: mean reward, Spearman correlation with closeness to the
+  goal, and the AUC of solved against unsolved frames (empty when the probe has only one kind)."""
+  spearman = np.corrcoef(ranks(logits), ranks(-probe.goal_distance))[0, 1]
+  solved, unsolved = logits[probe.solved], logits[~probe.solved]
+  auc = ""
+  if len(solved) and len(unsolved):
+    auc = round(float(np.mean(solved[:, None] > unsolved[None, :]) + 0.5 * np.mean(solved[:, None] == unsolved)), 3)
+  return {
+    "reward_mean": float(f"{np.mean(1.0 / (1.0 + np.exp(-logits))):.3g}"),
+    "reward_goal_spearman": round(float(spearman), 3),
+    "reward_success_auc": auc,
+  }
 
 
 def ridge_r2(train_x, train_y, test_x, test_y) -> np.ndarray:
@@ -154,23 +210,38 @@ def measure(probes, critic_params, held_out_batches, probe: Probe, examples) -> 
     g, f = q_grad(critic_params, probe.images[i : i + 256], probe.actions[i : i + 256], examples)
     grads.append(np.asarray(g))
     features.append(np.asarray(f))
-  grads, features = np.concatenate(grads)[:, :3], np.concatenate(features)
-  unit = grads / (np.linalg.norm(grads, axis=-1, keepdims=True) + 1e-12)
-  expert_unit = probe.expert[:, :3] / (np.linalg.norm(probe.expert[:, :3], axis=-1, keepdims=True) + 1e-12)
-  moving = np.linalg.norm(probe.expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
+  grads, features = np.concatenate(grads), np.concatenate(features)
   half = len(probe.images) // 2
   r2 = ridge_r2(features[:half], probe.positions[:half], features[half:], probe.positions[half:])
-  names = ["gripper_x", "gripper_y", "gripper_z", "block_x", "block_y", "block_z"][: probe.positions.shape[1]]
   return {
     "feature_dim": features.shape[1],
     "heldout_top1": round(float(top1), 3),
     "heldout_top1_chance": round(1.0 / len(held_out_batches[0]["action"]), 3),
     "heldout_balanced_binary_acc": round(float(binary), 3),
-    "grad_expert_cosine": round(float(np.mean(np.sum(unit * expert_unit, -1)[moving])), 3),
+    **gradient_measures(grads, probe),
+    **{f"r2_{n}": round(float(v), 3) for n, v in zip(POSITIONS, r2)},
+  }
+
+
+def gradient_measures(grads, probe: Probe) -> Dict:
+  """How Q's action gradients on the probe frames point: along the clean controller's movement, and alike or not
+  between states (beside the controller's own spread)."""
+  unit = grads[:, :3] / (np.linalg.norm(grads[:, :3], axis=-1, keepdims=True) + 1e-12)
+  expert_unit = probe.expert[:, :3] / (np.linalg.norm(probe.expert[:, :3], axis=-1, keepdims=True) + 1e-12)
+  moving = moving_frames(probe)
+  return {
+    "grad_expert_cosine": mean_cosine(grads, probe.expert, moving),
     "grad_state_spread": round(float(1.0 - np.linalg.norm(unit.mean(0))), 3),
     "expert_state_spread": round(float(1.0 - np.linalg.norm(expert_unit[moving].mean(0))), 3),
-    **{f"r2_{n}": round(float(v), 3) for n, v in zip(names, r2)},
   }
+
+
+def moving_frames(probe: Probe) -> np.ndarray:
+  return np.linalg.norm(probe.expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
+
+
+def in_chunks(fn, *arrays, size: int = 256) -> np.ndarray:
+  return np.concatenate([np.asarray(fn(*(a[i : i + size] for a in arrays))) for i in range(0, len(arrays[0]), size)])
 
 
 def held_out(episodes, config, batch_size: int, seed: int):
@@ -181,36 +252,57 @@ def held_out(episodes, config, batch_size: int, seed: int):
 
 def diagnose_checkpoints(args, code: str) -> None:
   """--workdirs: one row of each run's latest checkpoint, on fresh held-out episodes of its task."""
+  probes = {}  # One probe per task, shared by its runs.
   for workdir in args.workdirs:
     config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
-    if config.agent != "laeo":
-      raise SystemExit(f"{workdir}: a {config.agent} run; the diagnostic measures LAEO's critic.")
     checkpoint = checkpointing.for_run(workdir).latest()
     if checkpoint is None:
       raise SystemExit(f"{workdir}: no checkpoint.")
     builder = config.make_builder()
     observation_spec, action_spec = config.specs()
     networks = builder.make_networks(observation_spec, action_spec, config.observation_stats)
-    (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
-    with tempfile.TemporaryDirectory() as tmp:
-      data = os.path.join(tmp, "held_out")
-      generate.generate_dataset(config.env, "medium", args.episodes, data, seed=1, show_progress=False)
-      batches_ = held_out(list(rlds_reader.iter_episodes([data])), builder.config, args.batch_size, args.seed + 1)
-    probe = probe_frames(config.env, args.probe_episodes, seed=10_000 + args.seed)
-    examples = config.load_success_examples()
+    if config.env not in probes:
+      probes[config.env] = probe_frames(config.env, args.probe_episodes, seed=10_000 + args.seed)
+    probe = probes[config.env]
+    policy = policy_lib.load_policy(workdir, step=int(checkpoint["step"]))
+    moving = moving_frames(probe)
+    actions = in_chunks(policy, probe.images)
     row = {
       "env": config.env,
       "dataset": os.path.basename(config.dataset_dirs[0]),
       "variant": f"checkpoint:{os.path.relpath(workdir, ROOT)}",
+      "agent": config.agent,
       "batch_size": args.batch_size,
       "seed": config.seed,
       "step": int(checkpoint["step"]),
-      **measure(make_probes(networks, builder.config), critic_params, batches_, probe, examples),
-      "train_steps_per_s": "",
+      "policy_expert_cosine": mean_cosine(actions, probe.expert, moving),
+      "policy_behaviour_cosine": mean_cosine(actions, probe.actions, moving),
+      "behaviour_expert_cosine": mean_cosine(probe.actions, probe.expert, moving),
       "commit": code,
     }
+    if config.agent == "laeo":
+      (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
+      with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "held_out")
+        generate.generate_dataset(config.env, "medium", args.episodes, data, seed=1, show_progress=False)
+        batches_ = held_out(list(rlds_reader.iter_episodes([data])), builder.config, args.batch_size, args.seed + 1)
+      examples = config.load_success_examples()
+      row.update(measure(make_probes(networks, builder.config), critic_params, batches_, probe, examples))
+    elif config.agent in ("oril", "purl"):
+      critic_params, classifier_params = learner_lib.state_variables(
+        checkpoint["learner"], ["critic_params", "classifier_params"]
+      )
+      q_grad = jax.jit(jax.grad(lambda a, obs, p: jnp.sum(jnp.min(networks.critic.apply(p, obs, a), axis=0))))
+      logits = jax.jit(networks.classifier.apply)
+      grads = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
+      row.update(gradient_measures(grads, probe))
+      row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
-    reproduce.append_row(args.out, row, columns=list(row))
+    append(args.out, row)
+
+
+def append(path: str, row: Dict) -> None:
+  reproduce.append_row(path, {c: row.get(c, "") for c in COLUMNS}, columns=COLUMNS)
 
 
 def main():
@@ -234,8 +326,8 @@ def main():
     "--workdirs",
     nargs="+",
     default=None,
-    help="Finished LAEO runs: measure each one's latest checkpoint instead of training --variants (held-out "
-    "batches from --episodes fresh episodes).",
+    help="Finished runs of any agent: measure each one's latest checkpoint instead of training --variants (LAEO's "
+    "held-out batches from --episodes fresh episodes).",
   )
   args = parser.parse_args()
   code = reproduce.code_commit()  # The code this process runs, whatever is committed meanwhile.
@@ -274,6 +366,7 @@ def main():
         "env": args.env,
         "dataset": os.path.basename(dataset),
         "variant": variant,
+        "agent": "laeo",
         "batch_size": args.batch_size,
         "seed": args.seed,
         "step": steps,
@@ -282,7 +375,7 @@ def main():
         "commit": code,
       }
       print(row, flush=True)
-      reproduce.append_row(args.out, row, columns=list(row))
+      append(args.out, row)
       started = time.time() - train_s
       steps += args.check_every
   env.close()

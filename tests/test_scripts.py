@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from scripts import diagnose_image_critic as diagnose
 from tests.helpers import make_tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,8 +164,8 @@ def test_diagnose_image_critic_appends_a_row_per_check(tmp_path):
     assert int(row["feature_dim"]) > 0
     assert 0 <= float(row["heldout_top1"]) <= 1 and 0 <= float(row["heldout_balanced_binary_acc"]) <= 1
     assert -1 <= float(row["grad_expert_cosine"]) <= 1 and 0 <= float(row["grad_state_spread"]) <= 1
-    assert all(np.isfinite(float(row[f"r2_gripper_{axis}"])) for axis in "xyz") and "r2_block_x" not in row
-    assert row["commit"]
+    assert all(np.isfinite(float(row[f"r2_gripper_{axis}"])) for axis in "xyz") and row["r2_block_x"] == ""
+    assert row["agent"] == "laeo" and row["commit"] and row["policy_expert_cosine"] == ""  # Checkpoints only.
   assert rows[0]["train_steps_per_s"] == "" and float(rows[1]["train_steps_per_s"]) > 0
 
 
@@ -190,17 +191,48 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
     "3",
   )
   assert -1 <= float(row["grad_expert_cosine"]) <= 1 and float(row["heldout_top1_chance"]) == 0.125
-  assert row["train_steps_per_s"] == "" and row["commit"]
-  # A run of another agent is refused by name, nothing written.
-  bc = make_tiny_run_config(data, tmp_path / "bc", env="fetch_reach_image", dataset_episodes=4)
-  proc = subprocess.run(
-    [sys.executable, "scripts/diagnose_image_critic.py", f"--workdirs={bc.workdir}", *common],
-    capture_output=True,
-    text=True,
-    cwd=ROOT,
+  assert row["train_steps_per_s"] == "" and row["commit"] and row["agent"] == "laeo"
+  assert all(-1 <= float(row[c]) <= 1 for c in ("policy_expert_cosine", "policy_behaviour_cosine"))
+  assert row["reward_mean"] == ""
+  # ORIL: its TD critic's gradient and its classifier; BC: what its policy follows. One header for all rows.
+  small = [f"{n}_hidden_sizes=(32,)" for n in ("policy", "critic", "classifier")] + tiny[3:]
+  oril = make_tiny_run_config(
+    data, tmp_path / "oril", agent="oril", env="fetch_reach_image", dataset_episodes=4, config=small
   )
-  assert proc.returncode != 0 and "a bc run; the diagnostic measures LAEO's critic" in proc.stderr
-  assert len(list(csv.DictReader(open(out)))) == 1
+  train_and_checkpoint(oril, 2)
+  bc = make_tiny_run_config(data, tmp_path / "bc", env="fetch_reach_image", dataset_episodes=4)
+  train_and_checkpoint(bc, 2)
+  run_script("diagnose_image_critic.py", "--workdirs", oril.workdir, bc.workdir, *common)
+  rows = list(csv.DictReader(open(out)))
+  assert [r["agent"] for r in rows] == ["laeo", "oril", "bc"] and list(rows[0]) == list(diagnose.COLUMNS)
+  assert rows[1]["heldout_top1"] == "" and -1 <= float(rows[1]["grad_expert_cosine"]) <= 1
+  assert 0 < float(rows[1]["reward_mean"]) < 1 and -1 <= float(rows[1]["reward_goal_spearman"]) <= 1
+  assert rows[2]["grad_expert_cosine"] == rows[2]["reward_mean"] == "" and rows[2]["policy_expert_cosine"]
+  assert rows[1]["behaviour_expert_cosine"] == rows[2]["behaviour_expert_cosine"]  # The same probe.
+
+
+def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
+  probe = diagnose.Probe(
+    images=None,
+    positions=None,
+    actions=None,
+    expert=None,
+    goal_distance=np.array([0.3, 0.2, 0.1, 0.0]),
+    solved=np.array([False, False, True, True]),
+  )
+  # Logits rise as the goal nears, except the first two swapped: Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
+  measures = diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), probe)
+  assert measures["reward_goal_spearman"] == 0.8 and measures["reward_success_auc"] == 1.0
+  assert measures["reward_mean"] == round(float(np.mean(1 / (1 + np.exp(-np.array([1.0, 0.0, 2.0, 3.0]))))), 3)
+  # Solved frames ranked below half of the unsolved ones: AUC 0.5; ties count half.
+  assert diagnose.reward_measures(np.array([1.0, 3.0, 2.0, 2.0]), probe)["reward_success_auc"] == 0.5
+  assert diagnose.reward_measures(np.array([0.0, 0.0, 0.0, 0.0]), probe)["reward_success_auc"] == 0.5
+  # Cosines of the movement part only (the gripper component, last, is left out), over the chosen frames.
+  a, b = np.array([[1.0, 0, 0, 9], [0, 1, 0, 0]]), np.array([[1.0, 1, 0, -9], [0, -1, 0, 0]])
+  assert diagnose.mean_cosine(a, b, np.array([True, True])) == round((0.5**0.5 - 1) / 2, 3)
+  assert diagnose.mean_cosine(a, b, np.array([True, False])) == 0.707
+  no_success = probe._replace(solved=np.zeros(4, bool))
+  assert diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), no_success)["reward_success_auc"] == ""
 
 
 def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):
