@@ -15,7 +15,10 @@ trains on:
   (the direction an expert moves; 0 = uninformative), and how much the gradient differs between states
   (1 - |mean of unit gradients|: 0 = the same push in every state; the expert's own spread beside it);
 * what the critic's encoder sees: the R^2, per axis, of a ridge regression from its features to the gripper
-  (and block) position, fitted on half the probe frames and scored on the other half.
+  (and block) position, fitted on half the probe frames and scored on the other half;
+* what Q orders: the Spearman correlation of Q(s, a) on the probe frames with closeness to the goal (the block's
+  distance to it on FetchPush, the gripper's on FetchReach) and with the step's time into its episode, beside the
+  probe's own correlation of time and closeness (a critic trained on no reward can still rank states by time).
 
 With --workdirs the same measures are taken once of each finished run's latest checkpoint (e.g. a 40000-update
 Fig. 3 run), on its own task, success examples and networks; a LAEO run's held-out batches then come from
@@ -29,8 +32,7 @@ A checkpoint's row also says what its policy follows, for any agent: the mean co
 movement with the clean controller's and with the action the probe's behaviour took, beside the behaviour's own
 cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier's reward) the action gradient is
 that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
-the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal (the block's
-distance to it on FetchPush, the gripper's on FetchReach), and how often a frame where the task is solved gets a
+the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, and how often a frame where the task is solved gets a
 higher logit than one where it is not (AUC; 0.5 = no better than chance).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
@@ -49,6 +51,7 @@ from typing import Dict, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -75,6 +78,7 @@ COLUMNS = (
   *("env", "dataset", "variant", "agent", "batch_size", "seed", "step", "feature_dim"),
   *("heldout_top1", "heldout_top1_chance", "heldout_balanced_binary_acc"),
   *("grad_expert_cosine", "grad_state_spread", "expert_state_spread", *(f"r2_{n}" for n in POSITIONS)),
+  *("q_goal_spearman", "q_time_spearman", "time_goal_spearman"),
   *("policy_expert_cosine", "policy_behaviour_cosine", "behaviour_expert_cosine"),
   *("reward_mean", "reward_goal_spearman", "reward_success_auc", "train_steps_per_s", "commit"),
 )
@@ -88,8 +92,8 @@ def parse_variant(text: str):
 
 class Probe(NamedTuple):
   """Every step of rollouts of the medium checkpoint mixture: image, simulator positions (gripper, block), the
-  action taken, the clean controller's action there, the distance to the goal (the block's, else the gripper's) and
-  whether the task is solved."""
+  action taken, the clean controller's action there, the distance to the goal (the block's, else the gripper's),
+  whether the task is solved and the step's index in its episode."""
 
   images: np.ndarray
   positions: np.ndarray
@@ -97,6 +101,7 @@ class Probe(NamedTuple):
   expert: np.ndarray
   goal_distance: np.ndarray
   solved: np.ndarray
+  time: np.ndarray
 
 
 def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
@@ -107,9 +112,10 @@ def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
   competences = [c for c, _ in mixture]
   weights = np.array([w for _, w in mixture])
   controller = scripted.CONTROLLERS[env.base_task]
-  images, positions, actions, expert, distance, solved = [], [], [], [], [], []
+  images, positions, actions, expert, distance, solved, time = [], [], [], [], [], [], []
   for _ in range(episodes):
     ts = env.reset()
+    t = 0
     policy = scripted.make_checkpoint_policy(env, float(rng.choice(competences, p=weights)), rng)
     while not ts.last():
       state = env.privileged_state()
@@ -120,7 +126,8 @@ def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
       expert.append(controller(state))
       distance.append(np.linalg.norm(state.get("object_pos", state["gripper_pos"]) - state["goal_pos"]))
       solved.append(env.success())
-      ts = env.step(action)
+      time.append(t)
+      ts, t = env.step(action), t + 1
   env.close()
   return Probe(
     np.stack(images),
@@ -129,6 +136,7 @@ def probe_frames(env_name: str, episodes: int, seed: int) -> Probe:
     np.stack(expert),
     np.array(distance),
     np.array(solved),
+    np.array(time),
   )
 
 
@@ -138,21 +146,31 @@ def mean_cosine(a, b, where) -> float:
   return round(float(np.mean(np.sum(unit(a) * unit(b), -1)[where])), 3)
 
 
-def ranks(x) -> np.ndarray:
-  return np.argsort(np.argsort(x)).astype(np.float64)
+def spearman(x, y) -> float:
+  """Spearman's rank correlation, tied values sharing their mean rank (nan when either side is constant)."""
+  return round(float(scipy.stats.spearmanr(x, y)[0]), 3)
+
+
+def value_measures(q, probe: Probe) -> Dict:
+  """Whether Q(s, a) on the probe frames rises as the goal nears, or with the time into the episode (beside how
+  much time and closeness go together in the probe): a critic of no reward can still order states by time."""
+  return {
+    "q_goal_spearman": spearman(q, -probe.goal_distance),
+    "q_time_spearman": spearman(q, probe.time),
+    "time_goal_spearman": spearman(probe.time, -probe.goal_distance),
+  }
 
 
 def reward_measures(logits, probe: Probe) -> Dict:
   """A success classifier's logits on the probe frames: mean reward, Spearman correlation with closeness to the
   goal, and the AUC of solved against unsolved frames (empty when the probe has only one kind)."""
-  spearman = np.corrcoef(ranks(logits), ranks(-probe.goal_distance))[0, 1]
   solved, unsolved = logits[probe.solved], logits[~probe.solved]
   auc = ""
   if len(solved) and len(unsolved):
     auc = round(float(np.mean(solved[:, None] > unsolved[None, :]) + 0.5 * np.mean(solved[:, None] == unsolved)), 3)
   return {
     "reward_mean": float(f"{np.mean(1.0 / (1.0 + np.exp(-logits))):.3g}"),
-    "reward_goal_spearman": round(float(spearman), 3),
+    "reward_goal_spearman": spearman(logits, -probe.goal_distance),
     "reward_success_auc": auc,
   }
 
@@ -175,7 +193,8 @@ def ridge_r2(train_x, train_y, test_x, test_y) -> np.ndarray:
 
 
 def make_probes(networks, config):
-  """jitted (critic_params, batch) -> contrastive metrics; (critic_params, obs, action, examples) -> grad_a Q."""
+  """jitted (critic_params, batch) -> contrastive metrics; (critic_params, obs, action, examples) -> (grad_a Q,
+  the encoder's features, Q), Q the twins' minimum."""
 
   def contrastive(critic_params, batch):
     features = networks.encode(critic_params, batch["observation"])
@@ -193,10 +212,13 @@ def make_probes(networks, config):
     features = networks.encode(critic_params, obs)
 
     def q_sum(a):
-      q = laeo_learning.q_values(networks, config, critic_params, features, a, examples, jax.random.PRNGKey(0))
-      return jnp.sum(jnp.min(q, axis=0))
+      q = jnp.min(
+        laeo_learning.q_values(networks, config, critic_params, features, a, examples, jax.random.PRNGKey(0)), 0
+      )
+      return jnp.sum(q), q
 
-    return jax.grad(q_sum)(action), features
+    grad, q = jax.grad(q_sum, has_aux=True)(action)
+    return grad, features, q
 
   return jax.jit(contrastive), jax.jit(q_grad)
 
@@ -205,12 +227,13 @@ def measure(probes, critic_params, held_out_batches, probe: Probe, examples) -> 
   """The diagnostic's measures of one critic (make_probes' pair; see the module's doc)."""
   contrastive, q_grad = probes
   top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
-  grads, features = [], []
+  grads, features, q = [], [], []
   for i in range(0, len(probe.images), 256):
-    g, f = q_grad(critic_params, probe.images[i : i + 256], probe.actions[i : i + 256], examples)
+    g, f, v = q_grad(critic_params, probe.images[i : i + 256], probe.actions[i : i + 256], examples)
     grads.append(np.asarray(g))
     features.append(np.asarray(f))
-  grads, features = np.concatenate(grads), np.concatenate(features)
+    q.append(np.asarray(v))
+  grads, features, q = np.concatenate(grads), np.concatenate(features), np.concatenate(q)
   half = len(probe.images) // 2
   r2 = ridge_r2(features[:half], probe.positions[:half], features[half:], probe.positions[half:])
   return {
@@ -219,6 +242,7 @@ def measure(probes, critic_params, held_out_batches, probe: Probe, examples) -> 
     "heldout_top1_chance": round(1.0 / len(held_out_batches[0]["action"]), 3),
     "heldout_balanced_binary_acc": round(float(binary), 3),
     **gradient_measures(grads, probe),
+    **value_measures(q, probe),
     **{f"r2_{n}": round(float(v), 3) for n, v in zip(POSITIONS, r2)},
   }
 
@@ -292,10 +316,14 @@ def diagnose_checkpoints(args, code: str) -> None:
       critic_params, classifier_params = learner_lib.state_variables(
         checkpoint["learner"], ["critic_params", "classifier_params"]
       )
-      q_grad = jax.jit(jax.grad(lambda a, obs, p: jnp.sum(jnp.min(networks.critic.apply(p, obs, a), axis=0))))
-      logits = jax.jit(networks.classifier.apply)
+      q_min = lambda a, obs, p: jnp.min(networks.critic.apply(p, obs, a), axis=0)
+      q_grad = jax.jit(jax.grad(lambda a, obs, p: jnp.sum(q_min(a, obs, p))))
+      q_value, logits = jax.jit(q_min), jax.jit(networks.classifier.apply)
       grads = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
       row.update(gradient_measures(grads, probe))
+      row.update(
+        value_measures(in_chunks(lambda a, obs: q_value(a, obs, critic_params), probe.actions, probe.images), probe)
+      )
       row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
     append(args.out, row)

@@ -206,6 +206,7 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   rows = list(csv.DictReader(open(out)))
   assert [r["agent"] for r in rows] == ["laeo", "oril", "bc"] and list(rows[0]) == list(diagnose.COLUMNS)
   assert rows[1]["heldout_top1"] == "" and -1 <= float(rows[1]["grad_expert_cosine"]) <= 1
+  assert all(-1 <= float(rows[i]["q_time_spearman"]) <= 1 for i in (0, 1)) and rows[2]["q_time_spearman"] == ""
   assert 0 < float(rows[1]["reward_mean"]) < 1 and -1 <= float(rows[1]["reward_goal_spearman"]) <= 1
   assert rows[2]["grad_expert_cosine"] == rows[2]["reward_mean"] == "" and rows[2]["policy_expert_cosine"]
   assert rows[1]["behaviour_expert_cosine"] == rows[2]["behaviour_expert_cosine"]  # The same probe.
@@ -219,6 +220,7 @@ def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
     expert=None,
     goal_distance=np.array([0.3, 0.2, 0.1, 0.0]),
     solved=np.array([False, False, True, True]),
+    time=np.array([0, 1, 0, 1]),
   )
   # Logits rise as the goal nears, except the first two swapped: Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
   measures = diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), probe)
@@ -231,6 +233,10 @@ def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
   a, b = np.array([[1.0, 0, 0, 9], [0, 1, 0, 0]]), np.array([[1.0, 1, 0, -9], [0, -1, 0, 0]])
   assert diagnose.mean_cosine(a, b, np.array([True, True])) == round((0.5**0.5 - 1) / 2, 3)
   assert diagnose.mean_cosine(a, b, np.array([True, False])) == 0.707
+  # Q by time and by closeness: times tie in pairs (mean ranks 1.5, 3.5: 2 / sqrt(5)); a constant Q orders nothing.
+  values = diagnose.value_measures(np.array([0.0, 5.0, 1.0, 6.0]), probe)
+  assert values == {"q_goal_spearman": 0.8, "q_time_spearman": 0.894, "time_goal_spearman": 0.447}
+  assert np.isnan(diagnose.value_measures(np.zeros(4), probe)["q_time_spearman"])
   no_success = probe._replace(solved=np.zeros(4, bool))
   assert diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), no_success)["reward_success_auc"] == ""
 
