@@ -51,6 +51,7 @@ from typing import Dict, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import scipy.stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +170,7 @@ def reward_measures(logits, probe: Probe) -> Dict:
   if len(solved) and len(unsolved):
     auc = round(float(np.mean(solved[:, None] > unsolved[None, :]) + 0.5 * np.mean(solved[:, None] == unsolved)), 3)
   return {
-    "reward_mean": float(f"{np.mean(1.0 / (1.0 + np.exp(-logits))):.3g}"),
+    "reward_mean": float(f"{np.mean(scipy.special.expit(logits)):.3g}"),
     "reward_goal_spearman": spearman(logits, -probe.goal_distance),
     "reward_success_auc": auc,
   }
