@@ -32,8 +32,8 @@ A checkpoint's row also says what its policy follows, for any agent: the mean co
 movement with the clean controller's and with the action the probe's behaviour took, beside the behaviour's own
 cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier's reward) the action gradient is
 that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
-the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, and how often a frame where the task is solved gets a
-higher logit than one where it is not (AUC; 0.5 = no better than chance).
+the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, and how often a
+frame where the task is solved gets a higher logit than one where it is not (AUC; 0.5 = no better than chance).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
