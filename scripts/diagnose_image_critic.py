@@ -32,8 +32,9 @@ A checkpoint's row also says what its policy follows, for any agent: the mean co
 movement with the clean controller's and with the action the probe's behaviour took, beside the behaviour's own
 cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier's reward) the action gradient is
 that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
-the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, and how often a
-frame where the task is solved gets a higher logit than one where it is not (AUC; 0.5 = no better than chance).
+the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, how often a frame
+where the task is solved gets a higher logit than one where it is not (AUC; 0.5 = no better than chance), and the
+share of its summed reward on solved frames (beside their share of the frames).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
@@ -81,7 +82,8 @@ COLUMNS = (
   *("grad_expert_cosine", "grad_state_spread", "expert_state_spread", *(f"r2_{n}" for n in POSITIONS)),
   *("q_goal_spearman", "q_time_spearman", "time_goal_spearman"),
   *("policy_expert_cosine", "policy_behaviour_cosine", "behaviour_expert_cosine"),
-  *("reward_mean", "reward_goal_spearman", "reward_success_auc", "train_steps_per_s", "commit"),
+  *("reward_mean", "reward_goal_spearman", "reward_success_auc", "reward_solved_share", "solved_share"),
+  *("train_steps_per_s", "commit"),
 )
 
 
@@ -164,15 +166,20 @@ def value_measures(q, probe: Probe) -> Dict:
 
 def reward_measures(logits, probe: Probe) -> Dict:
   """A success classifier's logits on the probe frames: mean reward, Spearman correlation with closeness to the
-  goal, and the AUC of solved against unsolved frames (empty when the probe has only one kind)."""
+  goal, the AUC of solved against unsolved frames (empty when the probe has only one kind), and the share of the
+  summed reward that falls on solved frames beside their share of the frames. The ranks say how the bulk of frames
+  is ordered; the share is what a TD critic sums, where a few frames of tiny but largest rewards can dominate."""
   solved, unsolved = logits[probe.solved], logits[~probe.solved]
   auc = ""
   if len(solved) and len(unsolved):
     auc = round(float(np.mean(solved[:, None] > unsolved[None, :]) + 0.5 * np.mean(solved[:, None] == unsolved)), 3)
+  reward = scipy.special.expit(np.asarray(logits, np.float64))
   return {
-    "reward_mean": float(f"{np.mean(scipy.special.expit(logits)):.3g}"),
+    "reward_mean": float(f"{np.mean(reward):.3g}"),
     "reward_goal_spearman": spearman(logits, -probe.goal_distance),
     "reward_success_auc": auc,
+    "reward_solved_share": round(float(reward[probe.solved].sum() / reward.sum()), 3),
+    "solved_share": round(float(np.mean(probe.solved)), 3),
   }
 
 

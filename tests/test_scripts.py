@@ -225,7 +225,13 @@ def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
   # Logits rise as the goal nears, except the first two swapped: Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
   measures = diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), probe)
   assert measures["reward_goal_spearman"] == 0.8 and measures["reward_success_auc"] == 1.0
-  assert measures["reward_mean"] == round(float(np.mean(1 / (1 + np.exp(-np.array([1.0, 0.0, 2.0, 3.0]))))), 3)
+  reward = 1 / (1 + np.exp(-np.array([1.0, 0.0, 2.0, 3.0])))
+  assert measures["reward_mean"] == round(float(np.mean(reward)), 3)
+  assert measures["reward_solved_share"] == round(float(reward[2:].sum() / reward.sum()), 3) == 0.598
+  assert measures["solved_share"] == 0.5
+  # Ranked against closeness, yet all the reward on a solved frame: ranks miss a dominant tail.
+  tail = diagnose.reward_measures(np.array([-30.0, -31.0, -3.0, -40.0]), probe)
+  assert tail["reward_goal_spearman"] == -0.4 and tail["reward_solved_share"] == 1.0
   # Solved frames ranked below half of the unsolved ones: AUC 0.5; ties count half.
   assert diagnose.reward_measures(np.array([1.0, 3.0, 2.0, 2.0]), probe)["reward_success_auc"] == 0.5
   assert diagnose.reward_measures(np.array([0.0, 0.0, 0.0, 0.0]), probe)["reward_success_auc"] == 0.5
