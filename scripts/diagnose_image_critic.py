@@ -235,13 +235,7 @@ def measure(probes, critic_params, held_out_batches, probe: Probe, examples) -> 
   """The diagnostic's measures of one critic (make_probes' pair; see the module's doc)."""
   contrastive, q_grad = probes
   top1, binary = np.mean([contrastive(critic_params, b) for b in held_out_batches], axis=0)
-  grads, features, q = [], [], []
-  for i in range(0, len(probe.images), 256):
-    g, f, v = q_grad(critic_params, probe.images[i : i + 256], probe.actions[i : i + 256], examples)
-    grads.append(np.asarray(g))
-    features.append(np.asarray(f))
-    q.append(np.asarray(v))
-  grads, features, q = np.concatenate(grads), np.concatenate(features), np.concatenate(q)
+  grads, features, q = in_chunks(lambda o, a: q_grad(critic_params, o, a, examples), probe.images, probe.actions)
   half = len(probe.images) // 2
   r2 = ridge_r2(features[:half], probe.positions[:half], features[half:], probe.positions[half:])
   return {
@@ -272,8 +266,13 @@ def moving_frames(probe: Probe) -> np.ndarray:
   return np.linalg.norm(probe.expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
 
 
-def in_chunks(fn, *arrays, size: int = 256) -> np.ndarray:
-  return np.concatenate([np.asarray(fn(*(a[i : i + size] for a in arrays))) for i in range(0, len(arrays[0]), size)])
+def in_chunks(fn, *arrays, size: int = 256):
+  """fn over `arrays` cut alike into chunks of `size` rows (bounded memory), its outputs concatenated: an array, or
+  a tuple of them when fn returns a tuple."""
+  outputs = [fn(*(a[i : i + size] for a in arrays)) for i in range(0, len(arrays[0]), size)]
+  if isinstance(outputs[0], tuple):
+    return tuple(np.concatenate([np.asarray(o[k]) for o in outputs]) for k in range(len(outputs[0])))
+  return np.concatenate([np.asarray(o) for o in outputs])
 
 
 def held_out(episodes, config, batch_size: int, seed: int):
@@ -324,14 +323,15 @@ def diagnose_checkpoints(args, code: str) -> None:
       critic_params, classifier_params = learner_lib.state_variables(
         checkpoint["learner"], ["critic_params", "classifier_params"]
       )
-      q_min = lambda a, obs, p: jnp.min(networks.critic.apply(p, obs, a), axis=0)
-      q_grad = jax.jit(jax.grad(lambda a, obs, p: jnp.sum(q_min(a, obs, p))))
-      q_value, logits = jax.jit(q_min), jax.jit(networks.classifier.apply)
-      grads = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
+
+      def q_sum(a, obs, p):  # The twins' minimum, summed for its gradient, and itself beside it.
+        q = jnp.min(networks.critic.apply(p, obs, a), axis=0)
+        return jnp.sum(q), q
+
+      q_grad, logits = jax.jit(jax.grad(q_sum, has_aux=True)), jax.jit(networks.classifier.apply)
+      grads, q = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
       row.update(gradient_measures(grads, probe))
-      row.update(
-        value_measures(in_chunks(lambda a, obs: q_value(a, obs, critic_params), probe.actions, probe.images), probe)
-      )
+      row.update(value_measures(q, probe))
       row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
     append(args.out, row)
