@@ -230,12 +230,13 @@ def dataset_dir(run: Run, budget: Budget) -> str:
   return os.path.join(ROOT, "data", "paper", name)
 
 
-def code_commit() -> str:
-  """The commit of the code a run uses; '+dirty' when the tracked code differs from it."""
-  head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
+def code_commit(root: str = ROOT) -> str:
+  """The commit of the code a run uses; '+dirty' when the code differs from it: a tracked file changed, or a new
+  file not yet committed (a new script's rows would otherwise name a commit without it)."""
+  head = subprocess.run(["git", "-C", root, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
   code = ["agents", "data_pipeline", "environments", "launch", "scripts"]
-  dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", *code]).returncode != 0
-  return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+  status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", *code], capture_output=True, text=True)
+  return (head.stdout.strip() or "unknown") + ("+dirty" if status.stdout.strip() else "")
 
 
 def episodes_source(run: Run, budget: Budget) -> Optional[str]:

@@ -303,6 +303,24 @@ def test_code_commit_names_head_and_a_table_of_older_columns_gains_the_commit_co
   assert [r["commit"] for r in rows] == ["", "abc"] and rows[0]["seed"] == "0"
 
 
+def test_code_commit_counts_changed_and_new_code_files_as_dirty(tmp_path):
+  git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], capture_output=True, text=True, check=True)
+  git("init", "-q")
+  (tmp_path / "scripts").mkdir()
+  (tmp_path / "scripts" / "a.py").write_text("x = 1\n")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+  head = git("rev-parse", "--short=10", "HEAD").stdout.strip()
+  assert reproduce.code_commit(str(tmp_path)) == head
+  (tmp_path / "notes.md").write_text("not code\n")  # Outside the code: still clean.
+  assert reproduce.code_commit(str(tmp_path)) == head
+  (tmp_path / "scripts" / "b.py").write_text("y = 2\n")  # A new, uncommitted script.
+  assert reproduce.code_commit(str(tmp_path)) == head + "+dirty"
+  (tmp_path / "scripts" / "b.py").unlink()
+  (tmp_path / "scripts" / "a.py").write_text("x = 2\n")
+  assert reproduce.code_commit(str(tmp_path)) == head + "+dirty"
+
+
 def test_summary_table_means_over_seeds(tmp_path):
   table = tmp_path / "fig3.csv"
   for seed, value in ((0, 0.2), (1, 0.4)):

@@ -194,6 +194,20 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   assert row["train_steps_per_s"] == "" and row["commit"] and row["agent"] == "laeo"
   assert all(-1 <= float(row[c]) <= 1 for c in ("policy_expert_cosine", "policy_behaviour_cosine"))
   assert row["reward_mean"] == ""
+  # The same checkpoint's Q built from each success example alone, and from all: with the run's own examples as the
+  # pool, the whole pool's Q is the run's own, and it orders the probe as the diagnostic's Q (LAEO's q_values) does.
+  spread = tmp_path / "spread.csv"
+  png = tmp_path / "spread.png"
+  pool = ["--probe_episodes=1", f"--examples={data}", f"--out={spread}", f"--png={png}"]
+  run_script("success_example_spread.py", f"--workdirs={config.workdir}", *pool)
+  (summary,) = list(csv.DictReader(open(spread)))
+  assert (summary["num_own_examples"], summary["num_examples"], summary["step"]) == ("8", "8", "3")
+  assert summary["q_goal_own"] == summary["q_goal_all"] == row["q_goal_spearman"]
+  each = list(csv.DictReader(open(tmp_path / "spread_each.csv")))
+  assert [int(r["example"]) for r in each] == list(range(8))
+  singles = sorted(float(r["q_goal_spearman"]) for r in each)
+  assert (float(summary["single_min"]), float(summary["single_max"])) == (singles[0], singles[-1])
+  assert png.stat().st_size > 0
   # ORIL: its TD critic's gradient and its classifier; BC: what its policy follows. One header for all rows.
   small = [f"{n}_hidden_sizes=(32,)" for n in ("policy", "critic", "classifier")] + tiny[3:]
   oril = make_tiny_run_config(
@@ -245,6 +259,20 @@ def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
   assert np.isnan(diagnose.value_measures(np.zeros(4), probe)["q_time_spearman"])
   no_success = probe._replace(solved=np.zeros(4, bool))
   assert diagnose.reward_measures(np.array([1.0, 0.0, 2.0, 3.0]), no_success)["reward_success_auc"] == ""
+
+
+def test_success_example_spread_orders_by_each_example_and_by_their_log_mean_exp_by_hand():
+  from scripts import success_example_spread as spread
+
+  probe = diagnose.Probe(None, None, None, None, np.array([0.3, 0.2, 0.1, 0.0]), np.zeros(4, bool), np.arange(4))
+  # [twins, frames, examples]: example 0 rises as the goal nears, example 1 falls. The second twin is reversed but
+  # larger, so the twins' minimum is the first twin everywhere.
+  first = np.array([[0.0, 1.5], [1.0, 1.0], [2.0, 0.5], [3.0, 0.0]])
+  logits = np.stack([first, 10.0 - first])
+  assert spread.q_closeness(logits[:, :, [0]], probe) == 1.0
+  assert spread.q_closeness(logits[:, :, [1]], probe) == -1.0
+  # log-mean-exp per frame: 1.01, 1.0, 1.51, 2.35 (the first two swapped): Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
+  assert spread.q_closeness(logits, probe) == 0.8
 
 
 def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):

@@ -1,0 +1,156 @@
+"""How much LAEO's Q depends on WHICH success examples it is given (not a test).
+
+LAEO's critic is trained by the contrastive loss alone; the success examples enter only Q(s, a) = log-mean-exp over
+the examples s* of phi(s, a) . psi(s*), which the policy climbs. So one trained critic can be asked, without
+training again, how well Q orders states by closeness to the goal with any set of examples:
+
+  python scripts/success_example_spread.py --examples data/paper/fetch_push_image_medium_1000ep_200ex_seed0_ctl2 \
+      --workdirs runs/paper/fig6/fetch_push_image_medium_1000ep_1ex_seed0_ctl2/laeo_laptop_40000steps_seed{0,1,2}
+
+For each run's latest checkpoint, on the probe frames of scripts/diagnose_image_critic.py (rollouts of the medium
+checkpoint mixture; Q at the action taken, the twins' minimum), the Spearman correlation of Q with closeness to the
+goal when Q uses: the run's own examples; all of --examples; and each of --examples alone (a draw of one example).
+One row per run goes to results/success_example_spread.csv (the single-example correlations' spread), one row per
+run and example to results/success_example_spread_each.csv, and --png shows the run's own examples beside the
+--examples that order the frames worst and best, with their correlations (the mean over the runs).
+"""
+
+import argparse
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from agents.common import learner as learner_lib  # noqa: E402
+from agents.common import losses  # noqa: E402
+from data_pipeline import success_examples as success_lib  # noqa: E402
+from launch import checkpointing  # noqa: E402
+from launch import run_config as run_config_lib  # noqa: E402
+from scripts import diagnose_image_critic as diagnose  # noqa: E402
+from scripts import reproduce  # noqa: E402
+
+OUT = os.path.join(ROOT, "results", "success_example_spread.csv")
+COLUMNS = (
+  *("workdir", "env", "seed", "step", "num_own_examples", "num_examples", "q_goal_own", "q_goal_all"),
+  *("single_min", "single_p10", "single_p25", "single_median", "single_p75", "single_p90", "single_max"),
+  *("single_below_own", "commit"),
+)
+EACH_COLUMNS = ("workdir", "seed", "step", "example", "q_goal_spearman", "commit")
+
+
+def example_logits(networks, critic_params, probe: diagnose.Probe, examples: np.ndarray) -> np.ndarray:
+  """phi(s, a) . psi(s*) [2 twins, probe frames, examples] at the probe's frames and actions."""
+  psi = jax.jit(networks.psi)(critic_params, examples)  # [2, M, R]
+
+  @jax.jit
+  def logits(obs, action):
+    phi = networks.phi_head(critic_params, networks.encode(critic_params, obs), action)  # [2, b, R]
+    return jnp.einsum("kbr,kmr->bkm", phi, psi)  # Frames first, for in_chunks.
+
+  return np.moveaxis(diagnose.in_chunks(logits, probe.images, probe.actions), 0, 1)
+
+
+def q_closeness(logits: np.ndarray, probe: diagnose.Probe) -> float:
+  """Spearman of Q (log-mean-exp over the examples axis, then the twins' minimum) with closeness to the goal."""
+  q = np.min(np.asarray(losses.log_mean_exp(jnp.asarray(logits), axis=-1)), axis=0)
+  return diagnose.value_measures(q, probe)["q_goal_spearman"]
+
+
+def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code: str):
+  """(the run's row, its per-example rows, the single-example correlations [M])."""
+  config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
+  if config.agent != "laeo":
+    raise SystemExit(f"{workdir}: a {config.agent} run; only LAEO's Q is built from success examples.")
+  checkpoint = checkpointing.for_run(workdir).latest()
+  if checkpoint is None:
+    raise SystemExit(f"{workdir}: no checkpoint.")
+  observation_spec, action_spec = config.specs()
+  networks = config.make_builder().make_networks(observation_spec, action_spec, config.observation_stats)
+  (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
+  own = config.load_success_examples()
+  logits = example_logits(networks, critic_params, probe, examples)
+  single = np.array([q_closeness(logits[:, :, [m]], probe) for m in range(len(examples))])
+  own_q = q_closeness(example_logits(networks, critic_params, probe, own), probe)
+  name, step = os.path.relpath(os.path.abspath(workdir), ROOT), int(checkpoint["step"])
+  quantiles = np.percentile(single, [0, 10, 25, 50, 75, 90, 100])
+  row = {
+    "workdir": name,
+    "env": config.env,
+    "seed": config.seed,
+    "step": step,
+    "num_own_examples": len(own),
+    "num_examples": len(examples),
+    "q_goal_own": own_q,
+    "q_goal_all": q_closeness(logits, probe),
+    **{c: round(float(v), 3) for c, v in zip(COLUMNS[8:15], quantiles)},
+    "single_below_own": round(float(np.mean(single < own_q)), 3),  # Where the run's own draw falls among one-draws.
+    "commit": code,
+  }
+  each = [
+    {"workdir": name, "seed": config.seed, "step": step, "example": m, "q_goal_spearman": float(v), "commit": code}
+    for m, v in enumerate(single)
+  ]
+  return row, each, single, own
+
+
+def save_png(path: str, own: np.ndarray, examples: np.ndarray, single: np.ndarray, own_q: float, count: int = 6):
+  """The run's own examples (up to `count`), then the --examples whose single-example Q orders frames worst and
+  best, each titled with its correlation."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  order = np.argsort(single)
+  panels = [(own[i], f"own #{i}\n(own set {own_q:.2f})") for i in range(min(count, len(own)))]
+  panels += [(examples[m], f"worst: {single[m]:.2f}") for m in order[:count]]
+  panels += [(examples[m], f"best: {single[m]:.2f}") for m in order[::-1][:count]]
+  fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(panels), 2.0))
+  for ax, (image, title) in zip(np.atleast_1d(axes), panels):
+    ax.imshow(image)
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+  fig.suptitle("Success examples and how well Q from each alone orders frames by closeness to the goal", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdirs", nargs="+", required=True, help="Finished LAEO runs of one task.")
+  parser.add_argument("--examples", required=True, help="A dataset directory: its success examples are the pool.")
+  parser.add_argument("--probe_episodes", type=int, default=100)
+  parser.add_argument("--seed", type=int, default=0, help="The probe's seed offset (as the diagnostic's).")
+  parser.add_argument("--out", default=OUT)
+  parser.add_argument("--png", default="", help="Where to draw the examples (none when empty).")
+  args = parser.parse_args()
+  examples = success_lib.load_success_examples(args.examples)
+  code = reproduce.code_commit()
+  probe, env = None, None
+  singles, own_qs = [], []
+  for workdir in args.workdirs:
+    task = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir)).env
+    if env not in (None, task):
+      raise SystemExit(f"{workdir}: task {task}, but the runs before it are on {env}; one task per call.")
+    if probe is None:
+      env, probe = task, diagnose.probe_frames(task, args.probe_episodes, seed=10_000 + args.seed)
+    row, each, single, own = measure_run(workdir, examples, probe, code)
+    print(row, flush=True)
+    reproduce.append_row(args.out, row, columns=COLUMNS)
+    each_out = args.out[: -len(".csv")] + "_each.csv" if args.out.endswith(".csv") else args.out + "_each"
+    for r in each:
+      reproduce.append_row(each_out, {**r, "q_goal_spearman": round(r["q_goal_spearman"], 3)}, columns=EACH_COLUMNS)
+    singles.append(single)
+    own_qs.append(row["q_goal_own"])
+  if args.png:
+    save_png(args.png, own, examples, np.mean(singles, axis=0), float(np.mean(own_qs)))
+
+
+if __name__ == "__main__":
+  main()
