@@ -9,7 +9,8 @@ training again, how well Q orders states by closeness to the goal with any set o
 
 For each run's latest checkpoint, on the probe frames of scripts/diagnose_image_critic.py (rollouts of the medium
 checkpoint mixture; Q at the action taken, the twins' minimum), the Spearman correlation of Q with closeness to the
-goal when Q uses: the run's own examples; all of --examples; and each of --examples alone (a draw of one example).
+goal when Q uses: the run's own examples; all of --examples; each of --examples alone (a draw of one example); and
+random subsets of 10 and 100 of them (the median over 20 draws each).
 One row per run goes to results/success_example_spread.csv (the single-example correlations' spread), one row per
 run and example to results/success_example_spread_each.csv, and --png shows the run's own examples beside the
 --examples that order the frames worst and best, with their correlations (the mean over the runs).
@@ -38,8 +39,9 @@ OUT = os.path.join(ROOT, "results", "success_example_spread.csv")
 COLUMNS = (
   *("workdir", "env", "seed", "step", "num_own_examples", "num_examples", "q_goal_own", "q_goal_all"),
   *("single_min", "single_p10", "single_p25", "single_median", "single_p75", "single_p90", "single_max"),
-  *("single_below_own", "commit"),
+  *("single_below_own", "subset10_median", "subset100_median", "commit"),
 )
+SUBSET_SIZES, SUBSET_DRAWS = (10, 100), 20  # Fig. 6's example counts between 1 and the whole pool.
 EACH_COLUMNS = ("workdir", "seed", "step", "example", "q_goal_spearman", "commit")
 
 
@@ -59,6 +61,13 @@ def q_closeness(logits: np.ndarray, probe: diagnose.Probe) -> float:
   """Spearman of Q (log-mean-exp over the examples axis, then the twins' minimum) with closeness to the goal."""
   q = np.min(np.asarray(losses.log_mean_exp(jnp.asarray(logits), axis=-1)), axis=0)
   return diagnose.value_measures(q, probe)["q_goal_spearman"]
+
+
+def subset_closeness(logits: np.ndarray, probe: diagnose.Probe, size: int, draws: int) -> np.ndarray:
+  """q_closeness of `draws` random subsets of `size` examples (without replacement; a fixed seed)."""
+  rng = np.random.default_rng(0)
+  subsets = [rng.choice(logits.shape[-1], size, replace=False) for _ in range(draws)]
+  return np.array([q_closeness(logits[:, :, s], probe) for s in subsets])
 
 
 def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code: str):
@@ -89,6 +98,11 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
     "q_goal_all": q_closeness(logits, probe),
     **{c: round(float(v), 3) for c, v in zip(COLUMNS[8:15], quantiles)},
     "single_below_own": round(float(np.mean(single < own_q)), 3),  # Where the run's own draw falls among one-draws.
+    **{
+      f"subset{n}_median": round(float(np.median(subset_closeness(logits, probe, n, SUBSET_DRAWS))), 3)
+      for n in SUBSET_SIZES
+      if n < len(examples)
+    },
     "commit": code,
   }
   each = [

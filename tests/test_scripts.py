@@ -207,7 +207,7 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   assert [int(r["example"]) for r in each] == list(range(8))
   singles = sorted(float(r["q_goal_spearman"]) for r in each)
   assert (float(summary["single_min"]), float(summary["single_max"])) == (singles[0], singles[-1])
-  assert png.stat().st_size > 0
+  assert png.stat().st_size > 0 and summary["subset10_median"] == ""  # Only 8 examples in the pool.
   # ORIL: its TD critic's gradient and its classifier; BC: what its policy follows. One header for all rows.
   small = [f"{n}_hidden_sizes=(32,)" for n in ("policy", "critic", "classifier")] + tiny[3:]
   oril = make_tiny_run_config(
@@ -273,6 +273,9 @@ def test_success_example_spread_orders_by_each_example_and_by_their_log_mean_exp
   assert spread.q_closeness(logits[:, :, [1]], probe) == -1.0
   # log-mean-exp per frame: 1.01, 1.0, 1.51, 2.35 (the first two swapped): Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
   assert spread.q_closeness(logits, probe) == 0.8
+  # Subsets: of both examples, always the pool's 0.8; of one, one of the single examples' values.
+  assert list(spread.subset_closeness(logits, probe, 2, draws=3)) == [0.8] * 3
+  assert set(spread.subset_closeness(logits, probe, 1, draws=20)) == {1.0, -1.0}
 
 
 def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):
