@@ -12,8 +12,9 @@ checkpoint mixture; Q at the action taken, the twins' minimum), the Spearman cor
 goal when Q uses: the run's own examples; all of --examples; each of --examples alone (a draw of one example); and
 random subsets of 10 and 100 of them (the median over 20 draws each).
 One row per run goes to results/success_example_spread.csv (the single-example correlations' spread), one row per
-run and example to results/success_example_spread_each.csv, and --png shows the run's own examples beside the
---examples that order the frames worst and best, with their correlations (the mean over the runs).
+run and example to results/success_example_spread_each.csv, and --png shows the last run's own examples (titled
+with the runs' mean own correlation: give it runs of one example set) beside the --examples that order the frames
+worst and best, with their correlations (the mean over the runs).
 """
 
 import argparse
