@@ -10,7 +10,8 @@ training again, how well Q orders states by closeness to the goal with any set o
 For each run's latest checkpoint, on the probe frames of scripts/diagnose_image_critic.py (rollouts of the medium
 checkpoint mixture; Q at the action taken, the twins' minimum), the Spearman correlation of Q with closeness to the
 goal when Q uses: the run's own examples; all of --examples; each of --examples alone (a draw of one example); and
-random subsets of 10 and 100 of them (the median over 20 draws each).
+random subsets of 10 and 100 of them (the median over 20 draws each). Beside each, what the policy climbs: the
+mean cosine of Q's action gradient with the clean controller's movement (the diagnostic's grad_expert_cosine).
 One row per run goes to results/success_example_spread.csv (the single-example correlations' spread), one row per
 run and example to results/success_example_spread_each.csv, and --png shows the last run's own examples (titled
 with the runs' mean own correlation: give it runs of one example set) beside the --examples that order the frames
@@ -20,6 +21,7 @@ worst and best, with their correlations (the mean over the runs).
 import argparse
 import os
 import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,22 +42,40 @@ OUT = os.path.join(ROOT, "results", "success_example_spread.csv")
 COLUMNS = (
   *("workdir", "env", "seed", "step", "num_own_examples", "num_examples", "q_goal_own", "q_goal_all"),
   *("single_min", "single_p10", "single_p25", "single_median", "single_p75", "single_p90", "single_max"),
-  *("single_below_own", "subset10_median", "subset100_median", "commit"),
+  *("single_below_own", "subset10_median", "subset100_median"),
+  *("grad_own", "grad_all", "grad_single_median", "grad_subset10_median", "grad_subset100_median", "commit"),
 )
 SUBSET_SIZES, SUBSET_DRAWS = (10, 100), 20  # Fig. 6's example counts between 1 and the whole pool.
-EACH_COLUMNS = ("workdir", "seed", "step", "example", "q_goal_spearman", "commit")
+EACH_COLUMNS = ("workdir", "seed", "step", "example", "q_goal_spearman", "grad_expert_cosine", "commit")
 
 
-def example_logits(networks, critic_params, probe: diagnose.Probe, examples: np.ndarray) -> np.ndarray:
-  """phi(s, a) . psi(s*) [2 twins, probe frames, examples] at the probe's frames and actions."""
+class CriticOutputs(NamedTuple):
+  """A critic at the probe's frames and actions against a set of examples: logits phi(s, a) . psi(s*) [2 twins,
+  frames, examples], the Jacobian of phi with respect to the action [frames, 2, R, A], and psi(s*) [2, examples, R]."""
+
+  logits: np.ndarray
+  jacobian: np.ndarray
+  psi: np.ndarray
+
+  def subset(self, index) -> "CriticOutputs":
+    return CriticOutputs(self.logits[:, :, index], self.jacobian, self.psi[:, index])
+
+
+def critic_outputs(networks, critic_params, probe: diagnose.Probe, examples: np.ndarray) -> CriticOutputs:
   psi = jax.jit(networks.psi)(critic_params, examples)  # [2, M, R]
 
-  @jax.jit
-  def logits(obs, action):
-    phi = networks.phi_head(critic_params, networks.encode(critic_params, obs), action)  # [2, b, R]
-    return jnp.einsum("kbr,kmr->bkm", phi, psi)  # Frames first, for in_chunks.
+  def phi_one(features, action):  # One frame's phi [2, R], to differentiate by its action.
+    return networks.phi_head(critic_params, features[None], action[None])[:, 0]
 
-  return np.moveaxis(diagnose.in_chunks(logits, probe.images, probe.actions), 0, 1)
+  @jax.jit
+  def chunk(obs, action):
+    features = networks.encode(critic_params, obs)
+    phi = networks.phi_head(critic_params, features, action)  # [2, b, R]
+    jacobian = jax.vmap(jax.jacfwd(phi_one, argnums=1))(features, action)  # [b, 2, R, A]
+    return jnp.einsum("kbr,kmr->bkm", phi, psi), jacobian  # Frames first, for in_chunks.
+
+  logits, jacobian = diagnose.in_chunks(chunk, probe.images, probe.actions)
+  return CriticOutputs(np.moveaxis(logits, 0, 1), jacobian, np.asarray(psi))
 
 
 def q_closeness(logits: np.ndarray, probe: diagnose.Probe) -> float:
@@ -64,15 +84,33 @@ def q_closeness(logits: np.ndarray, probe: diagnose.Probe) -> float:
   return diagnose.value_measures(q, probe)["q_goal_spearman"]
 
 
-def subset_closeness(logits: np.ndarray, probe: diagnose.Probe, size: int, draws: int) -> np.ndarray:
-  """q_closeness of `draws` random subsets of `size` examples (without replacement; a fixed seed)."""
+def action_gradients(outputs: CriticOutputs) -> np.ndarray:
+  """grad_a Q [frames, A] of Q = min over twins of the log-mean-exp over the examples: the softmax-weighted sum of
+  each example's J^T psi(s*), from the twin that is the minimum."""
+  logits = outputs.logits.astype(np.float64)
+  twin = np.argmin(np.asarray(losses.log_mean_exp(jnp.asarray(logits), axis=-1)), axis=0)  # [N]
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  psi_mean = np.einsum("knm,kmr->knr", weights, outputs.psi)
+  grads = np.einsum("nkra,knr->nka", outputs.jacobian, psi_mean)
+  return grads[np.arange(len(twin)), twin]
+
+
+def alignment(outputs: CriticOutputs, probe: diagnose.Probe) -> float:
+  """The mean cosine of grad_a Q with the clean controller's movement where it moves (the diagnostic's measure)."""
+  return diagnose.mean_cosine(action_gradients(outputs), probe.expert, diagnose.moving_frames(probe))
+
+
+def subset_measures(outputs: CriticOutputs, probe: diagnose.Probe, size: int, draws: int) -> np.ndarray:
+  """(q_closeness, alignment) [draws, 2] of `draws` random subsets of `size` examples (without replacement; a
+  fixed seed)."""
   rng = np.random.default_rng(0)
-  subsets = [rng.choice(logits.shape[-1], size, replace=False) for _ in range(draws)]
-  return np.array([q_closeness(logits[:, :, s], probe) for s in subsets])
+  subsets = [rng.choice(outputs.logits.shape[-1], size, replace=False) for _ in range(draws)]
+  return np.array([(q_closeness(outputs.logits[:, :, s], probe), alignment(outputs.subset(s), probe)) for s in subsets])
 
 
 def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code: str):
-  """(the run's row, its per-example rows, the single-example correlations [M])."""
+  """(the run's row, its per-example rows, the single-example correlations [M], the run's own examples)."""
   config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
   if config.agent != "laeo":
     raise SystemExit(f"{workdir}: a {config.agent} run; only LAEO's Q is built from success examples.")
@@ -83,11 +121,14 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
   networks = config.make_builder().make_networks(observation_spec, action_spec, config.observation_stats)
   (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
   own = config.load_success_examples()
-  logits = example_logits(networks, critic_params, probe, examples)
-  single = np.array([q_closeness(logits[:, :, [m]], probe) for m in range(len(examples))])
-  own_q = q_closeness(example_logits(networks, critic_params, probe, own), probe)
+  pool = critic_outputs(networks, critic_params, probe, examples)
+  own_outputs = critic_outputs(networks, critic_params, probe, own)
+  single = np.array([q_closeness(pool.logits[:, :, [m]], probe) for m in range(len(examples))])
+  single_grad = np.array([alignment(pool.subset([m]), probe) for m in range(len(examples))])
+  own_q = q_closeness(own_outputs.logits, probe)
   name, step = os.path.relpath(os.path.abspath(workdir), ROOT), int(checkpoint["step"])
   quantiles = np.percentile(single, [0, 10, 25, 50, 75, 90, 100])
+  subsets = {n: subset_measures(pool, probe, n, SUBSET_DRAWS) for n in SUBSET_SIZES if n < len(examples)}
   row = {
     "workdir": name,
     "env": config.env,
@@ -96,19 +137,27 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
     "num_own_examples": len(own),
     "num_examples": len(examples),
     "q_goal_own": own_q,
-    "q_goal_all": q_closeness(logits, probe),
+    "q_goal_all": q_closeness(pool.logits, probe),
     **{c: round(float(v), 3) for c, v in zip(COLUMNS[8:15], quantiles)},
     "single_below_own": round(float(np.mean(single < own_q)), 3),  # Where the run's own draw falls among one-draws.
-    **{
-      f"subset{n}_median": round(float(np.median(subset_closeness(logits, probe, n, SUBSET_DRAWS))), 3)
-      for n in SUBSET_SIZES
-      if n < len(examples)
-    },
+    **{f"subset{n}_median": round(float(np.median(m[:, 0])), 3) for n, m in subsets.items()},
+    "grad_own": alignment(own_outputs, probe),
+    "grad_all": alignment(pool, probe),
+    "grad_single_median": round(float(np.median(single_grad)), 3),
+    **{f"grad_subset{n}_median": round(float(np.median(m[:, 1])), 3) for n, m in subsets.items()},
     "commit": code,
   }
   each = [
-    {"workdir": name, "seed": config.seed, "step": step, "example": m, "q_goal_spearman": float(v), "commit": code}
-    for m, v in enumerate(single)
+    {
+      "workdir": name,
+      "seed": config.seed,
+      "step": step,
+      "example": m,
+      "q_goal_spearman": float(single[m]),
+      "grad_expert_cosine": float(single_grad[m]),
+      "commit": code,
+    }
+    for m in range(len(examples))
   ]
   return row, each, single, own
 
@@ -160,7 +209,8 @@ def main():
     reproduce.append_row(args.out, row, columns=COLUMNS)
     each_out = args.out[: -len(".csv")] + "_each.csv" if args.out.endswith(".csv") else args.out + "_each"
     for r in each:
-      reproduce.append_row(each_out, {**r, "q_goal_spearman": round(r["q_goal_spearman"], 3)}, columns=EACH_COLUMNS)
+      rounded = {k: round(r[k], 3) for k in ("q_goal_spearman", "grad_expert_cosine")}
+      reproduce.append_row(each_out, {**r, **rounded}, columns=EACH_COLUMNS)
     singles.append(single)
     own_qs.append(row["q_goal_own"])
   if args.png:

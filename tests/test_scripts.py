@@ -203,6 +203,8 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   (summary,) = list(csv.DictReader(open(spread)))
   assert (summary["num_own_examples"], summary["num_examples"], summary["step"]) == ("8", "8", "3")
   assert summary["q_goal_own"] == summary["q_goal_all"] == row["q_goal_spearman"]
+  # Q's action gradient by hand (softmax-weighted J^T psi) against the diagnostic's autodiff of LAEO's q_values.
+  assert abs(float(summary["grad_own"]) - float(row["grad_expert_cosine"])) <= 0.002
   each = list(csv.DictReader(open(tmp_path / "spread_each.csv")))
   assert [int(r["example"]) for r in each] == list(range(8))
   singles = sorted(float(r["q_goal_spearman"]) for r in each)
@@ -262,6 +264,10 @@ def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
 
 
 def test_success_example_spread_orders_by_each_example_and_by_their_log_mean_exp_by_hand():
+  import jax
+  import jax.numpy as jnp
+
+  from agents.common import losses
   from scripts import success_example_spread as spread
 
   probe = diagnose.Probe(None, None, None, None, np.array([0.3, 0.2, 0.1, 0.0]), np.zeros(4, bool), np.arange(4))
@@ -273,9 +279,19 @@ def test_success_example_spread_orders_by_each_example_and_by_their_log_mean_exp
   assert spread.q_closeness(logits[:, :, [1]], probe) == -1.0
   # log-mean-exp per frame: 1.01, 1.0, 1.51, 2.35 (the first two swapped): Spearman 1 - 6 * 2 / (4 * 15) = 0.8.
   assert spread.q_closeness(logits, probe) == 0.8
+  # Q's action gradient: phi linear in the action (phi_k = W_k a), so J = W_k; against autodiff of Q itself.
+  rng = np.random.default_rng(0)
+  w, psi, actions = rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 2, 3)), rng.normal(size=(4, 2))
+  jacobian = np.broadcast_to(w, (4, 2, 3, 2))
+  outputs = spread.CriticOutputs(np.einsum("kra,na,kmr->knm", w, actions, psi), jacobian, psi)
+  q = lambda a: jnp.min(losses.log_mean_exp(jnp.einsum("kra,a,kmr->km", w, a, psi), -1))
+  expected = np.stack([jax.grad(q)(a) for a in actions])
+  np.testing.assert_allclose(spread.action_gradients(outputs), expected, rtol=1e-5)
   # Subsets: of both examples, always the pool's 0.8; of one, one of the single examples' values.
-  assert list(spread.subset_closeness(logits, probe, 2, draws=3)) == [0.8] * 3
-  assert set(spread.subset_closeness(logits, probe, 1, draws=20)) == {1.0, -1.0}
+  outputs = spread.CriticOutputs(logits, np.zeros((4, 2, 1, 4)), np.zeros((2, 2, 1)))
+  moving = probe._replace(expert=np.ones((4, 4)))
+  assert list(spread.subset_measures(outputs, moving, 2, draws=3)[:, 0]) == [0.8] * 3
+  assert set(spread.subset_measures(outputs, moving, 1, draws=20)[:, 0]) == {1.0, -1.0}
 
 
 def test_measure_expert_robustness_writes_the_clean_controller_success(tmp_path):
