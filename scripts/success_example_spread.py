@@ -11,7 +11,8 @@ For each run's latest checkpoint, on the probe frames of scripts/diagnose_image_
 checkpoint mixture; Q at the action taken, the twins' minimum), the Spearman correlation of Q with closeness to the
 goal when Q uses: the run's own examples; all of --examples; each of --examples alone (a draw of one example); and
 random subsets of 10 and 100 of them (the median over 20 draws each). Beside each, what the policy climbs: the
-mean cosine of Q's action gradient with the clean controller's movement (the diagnostic's grad_expert_cosine).
+mean cosine of Q's action gradient with the clean controller's movement (the diagnostic's grad_expert_cosine), and
+the gradient's size (median |grad_a Q| over the frames) with the own examples, the pool and one example.
 One row per run goes to results/success_example_spread.csv (the single-example correlations' spread), one row per
 run and example to results/success_example_spread_each.csv, and --png shows the last run's own examples (titled
 with the runs' mean own correlation: give it runs of one example set) beside the --examples that order the frames
@@ -43,7 +44,8 @@ COLUMNS = (
   *("workdir", "env", "seed", "step", "num_own_examples", "num_examples", "q_goal_own", "q_goal_all"),
   *("single_min", "single_p10", "single_p25", "single_median", "single_p75", "single_p90", "single_max"),
   *("single_below_own", "subset10_median", "subset100_median"),
-  *("grad_own", "grad_all", "grad_single_median", "grad_subset10_median", "grad_subset100_median", "commit"),
+  *("grad_own", "grad_all", "grad_single_median", "grad_subset10_median", "grad_subset100_median"),
+  *("grad_size_own", "grad_size_all", "grad_size_single_median", "commit"),
 )
 SUBSET_SIZES, SUBSET_DRAWS = (10, 100), 20  # Fig. 6's example counts between 1 and the whole pool.
 EACH_COLUMNS = ("workdir", "seed", "step", "example", "q_goal_spearman", "grad_expert_cosine", "commit")
@@ -101,6 +103,12 @@ def alignment(outputs: CriticOutputs, probe: diagnose.Probe) -> float:
   return diagnose.mean_cosine(action_gradients(outputs), probe.expert, diagnose.moving_frames(probe))
 
 
+def gradient_size(outputs: CriticOutputs) -> float:
+  """The median over the probe frames of |grad_a Q|: how hard the Q-term pulls the policy's action, beside its fixed
+  behaviour-cloning term."""
+  return float(f"{np.median(np.linalg.norm(action_gradients(outputs), axis=-1)):.3g}")
+
+
 def subset_measures(outputs: CriticOutputs, probe: diagnose.Probe, size: int, draws: int) -> np.ndarray:
   """(q_closeness, alignment) [draws, 2] of `draws` random subsets of `size` examples (without replacement; a
   fixed seed)."""
@@ -144,6 +152,11 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
     "grad_own": alignment(own_outputs, probe),
     "grad_all": alignment(pool, probe),
     "grad_single_median": round(float(np.median(single_grad)), 3),
+    "grad_size_own": gradient_size(own_outputs),
+    "grad_size_all": gradient_size(pool),
+    "grad_size_single_median": float(
+      f"{np.median([gradient_size(pool.subset([m])) for m in range(len(examples))]):.3g}"
+    ),
     **{f"grad_subset{n}_median": round(float(np.median(m[:, 1])), 3) for n, m in subsets.items()},
     "commit": code,
   }

@@ -287,6 +287,7 @@ def test_success_example_spread_orders_by_each_example_and_by_their_log_mean_exp
   q = lambda a: jnp.min(losses.log_mean_exp(jnp.einsum("kra,a,kmr->km", w, a, psi), -1))
   expected = np.stack([jax.grad(q)(a) for a in actions])
   np.testing.assert_allclose(spread.action_gradients(outputs), expected, rtol=1e-5)
+  assert spread.gradient_size(outputs) == float(f"{np.median(np.linalg.norm(expected, axis=-1)):.3g}")
   # Subsets: of both examples, always the pool's 0.8; of one, one of the single examples' values.
   outputs = spread.CriticOutputs(logits, np.zeros((4, 2, 1, 4)), np.zeros((2, 2, 1)))
   moving = probe._replace(expert=np.ones((4, 4)))
