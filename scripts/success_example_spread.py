@@ -129,6 +129,8 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
   networks = config.make_builder().make_networks(observation_spec, action_spec, config.observation_stats)
   (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
   own = config.load_success_examples()
+  if own.shape[1:] != examples.shape[1:]:
+    raise SystemExit(f"{workdir}: its examples have shape {own.shape[1:]}, the pool's {examples.shape[1:]}.")
   pool = critic_outputs(networks, critic_params, probe, examples)
   own_outputs = critic_outputs(networks, critic_params, probe, own)
   single = np.array([q_closeness(pool.logits[:, :, [m]], probe) for m in range(len(examples))])
@@ -208,6 +210,8 @@ def main():
   parser.add_argument("--png", default="", help="Where to draw the examples (none when empty).")
   args = parser.parse_args()
   examples = success_lib.load_success_examples(args.examples)
+  if args.png and examples.ndim != 4:
+    raise SystemExit(f"--png draws images; the success examples of {args.examples} have shape {examples.shape[1:]}.")
   code = reproduce.code_commit()
   probe, env = None, None
   singles, own_qs = [], []

@@ -210,6 +210,16 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   singles = sorted(float(r["q_goal_spearman"]) for r in each)
   assert (float(summary["single_min"]), float(summary["single_max"])) == (singles[0], singles[-1])
   assert png.stat().st_size > 0 and summary["subset10_median"] == ""  # Only 8 examples in the pool.
+  # A pool of another task's examples, or a drawing of vectors, is refused with the reason and no row.
+  state = str(tmp_path / "fetch_reach_tiny")
+  generate.generate_dataset("fetch_reach", "medium", 2, state, seed=0, num_success_examples=4, show_progress=False)
+  for extra, reason in (([], "the pool's (10,)"), ([f"--png={png}"], "--png draws images")):
+    command = [sys.executable, os.path.join("scripts", "success_example_spread.py"), f"--workdirs={config.workdir}"]
+    command += ["--probe_episodes=1", f"--examples={state}", f"--out={spread}", *extra]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode != 0 and reason in proc.stderr, proc.stderr[-2000:]
+  assert len(list(csv.DictReader(open(spread)))) == 1
   # ORIL: its TD critic's gradient and its classifier; BC: what its policy follows. One header for all rows.
   small = [f"{n}_hidden_sizes=(32,)" for n in ("policy", "critic", "classifier")] + tiny[3:]
   oril = make_tiny_run_config(
