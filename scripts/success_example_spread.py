@@ -22,7 +22,7 @@ worst and best, with their correlations (the mean over the runs).
 import argparse
 import os
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -98,15 +98,13 @@ def action_gradients(outputs: CriticOutputs) -> np.ndarray:
   return grads[np.arange(len(twin)), twin]
 
 
-def alignment(outputs: CriticOutputs, probe: diagnose.Probe) -> float:
-  """The mean cosine of grad_a Q with the clean controller's movement where it moves (the diagnostic's measure)."""
-  return diagnose.mean_cosine(action_gradients(outputs), probe.expert, diagnose.moving_frames(probe))
-
-
-def gradient_size(outputs: CriticOutputs) -> float:
-  """The median over the probe frames of |grad_a Q|: how hard the Q-term pulls the policy's action, beside its fixed
-  behaviour-cloning term."""
-  return float(f"{np.median(np.linalg.norm(action_gradients(outputs), axis=-1)):.3g}")
+def gradient_measures(outputs: CriticOutputs, probe: diagnose.Probe) -> Tuple[float, float]:
+  """(alignment, size) of grad_a Q on the probe frames: its mean cosine with the clean controller's movement where
+  that moves (the diagnostic's measure), and its median |grad_a Q|, how hard the Q-term pulls the policy's action
+  beside its fixed behaviour-cloning term."""
+  grads = action_gradients(outputs)
+  alignment = diagnose.mean_cosine(grads, probe.expert, diagnose.moving_frames(probe))
+  return alignment, float(f"{np.median(np.linalg.norm(grads, axis=-1)):.3g}")
 
 
 def subset_measures(outputs: CriticOutputs, probe: diagnose.Probe, size: int, draws: int) -> np.ndarray:
@@ -114,12 +112,14 @@ def subset_measures(outputs: CriticOutputs, probe: diagnose.Probe, size: int, dr
   fixed seed)."""
   rng = np.random.default_rng(0)
   subsets = [rng.choice(outputs.logits.shape[-1], size, replace=False) for _ in range(draws)]
-  return np.array([(q_closeness(outputs.logits[:, :, s], probe), alignment(outputs.subset(s), probe)) for s in subsets])
+  return np.array(
+    [(q_closeness(outputs.logits[:, :, s], probe), gradient_measures(outputs.subset(s), probe)[0]) for s in subsets]
+  )
 
 
-def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code: str):
-  """(the run's row, its per-example rows, the single-example correlations [M], the run's own examples)."""
-  config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
+def measure_run(workdir: str, config, examples: np.ndarray, probe: diagnose.Probe, code: str):
+  """(the run's row, its per-example rows, the single-example correlations [M], the run's own examples); `config`
+  is the run's config."""
   if config.agent != "laeo":
     raise SystemExit(f"{workdir}: a {config.agent} run; only LAEO's Q is built from success examples.")
   checkpoint = checkpointing.for_run(workdir).latest()
@@ -134,7 +134,8 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
   pool = critic_outputs(networks, critic_params, probe, examples)
   own_outputs = critic_outputs(networks, critic_params, probe, own)
   single = np.array([q_closeness(pool.logits[:, :, [m]], probe) for m in range(len(examples))])
-  single_grad = np.array([alignment(pool.subset([m]), probe) for m in range(len(examples))])
+  single_grad, single_size = np.array([gradient_measures(pool.subset([m]), probe) for m in range(len(examples))]).T
+  (own_grad, own_size), (all_grad, all_size) = gradient_measures(own_outputs, probe), gradient_measures(pool, probe)
   own_q = q_closeness(own_outputs.logits, probe)
   name, step = os.path.relpath(os.path.abspath(workdir), ROOT), int(checkpoint["step"])
   quantiles = np.percentile(single, [0, 10, 25, 50, 75, 90, 100])
@@ -151,14 +152,12 @@ def measure_run(workdir: str, examples: np.ndarray, probe: diagnose.Probe, code:
     **{c: round(float(v), 3) for c, v in zip(COLUMNS[8:15], quantiles)},
     "single_below_own": round(float(np.mean(single < own_q)), 3),  # Where the run's own draw falls among one-draws.
     **{f"subset{n}_median": round(float(np.median(m[:, 0])), 3) for n, m in subsets.items()},
-    "grad_own": alignment(own_outputs, probe),
-    "grad_all": alignment(pool, probe),
+    "grad_own": own_grad,
+    "grad_all": all_grad,
     "grad_single_median": round(float(np.median(single_grad)), 3),
-    "grad_size_own": gradient_size(own_outputs),
-    "grad_size_all": gradient_size(pool),
-    "grad_size_single_median": float(
-      f"{np.median([gradient_size(pool.subset([m])) for m in range(len(examples))]):.3g}"
-    ),
+    "grad_size_own": own_size,
+    "grad_size_all": all_size,
+    "grad_size_single_median": float(f"{np.median(single_size):.3g}"),
     **{f"grad_subset{n}_median": round(float(np.median(m[:, 1])), 3) for n, m in subsets.items()},
     "commit": code,
   }
@@ -216,12 +215,12 @@ def main():
   probe, env = None, None
   singles, own_qs = [], []
   for workdir in args.workdirs:
-    task = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir)).env
-    if env not in (None, task):
-      raise SystemExit(f"{workdir}: task {task}, but the runs before it are on {env}; one task per call.")
+    config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
+    if env not in (None, config.env):
+      raise SystemExit(f"{workdir}: task {config.env}, but the runs before it are on {env}; one task per call.")
     if probe is None:
-      env, probe = task, diagnose.probe_frames(task, args.probe_episodes, seed=10_000 + args.seed)
-    row, each, single, own = measure_run(workdir, examples, probe, code)
+      env, probe = config.env, diagnose.probe_frames(config.env, args.probe_episodes, seed=10_000 + args.seed)
+    row, each, single, own = measure_run(workdir, config, examples, probe, code)
     print(row, flush=True)
     reproduce.append_row(args.out, row, columns=COLUMNS)
     each_out = args.out[: -len(".csv")] + "_each.csv" if args.out.endswith(".csv") else args.out + "_each"
