@@ -227,6 +227,10 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   train_and_checkpoint(oril, 2)
   bc = make_tiny_run_config(data, tmp_path / "bc", env="fetch_reach_image", dataset_episodes=4)
   train_and_checkpoint(bc, 2)
+  # A list whose second run is not LAEO's is refused before its first, good, run writes a row.
+  both = ["--workdirs", config.workdir, oril.workdir]
+  proc = run_script("success_example_spread.py", *both, *pool[:3], ok=False)
+  assert "a oril run" in proc.stderr and len(list(csv.DictReader(open(spread)))) == 1, proc.stderr[-2000:]
   run_script("diagnose_image_critic.py", "--workdirs", oril.workdir, bc.workdir, *common)
   rows = list(csv.DictReader(open(out)))
   assert [r["agent"] for r in rows] == ["laeo", "oril", "bc"] and list(rows[0]) == list(diagnose.COLUMNS)
