@@ -118,32 +118,32 @@ def subset_measures(outputs: CriticOutputs, probe: diagnose.Probe, size: int, dr
 
 
 def check_runs(workdirs: Sequence[str], examples: np.ndarray) -> list:
-  """Each run's config, once every run is one this script measures (a LAEO run with a checkpoint, on one task,
-  with examples shaped as the pool's): a bad run anywhere in the list is refused before any row is written."""
-  configs = []
+  """Each run's (config, own success examples), once every run is one this script measures (a LAEO run with a
+  checkpoint, on one task, with examples shaped as the pool's): a bad run anywhere in the list is refused before any
+  row is written."""
+  runs = []
   for workdir in workdirs:
     config = run_config_lib.load_run_config(run_config_lib.run_config_path(workdir))
     if config.agent != "laeo":
       raise SystemExit(f"{workdir}: a {config.agent} run; only LAEO's Q is built from success examples.")
-    if configs and config.env != configs[0].env:
-      raise SystemExit(f"{workdir}: task {config.env}, but {workdirs[0]} is on {configs[0].env}; one task per call.")
+    if runs and config.env != runs[0][0].env:
+      raise SystemExit(f"{workdir}: task {config.env}, but {workdirs[0]} is on {runs[0][0].env}; one task per call.")
     if not checkpointing.for_run(workdir).latest_step():
       raise SystemExit(f"{workdir}: no checkpoint.")
     own = config.load_success_examples()
     if own.shape[1:] != examples.shape[1:]:
       raise SystemExit(f"{workdir}: its examples have shape {own.shape[1:]}, the pool's {examples.shape[1:]}.")
-    configs.append(config)
-  return configs
+    runs.append((config, own))
+  return runs
 
 
-def measure_run(workdir: str, config, examples: np.ndarray, probe: diagnose.Probe, code: str):
-  """(the run's row, its per-example rows, the single-example correlations [M], the run's own examples); `config`
-  is the run's config, accepted by `check_runs`."""
+def measure_run(workdir: str, config, own: np.ndarray, examples: np.ndarray, probe: diagnose.Probe, code: str):
+  """(the run's row, its per-example rows, the single-example correlations [M]); `config` and `own` (its success
+  examples) as `check_runs` returns them."""
   checkpoint = checkpointing.for_run(workdir).latest()
   observation_spec, action_spec = config.specs()
   networks = config.make_builder().make_networks(observation_spec, action_spec, config.observation_stats)
   (critic_params,) = learner_lib.state_variables(checkpoint["learner"], ["critic_params"])
-  own = config.load_success_examples()
   pool = critic_outputs(networks, critic_params, probe, examples)
   own_outputs = critic_outputs(networks, critic_params, probe, own)
   single = np.array([q_closeness(pool.logits[:, :, [m]], probe) for m in range(len(examples))])
@@ -186,7 +186,7 @@ def measure_run(workdir: str, config, examples: np.ndarray, probe: diagnose.Prob
     }
     for m in range(len(examples))
   ]
-  return row, each, single, own
+  return row, each, single
 
 
 def save_png(path: str, own: np.ndarray, examples: np.ndarray, single: np.ndarray, own_q: float, count: int = 6):
@@ -225,11 +225,11 @@ def main():
   if args.png and examples.ndim != 4:
     raise SystemExit(f"--png draws images; the success examples of {args.examples} have shape {examples.shape[1:]}.")
   code = reproduce.code_commit()
-  configs = check_runs(args.workdirs, examples)
-  probe = diagnose.probe_frames(configs[0].env, args.probe_episodes, seed=10_000 + args.seed)
+  runs = check_runs(args.workdirs, examples)
+  probe = diagnose.probe_frames(runs[0][0].env, args.probe_episodes, seed=10_000 + args.seed)
   singles, own_qs = [], []
-  for workdir, config in zip(args.workdirs, configs):
-    row, each, single, own = measure_run(workdir, config, examples, probe, code)
+  for workdir, (config, own) in zip(args.workdirs, runs):
+    row, each, single = measure_run(workdir, config, own, examples, probe, code)
     print(row, flush=True)
     reproduce.append_row(args.out, row, columns=COLUMNS)
     each_out = args.out[: -len(".csv")] + "_each.csv" if args.out.endswith(".csv") else args.out + "_each"
