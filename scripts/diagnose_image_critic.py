@@ -34,7 +34,10 @@ cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier
 that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
 the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, how often a frame
 where the task is solved gets a higher logit than one where it is not (AUC; 0.5 = no better than chance), and the
-share of its summed reward on solved frames (beside their share of the frames).
+share of its summed reward on solved frames (beside their share of the frames). How much TD3+BC's Q-term moves
+their policy: its actor loss -alpha / mean|Q| * Q(s, pi(s)) + |pi(s) - a|^2 is least, for one state, where
+pi(s) - a = (alpha / mean|Q|) / 2 * grad_a Q(s, pi(s)), so that shift's length is the Q-term's say against plain
+cloning (the median over frames where the controller moves, beside the median length of the policy's action).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
@@ -83,6 +86,7 @@ COLUMNS = (
   *("q_goal_spearman", "q_time_spearman", "time_goal_spearman"),
   *("policy_expert_cosine", "policy_behaviour_cosine", "behaviour_expert_cosine"),
   *("reward_mean", "reward_goal_spearman", "reward_success_auc", "reward_solved_share", "solved_share"),
+  *("actor_q_shift", "policy_action_norm"),
   *("train_steps_per_s", "commit"),
 )
 
@@ -262,6 +266,18 @@ def gradient_measures(grads, probe: Probe) -> Dict:
   }
 
 
+def actor_shift_measures(q_grads, q, actions, bc_alpha: float, moving) -> Dict:
+  """TD3+BC's Q-term as an action shift: at a frame, its actor loss -lmbda * Q(s, a) + |a - a_data|^2 (lmbda =
+  alpha / mean|Q| over the frames, Q the first critic at the policy's action) is least where a - a_data = lmbda / 2
+  * grad_a Q. The median length of that shift and of the policy's action over the `moving` frames."""
+  lmbda = bc_alpha / np.mean(np.abs(q))
+  shift = lmbda / 2 * np.linalg.norm(q_grads, axis=-1)
+  return {
+    "actor_q_shift": round(float(np.median(shift[moving])), 4),
+    "policy_action_norm": round(float(np.median(np.linalg.norm(actions, axis=-1)[moving])), 3),
+  }
+
+
 def moving_frames(probe: Probe) -> np.ndarray:
   return np.linalg.norm(probe.expert[:, :3], axis=-1) > 1e-3  # The expert's direction is defined.
 
@@ -328,10 +344,21 @@ def diagnose_checkpoints(args, code: str) -> None:
         q = jnp.min(networks.critic.apply(p, obs, a), axis=0)
         return jnp.sum(q), q
 
+      def actor_q(obs, policy_params, critic_params):  # The actor loss's Q: the first critic at the policy's action.
+        def q0_sum(a):
+          q0 = networks.critic.apply(critic_params, obs, a)[0]
+          return jnp.sum(q0), q0
+
+        action = networks.policy.apply(policy_params, obs)
+        return (*jax.grad(q0_sum, has_aux=True)(action), action)
+
       q_grad, logits = jax.jit(jax.grad(q_sum, has_aux=True)), jax.jit(networks.classifier.apply)
       grads, q = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
       row.update(gradient_measures(grads, probe))
       row.update(value_measures(q, probe))
+      (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy_params"])
+      at_policy = jax.jit(lambda obs: actor_q(obs, policy_params, critic_params))
+      row.update(actor_shift_measures(*in_chunks(at_policy, probe.images), builder.config.bc_alpha, moving))
       row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
     append(args.out, row)

@@ -238,7 +238,23 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   assert all(-1 <= float(rows[i]["q_time_spearman"]) <= 1 for i in (0, 1)) and rows[2]["q_time_spearman"] == ""
   assert 0 < float(rows[1]["reward_mean"]) < 1 and -1 <= float(rows[1]["reward_goal_spearman"]) <= 1
   assert rows[2]["grad_expert_cosine"] == rows[2]["reward_mean"] == "" and rows[2]["policy_expert_cosine"]
+  assert float(rows[1]["actor_q_shift"]) >= 0 and 0 <= float(rows[1]["policy_action_norm"]) <= 2  # 4-dim, in [-1, 1].
+  assert rows[0]["actor_q_shift"] == rows[2]["actor_q_shift"] == ""
   assert rows[1]["behaviour_expert_cosine"] == rows[2]["behaviour_expert_cosine"]  # The same probe.
+
+
+def test_actor_q_shift_is_where_td3bc_actor_loss_is_least_by_hand():
+  # Q at the policy's actions 1 and -3: mean |Q| = 2, so with alpha 2.5 the Q-term's weight is 1.25. A frame's loss
+  # -1.25 * g . a + |a - a_data|^2 is least at a_data + 1.25 / 2 * g: shifts of length 0.625 * |g| = 3.125 and 0.5.
+  grads = np.array([[3.0, 4.0, 0.0, 0.0], [0.0, 0.8, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
+  q = np.array([1.0, -3.0, 2.0])
+  actions = np.array([[0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 0.3, 0.4], [1.0, 1.0, 1.0, 1.0]])
+  measures = diagnose.actor_shift_measures(grads, q, actions, 2.5, np.array([True, True, False]))
+  assert measures == {"actor_q_shift": round((3.125 + 0.5) / 2, 4), "policy_action_norm": 0.75}
+  a_data, g = np.zeros(4), grads[0]
+  loss = lambda a: -1.25 * g @ a + np.sum((a - a_data) ** 2)
+  best = a_data + 1.25 / 2 * g
+  assert all(loss(best) < loss(best + d) for d in 0.01 * np.eye(4)) and np.linalg.norm(best) == 3.125
 
 
 def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
