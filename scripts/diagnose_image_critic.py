@@ -34,10 +34,14 @@ cosine with the controller. For ORIL and PURL runs (a TD3 critic on a classifier
 that of the twin critics' minimum, there are no contrastive or encoder measures, and the classifier is measured on
 the probe frames: its mean reward, the rank correlation of its logit with closeness to the goal, how often a frame
 where the task is solved gets a higher logit than one where it is not (AUC; 0.5 = no better than chance), and the
-share of its summed reward on solved frames (beside their share of the frames). How much TD3+BC's Q-term moves
-their policy: its actor loss -alpha / mean|Q| * Q(s, pi(s)) + |pi(s) - a|^2 is least, for one state, where
-pi(s) - a = (alpha / mean|Q|) / 2 * grad_a Q(s, pi(s)), so that shift's length is the Q-term's say against plain
-cloning (the median over frames where the controller moves, beside the median length of the policy's action).
+share of its summed reward on solved frames (beside their share of the frames).
+
+How far the Q-term moves the policy's action from where cloning alone puts it, for LAEO, ORIL and PURL (the median
+length over frames where the controller moves, beside the median length of the policy's action): TD3+BC's actor
+loss -alpha / mean|Q| * Q(s, a) + |a - a_data|^2 is least, for one state, at a - a_data = alpha / mean|Q| / 2 *
+grad_a Q; LAEO's (1 - lambda) * -Q(s, tanh u) - lambda * log N(atanh a_data; mu, sigma^2), to first order at its
+mean, at mu - atanh a_data = (1 - lambda) / lambda * sigma^2 * dQ/du, which moves the action by (1 - a^2) times
+that (a = tanh mu; sigma held, Q taken at the mean action rather than sampled).
 
 Rows are appended to results/image_critic_diagnostic.csv (--out: another CSV) as they are measured, each with the
 commit that made it.
@@ -266,16 +270,33 @@ def gradient_measures(grads, probe: Probe) -> Dict:
   }
 
 
-def actor_shift_measures(q_grads, q, actions, bc_alpha: float, moving) -> Dict:
+def shift_measures(shift, actions, moving) -> Dict:
+  """The median length of the Q-term's action shifts and of the policy's actions over the `moving` frames."""
+  length = lambda x: np.linalg.norm(x, axis=-1)[moving]
+  return {
+    "actor_q_shift": round(float(np.median(length(shift))), 4),
+    "policy_action_norm": round(float(np.median(length(actions))), 3),
+  }
+
+
+def td3bc_shift_measures(q_grads, q, actions, bc_alpha: float, moving) -> Dict:
   """TD3+BC's Q-term as an action shift: at a frame, its actor loss -lmbda * Q(s, a) + |a - a_data|^2 (lmbda =
   alpha / mean|Q| over the frames, Q the first critic at the policy's action) is least where a - a_data = lmbda / 2
-  * grad_a Q. The median length of that shift and of the policy's action over the `moving` frames."""
+  * grad_a Q."""
   lmbda = bc_alpha / np.mean(np.abs(q))
-  shift = lmbda / 2 * np.linalg.norm(q_grads, axis=-1)
-  return {
-    "actor_q_shift": round(float(np.median(shift[moving])), 4),
-    "policy_action_norm": round(float(np.median(np.linalg.norm(actions, axis=-1)[moving])), 3),
-  }
+  return shift_measures(lmbda / 2 * q_grads, actions, moving)
+
+
+def laeo_shift_measures(q_grads, mean, log_std, bc_coef: float, moving) -> Dict:
+  """LAEO's Q-term as an action shift: per pre-tanh dimension, (1 - lambda) * -Q(s, tanh u) + lambda * (u -
+  atanh a_data)^2 / (2 sigma^2) is least, to first order at the mean mu, where mu - atanh a_data = (1 - lambda) /
+  lambda * sigma^2 * (1 - a^2) * grad_a Q (a = tanh mu); the action moves by (1 - a^2) times that. q_grads are
+  grad_a Q at a. None with lambda 0 (no cloning to move from)."""
+  if bc_coef <= 0:
+    return {}
+  action = np.tanh(mean)
+  shift = (1 - bc_coef) / bc_coef * np.exp(2 * log_std) * (1 - action**2) ** 2 * q_grads
+  return shift_measures(shift, action, moving)
 
 
 def moving_frames(probe: Probe) -> np.ndarray:
@@ -334,7 +355,12 @@ def diagnose_checkpoints(args, code: str) -> None:
         generate.generate_dataset(config.env, "medium", args.episodes, data, seed=1, show_progress=False)
         batches_ = held_out(list(rlds_reader.iter_episodes([data])), builder.config, args.batch_size, args.seed + 1)
       examples = config.load_success_examples()
-      row.update(measure(make_probes(networks, builder.config), critic_params, batches_, probe, examples))
+      critic_probes = make_probes(networks, builder.config)
+      row.update(measure(critic_probes, critic_params, batches_, probe, examples))
+      (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy"])
+      mean, log_std = in_chunks(jax.jit(lambda o: networks.policy.apply(policy_params, o)), probe.images)
+      q_grads = in_chunks(lambda o, a: critic_probes[1](critic_params, o, a, examples)[0], probe.images, np.tanh(mean))
+      row.update(laeo_shift_measures(q_grads, mean, log_std, builder.config.bc_coef, moving))
     elif config.agent in ("oril", "purl"):
       critic_params, classifier_params = learner_lib.state_variables(
         checkpoint["learner"], ["critic_params", "classifier_params"]
@@ -358,7 +384,7 @@ def diagnose_checkpoints(args, code: str) -> None:
       row.update(value_measures(q, probe))
       (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy_params"])
       at_policy = jax.jit(lambda obs: actor_q(obs, policy_params, critic_params))
-      row.update(actor_shift_measures(*in_chunks(at_policy, probe.images), builder.config.bc_alpha, moving))
+      row.update(td3bc_shift_measures(*in_chunks(at_policy, probe.images), builder.config.bc_alpha, moving))
       row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
     append(args.out, row)

@@ -238,8 +238,8 @@ def test_diagnose_image_critic_measures_a_finished_runs_checkpoint(tmp_path):
   assert all(-1 <= float(rows[i]["q_time_spearman"]) <= 1 for i in (0, 1)) and rows[2]["q_time_spearman"] == ""
   assert 0 < float(rows[1]["reward_mean"]) < 1 and -1 <= float(rows[1]["reward_goal_spearman"]) <= 1
   assert rows[2]["grad_expert_cosine"] == rows[2]["reward_mean"] == "" and rows[2]["policy_expert_cosine"]
-  assert float(rows[1]["actor_q_shift"]) >= 0 and 0 <= float(rows[1]["policy_action_norm"]) <= 2  # 4-dim, in [-1, 1].
-  assert rows[0]["actor_q_shift"] == rows[2]["actor_q_shift"] == ""
+  assert all(float(rows[i]["actor_q_shift"]) >= 0 and 0 <= float(rows[i]["policy_action_norm"]) <= 2 for i in (0, 1))
+  assert rows[2]["actor_q_shift"] == ""  # BC has no Q-term.
   assert rows[1]["behaviour_expert_cosine"] == rows[2]["behaviour_expert_cosine"]  # The same probe.
 
 
@@ -249,12 +249,31 @@ def test_actor_q_shift_is_where_td3bc_actor_loss_is_least_by_hand():
   grads = np.array([[3.0, 4.0, 0.0, 0.0], [0.0, 0.8, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
   q = np.array([1.0, -3.0, 2.0])
   actions = np.array([[0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 0.3, 0.4], [1.0, 1.0, 1.0, 1.0]])
-  measures = diagnose.actor_shift_measures(grads, q, actions, 2.5, np.array([True, True, False]))
+  measures = diagnose.td3bc_shift_measures(grads, q, actions, 2.5, np.array([True, True, False]))
   assert measures == {"actor_q_shift": round((3.125 + 0.5) / 2, 4), "policy_action_norm": 0.75}
   a_data, g = np.zeros(4), grads[0]
   loss = lambda a: -1.25 * g @ a + np.sum((a - a_data) ** 2)
   best = a_data + 1.25 / 2 * g
   assert all(loss(best) < loss(best + d) for d in 0.01 * np.eye(4)) and np.linalg.norm(best) == 3.125
+
+
+def test_laeo_actor_q_shift_is_where_its_policy_loss_is_least_to_first_order():
+  # One action dimension, sigma 0.5, lambda 0.6, a small gradient g of Q at the mean action: the shift
+  # (1 - lambda) / lambda * sigma^2 * (1 - a^2)^2 * g, against the action at the argmin over mu of the loss
+  # -(1 - lambda) * g * tanh(mu) + lambda * (mu - atanh a_data)^2 / (2 sigma^2), found numerically.
+  import scipy.optimize
+
+  lam, sigma, g = 0.6, 0.5, 0.02
+  for a_data in (0.0, 0.5, -0.8):
+    u_data = np.arctanh(a_data)
+    loss = lambda mu: -(1 - lam) * g * np.tanh(mu) + lam * (mu - u_data) ** 2 / (2 * sigma**2)
+    best = scipy.optimize.minimize_scalar(loss, bracket=(u_data - 1, u_data + 1), tol=1e-12).x
+    measures = diagnose.laeo_shift_measures(
+      np.array([[g]]), np.array([[u_data]]), np.array([[np.log(sigma)]]), lam, np.array([True])
+    )
+    assert abs(measures["actor_q_shift"] - abs(np.tanh(best) - a_data)) < 1e-4, (a_data, measures, best)
+    assert measures["policy_action_norm"] == round(abs(a_data), 3)
+  assert diagnose.laeo_shift_measures(np.ones((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), 0.0, np.array([True])) == {}
 
 
 def test_classifier_measures_rank_the_logits_against_the_goal_by_hand():
