@@ -335,6 +335,7 @@ def diagnose_checkpoints(args, code: str) -> None:
     policy = policy_lib.load_policy(workdir, step=int(checkpoint["step"]))
     moving = moving_frames(probe)
     actions = in_chunks(policy, probe.images)
+    (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy"])
     row = {
       "env": config.env,
       "dataset": os.path.basename(config.dataset_dirs[0]),
@@ -357,8 +358,8 @@ def diagnose_checkpoints(args, code: str) -> None:
       examples = config.load_success_examples()
       critic_probes = make_probes(networks, builder.config)
       row.update(measure(critic_probes, critic_params, batches_, probe, examples))
-      (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy"])
-      mean, log_std = in_chunks(jax.jit(lambda o: networks.policy.apply(policy_params, o)), probe.images)
+      policy_apply = jax.jit(networks.policy.apply)
+      mean, log_std = in_chunks(lambda o: policy_apply(policy_params, o), probe.images)
       q_grads = in_chunks(lambda o, a: critic_probes[1](critic_params, o, a, examples)[0], probe.images, np.tanh(mean))
       row.update(laeo_shift_measures(q_grads, mean, log_std, builder.config.bc_coef, moving))
     elif config.agent in ("oril", "purl"):
@@ -382,9 +383,9 @@ def diagnose_checkpoints(args, code: str) -> None:
       grads, q = in_chunks(lambda a, obs: q_grad(a, obs, critic_params), probe.actions, probe.images)
       row.update(gradient_measures(grads, probe))
       row.update(value_measures(q, probe))
-      (policy_params,) = learner_lib.state_variables(checkpoint["learner"], ["policy_params"])
-      at_policy = jax.jit(lambda obs: actor_q(obs, policy_params, critic_params))
-      row.update(td3bc_shift_measures(*in_chunks(at_policy, probe.images), builder.config.bc_alpha, moving))
+      at_policy = jax.jit(actor_q)
+      shift_inputs = in_chunks(lambda obs: at_policy(obs, policy_params, critic_params), probe.images)
+      row.update(td3bc_shift_measures(*shift_inputs, builder.config.bc_alpha, moving))
       row.update(reward_measures(in_chunks(lambda obs: logits(classifier_params, obs), probe.images), probe))
     print(row, flush=True)
     append(args.out, row)
