@@ -19,7 +19,9 @@ parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (re
 after every run, and the run's evaluations during training are copied into results/paper/curves.csv (Fig. 4 and
 each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same
 command would do with each run (done, copy, extend, resume or new, and which datasets it would generate) and
-touches nothing.
+touches nothing. --jobs=2 trains two runs at a time: on the 2-core machine here one image run's learner keeps
+about 1.2-1.5 cores busy, and two image updates side by side made 1.4-1.6x the updates of one
+(results/parallel_runs_2026-12-06.md); each run's wall_s then counts time shared with the other.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
@@ -28,6 +30,7 @@ Datasets are generated on first use under data/paper/ (seed 0, shared by every r
 """
 
 import argparse
+import concurrent.futures
 import csv
 import dataclasses
 import glob
@@ -37,6 +40,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -393,6 +397,19 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
   return f"new        {what}{data}"
 
 
+_EVALUATION_LOCK = threading.Lock()
+_LOCK = threading.Lock()
+_LAUNCHES = set()  # The launches training now (subprocess.Popen), stopped when the sweep is interrupted.
+
+
+def stop_launches() -> None:
+  """Asks every launch training now to stop (SIGTERM; a rerun resumes each from its last checkpoint). A Ctrl-C
+  reaches them by itself, but a signal to this process alone or an error here would leave them training."""
+  with _LOCK:
+    for launch in _LAUNCHES:
+      launch.terminate()
+
+
 def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int, extra: Sequence[str]) -> Dict:
   """Trains `run` through launch/local.py (with the sweep's `extra` arguments) and evaluates its final checkpoint."""
   num_steps = num_steps_of(run, budget)
@@ -422,9 +439,18 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
   started, commit = time.time(), code_commit()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  with open(log_path, "a") as log:
-    subprocess.run(command, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
+  with open(log_path, "a") as log, subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as launch:
+    with _LOCK:
+      _LAUNCHES.add(launch)
+    try:
+      launch.wait()
+    finally:
+      with _LOCK:
+        _LAUNCHES.discard(launch)
+  if launch.returncode:
+    raise subprocess.CalledProcessError(launch.returncode, command)
+  with _EVALUATION_LOCK:  # Runs side by side (--jobs) evaluate in this one process: one renderer at a time.
+    result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
   if result["learner_steps"] != num_steps:
     raise RuntimeError(f"{workdir}: final checkpoint at step {result['learner_steps']}, expected {num_steps}.")
   return {
@@ -482,6 +508,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     help="A run of more steps than a finished run of the same cell in the table goes on from that run's last "
     "checkpoint (a copy of its workdir) instead of starting afresh.",
   )
+  parser.add_argument(
+    "--jobs",
+    type=int,
+    default=1,
+    help="Runs trained at a time (each its own launch); rows are still written as each run ends.",
+  )
   parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
   parser.add_argument(
     "--dry_run",
@@ -490,6 +522,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     "generated, trained or written.",
   )
   args = parser.parse_args(argv)
+  if args.jobs < 1:
+    parser.error(f"--jobs must be >= 1, got {args.jobs}.")
   budget = BUDGETS[args.budget]
   try:
     extra = extra_arguments(args.launch_flag, args.config)
@@ -541,33 +575,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       print("  " + plan_line(run, budget, key, done, elsewhere, shorter, extra))
     return 0
   failures = 0
-  for i, run in enumerate(runs):
-    dataset = dataset_dir(run, budget)
-    key = key_of(run)
-    if key in done:
-      continue
-    if key in elsewhere:
-      same = elsewhere[key]
-      append_row(table, {**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
-      print(f"[reproduce] {run.task} {run.agent} seed {run.seed}: the run of figure {same['figure']}'s row", flush=True)
-      paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
-      continue
-    meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
-    workdir = workdir_of(run, budget, dataset, extra)
-    shorter = shorter_run(read_rows(table), key) if args.extend else None
-    if shorter is not None and not os.path.exists(workdir):
-      print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
-      continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
-    print(
-      f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
-      flush=True,
-    )
+
+  def record(run: Run, dataset: str, meta: Dict, workdir: str, training: concurrent.futures.Future) -> None:
+    """Appends a finished run's row (in this thread: rows and figures are written one at a time)."""
+    nonlocal failures
     try:
-      outcome = train_and_evaluate(run, budget, dataset, args.final_episodes, extra)
+      outcome = training.result()
     except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
       failures += 1
       print(f"[reproduce] FAILED: {e}", flush=True)
-      continue
+      return
     row = {
       "figure": run.figure,
       "task": run.task,
@@ -593,6 +610,52 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       flush=True,
     )
     paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
+
+  running = {}
+
+  def record_finished() -> None:
+    finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+    for training in finished:
+      record(*running.pop(training), training)
+
+  def schedule(pool: concurrent.futures.Executor) -> None:
+    """Starts each run not yet done when one of the --jobs slots is free; records every run as it ends."""
+    for i, run in enumerate(runs):
+      dataset = dataset_dir(run, budget)
+      key = key_of(run)
+      if key in done:
+        continue
+      if key in elsewhere:
+        same = elsewhere[key]
+        append_row(table, {**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
+        print(
+          f"[reproduce] {run.task} {run.agent} seed {run.seed}: the run of figure {same['figure']}'s row", flush=True
+        )
+        paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
+        continue
+      while len(running) >= args.jobs:
+        record_finished()
+      meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
+      workdir = workdir_of(run, budget, dataset, extra)
+      shorter = shorter_run(read_rows(table), key) if args.extend else None
+      if shorter is not None and not os.path.exists(workdir):
+        print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
+        continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
+      print(
+        f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
+        flush=True,
+      )
+      training = pool.submit(train_and_evaluate, run, budget, dataset, args.final_episodes, extra)
+      running[training] = (run, dataset, meta, workdir)
+    while running:
+      record_finished()
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    try:
+      schedule(pool)
+    except BaseException:
+      stop_launches()
+      raise
   print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed; table {table}")
   return 1 if failures else 0
 

@@ -6,6 +6,8 @@ import math
 import os
 import shutil
 import subprocess
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +112,93 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
   assert trained == [("fetch_reach", "purl", 0), ("fetch_reach", "purl", 1)]
   with open(tmp_path / "fig3.csv") as f:
     assert len(list(csv.DictReader(f))) == 6
+
+
+def _fake_dataset(monkeypatch):
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
+  )
+
+
+def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_path, monkeypatch):
+  both_started = threading.Barrier(2, timeout=20)  # Broken (an error) unless two runs train at once.
+  lock, order, at_once, now = threading.Lock(), [], [], [0]
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    with lock:
+      now[0] += 1
+      at_once.append(now[0])
+    if run.seed == 0:
+      both_started.wait()
+    if run.agent == "oril":
+      time.sleep(0.5)  # Ends after LAEO: rows follow the order runs end in.
+    with lock:
+      now[0] -= 1
+      order.append((run.agent, run.seed))
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 0.5,
+      "success_final_step": 0.25,
+      "eval_episodes": final_episodes,
+      "wall_s": 1.0,
+      "workdir": f"runs/{run.agent}{run.seed}",
+      "commit": "c0ffee",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  _fake_dataset(monkeypatch)
+  args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "oril", "laeo", "--seeds", "0", "1", "--jobs=2"]
+  assert reproduce.main(args + [f"--out_dir={tmp_path}"]) == 0
+  assert max(at_once) == 2  # Never more than --jobs.
+  with open(tmp_path / "fig3.csv") as f:
+    rows = [(r["agent"], r["seed"]) for r in csv.DictReader(f)]
+  # LAEO seed 1 took the slot LAEO seed 0 freed and ended before ORIL seed 0: rows follow the runs' ends.
+  assert rows == [("laeo", "0"), ("laeo", "1"), ("oril", "0"), ("oril", "1")] == [(a, str(s)) for a, s in order]
+  assert reproduce.main(args + [f"--out_dir={tmp_path}"]) == 0 and len(order) == 4  # A rerun trains nothing.
+  with pytest.raises(SystemExit):
+    reproduce.main(["--figure=3", "--jobs=0", f"--out_dir={tmp_path}"])
+
+
+def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkeypatch):
+  launched = threading.Event()
+  launches = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    with subprocess.Popen(["sleep", "60"]) as launch:
+      launches.append(launch)
+      with reproduce._LOCK:  # pylint: disable=protected-access
+        reproduce._LAUNCHES.add(launch)  # pylint: disable=protected-access
+      launched.set()
+      launch.wait()
+    raise subprocess.CalledProcessError(launch.returncode, "sleep")
+
+  def interrupted_second_dataset(path, run, episodes, source=None):
+    if run.seed == 1:
+      launched.wait(20)
+      raise KeyboardInterrupt
+    return {"num_episodes": episodes, "num_success_examples": 200}
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(reproduce, "ensure_dataset", interrupted_second_dataset)
+  start = time.monotonic()
+  with pytest.raises(KeyboardInterrupt):
+    reproduce.main(
+      [
+        "--figure=3",
+        "--tasks",
+        "fetch_reach",
+        "--agents",
+        "laeo",
+        "--seeds",
+        "0",
+        "1",
+        "--jobs=2",
+        f"--out_dir={tmp_path}",
+      ]
+    )
+  assert launches and launches[0].returncode == -15 and time.monotonic() - start < 30
 
 
 def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
