@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -397,6 +398,16 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
   return f"new        {what}{data}"
 
 
+# A launch's exit statuses when it was stopped from outside (Ctrl-C, SIGTERM; launch/supervisor.py), or its
+# signals when it could not say so: the sweep stops too, instead of counting a failure and starting the next run
+# (sweeps started in the background ignore SIGINT themselves; only the launches hear a Ctrl-C).
+STOPPED_STATUSES = (130, 143, -signal.SIGINT, -signal.SIGTERM)
+
+
+class Stopped(Exception):
+  """A launch was stopped from outside: the sweep stops."""
+
+
 _EVALUATION_LOCK = threading.Lock()
 _LOCK = threading.Lock()
 _LAUNCHES = set()  # The launches training now (subprocess.Popen), stopped when the sweep is interrupted.
@@ -581,7 +592,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nonlocal failures
     try:
       outcome = training.result()
-    except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
+    except subprocess.CalledProcessError as e:
+      if e.returncode in STOPPED_STATUSES:
+        raise Stopped(f"{run.task} {run.agent} seed {run.seed} was stopped (exit status {e.returncode})") from e
+      failures += 1
+      print(f"[reproduce] FAILED: {e}", flush=True)
+      return
+    except (RuntimeError, FileNotFoundError) as e:
       failures += 1
       print(f"[reproduce] FAILED: {e}", flush=True)
       return
@@ -650,12 +667,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     while running:
       record_finished()
 
-  with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-    try:
-      schedule(pool)
-    except BaseException:
-      stop_launches()
-      raise
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+      try:
+        schedule(pool)
+      except BaseException:
+        stop_launches()
+        raise
+  except Stopped as e:
+    print(f"[reproduce] {e}: the sweep stops; the same command resumes it.", flush=True)
+    return 130
   print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed; table {table}")
   return 1 if failures else 0
 

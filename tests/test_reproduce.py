@@ -161,6 +161,20 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
     reproduce.main(["--figure=3", "--jobs=0", f"--out_dir={tmp_path}"])
 
 
+def test_a_launch_stopped_from_outside_stops_the_sweep_instead_of_counting_a_failure(tmp_path, monkeypatch):
+  trained = []
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    trained.append(run.seed)
+    raise subprocess.CalledProcessError(130, "launch/local.py")  # Its Ctrl-C; this process ignores SIGINT.
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  _fake_dataset(monkeypatch)
+  args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "laeo", "--seeds", "0", "1", f"--out_dir={tmp_path}"]
+  assert reproduce.main(args) == 130 and trained == [0]
+  assert not os.path.exists(tmp_path / "fig3.csv")
+
+
 def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkeypatch):
   launched = threading.Event()
   launches = []
