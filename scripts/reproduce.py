@@ -592,13 +592,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nonlocal failures
     try:
       outcome = training.result()
-    except subprocess.CalledProcessError as e:
-      if e.returncode in STOPPED_STATUSES:
+    except (subprocess.CalledProcessError, RuntimeError, FileNotFoundError) as e:
+      if getattr(e, "returncode", None) in STOPPED_STATUSES:
         raise Stopped(f"{run.task} {run.agent} seed {run.seed} was stopped (exit status {e.returncode})") from e
-      failures += 1
-      print(f"[reproduce] FAILED: {e}", flush=True)
-      return
-    except (RuntimeError, FileNotFoundError) as e:
       failures += 1
       print(f"[reproduce] FAILED: {e}", flush=True)
       return
