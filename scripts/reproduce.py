@@ -20,7 +20,7 @@ after every run, and the run's evaluations during training are copied into resul
 each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same
 command would do with each run (done, copy, extend, resume or new, and which datasets it would generate) and
 touches nothing. --jobs=2 trains two runs at a time: on the 2-core machine here one image run's learner keeps
-about 1.2-1.5 cores busy, and two image launches side by side made 1.25x the updates of one (the updates alone
+about 1.2-1.5 cores busy, and two image launches side by side made 1.25-1.27x the updates of one (the updates alone
 1.4-1.6x; results/parallel_runs_2026-12-06.md); each run's wall_s then counts time shared with the other.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
