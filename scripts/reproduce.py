@@ -413,6 +413,18 @@ _LOCK = threading.Lock()
 _LAUNCHES = set()  # The launches training now (subprocess.Popen), stopped when the sweep is interrupted.
 
 
+def launch_and_wait(command: Sequence[str], log) -> int:
+  """Runs `command` in ROOT with its output to `log` until it exits, stoppable by stop_launches(); its status."""
+  with subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as launch:
+    with _LOCK:
+      _LAUNCHES.add(launch)
+    try:
+      return launch.wait()
+    finally:
+      with _LOCK:
+        _LAUNCHES.discard(launch)
+
+
 def stop_launches() -> None:
   """Asks every launch training now to stop (SIGTERM; a rerun resumes each from its last checkpoint). A Ctrl-C
   reaches them by itself, but a signal to this process alone or an error here would leave them training."""
@@ -450,16 +462,10 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
   started, commit = time.time(), code_commit()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  with open(log_path, "a") as log, subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as launch:
-    with _LOCK:
-      _LAUNCHES.add(launch)
-    try:
-      launch.wait()
-    finally:
-      with _LOCK:
-        _LAUNCHES.discard(launch)
-  if launch.returncode:
-    raise subprocess.CalledProcessError(launch.returncode, command)
+  with open(log_path, "a") as log:
+    returncode = launch_and_wait(command, log)
+  if returncode:
+    raise subprocess.CalledProcessError(returncode, command)
   with _EVALUATION_LOCK:  # Runs side by side (--jobs) evaluate in this one process: one renderer at a time.
     result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
   if result["learner_steps"] != num_steps:

@@ -5,6 +5,7 @@ import dataclasses
 import math
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -75,6 +76,14 @@ def test_named_seeds_run_on_image_tasks_too():
   assert reproduce.seed_lists(None, reproduce.BUDGETS["paper"]) == ([0, 1, 2], [0, 1, 2])
 
 
+def _fake_dataset(monkeypatch):
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
+  )
+
+
 def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
   trained = []
 
@@ -93,11 +102,7 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     }
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
-  monkeypatch.setattr(
-    reproduce,
-    "ensure_dataset",
-    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
-  )
+  _fake_dataset(monkeypatch)
   args = ["--figure=3", "--tasks", "fetch_reach", "--seeds", "0", "1", f"--out_dir={tmp_path}", "--final_episodes=7"]
   assert reproduce.main(args) == 1  # PURL's runs failed: an honest exit status.
   with open(tmp_path / "fig3.csv") as f:
@@ -112,14 +117,6 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
   assert trained == [("fetch_reach", "purl", 0), ("fetch_reach", "purl", 1)]
   with open(tmp_path / "fig3.csv") as f:
     assert len(list(csv.DictReader(f))) == 6
-
-
-def _fake_dataset(monkeypatch):
-  monkeypatch.setattr(
-    reproduce,
-    "ensure_dataset",
-    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
-  )
 
 
 def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_path, monkeypatch):
@@ -177,16 +174,13 @@ def test_a_launch_stopped_from_outside_stops_the_sweep_instead_of_counting_a_fai
 
 def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkeypatch):
   launched = threading.Event()
-  launches = []
+  returncodes = []
 
   def fake_train(run, budget, dataset, final_episodes, extra):
-    with subprocess.Popen(["sleep", "60"]) as launch:
-      launches.append(launch)
-      with reproduce._LOCK:  # pylint: disable=protected-access
-        reproduce._LAUNCHES.add(launch)  # pylint: disable=protected-access
-      launched.set()
-      launch.wait()
-    raise subprocess.CalledProcessError(launch.returncode, "sleep")
+    launched.set()
+    returncode = reproduce.launch_and_wait(["sleep", "60"], subprocess.DEVNULL)  # As train_and_evaluate launches.
+    returncodes.append(returncode)
+    raise subprocess.CalledProcessError(returncode, "sleep")
 
   def interrupted_second_dataset(path, run, episodes, source=None):
     if run.seed == 1:
@@ -212,7 +206,7 @@ def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkey
         f"--out_dir={tmp_path}",
       ]
     )
-  assert launches and launches[0].returncode == -15 and time.monotonic() - start < 30
+  assert returncodes == [-signal.SIGTERM] and time.monotonic() - start < 30
 
 
 def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
@@ -293,11 +287,7 @@ def _fake_training(monkeypatch, prepare=None):
     }
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
-  monkeypatch.setattr(
-    reproduce,
-    "ensure_dataset",
-    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
-  )
+  _fake_dataset(monkeypatch)
   return seen
 
 
@@ -370,11 +360,7 @@ def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monk
     }
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
-  monkeypatch.setattr(
-    reproduce,
-    "ensure_dataset",
-    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 200},
-  )
+  _fake_dataset(monkeypatch)
   base = ["--figure=3", "--tasks", "fetch_reach", "--agents", "laeo", "--seeds", "0", f"--out_dir={tmp_path}"]
   assert reproduce.main(base) == 0
   assert reproduce.main([*base, "--launch_flag=episode_reuse=4", "--config=bc_coef=0.05"]) == 0
