@@ -411,6 +411,7 @@ class Stopped(Exception):
 _EVALUATION_LOCK = threading.Lock()
 _LOCK = threading.Lock()
 _LAUNCHES = set()  # The launches training now (subprocess.Popen), stopped when the sweep is interrupted.
+_STOPPING = threading.Event()  # Set once the sweep is interrupted: a launch starting after that is stopped at once.
 
 
 def launch_and_wait(command: Sequence[str], log) -> int:
@@ -418,6 +419,8 @@ def launch_and_wait(command: Sequence[str], log) -> int:
   with subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as launch:
     with _LOCK:
       _LAUNCHES.add(launch)
+      if _STOPPING.is_set():  # Its thread got here after stop_launches() went through the others.
+        launch.terminate()
     try:
       return launch.wait()
     finally:
@@ -429,6 +432,7 @@ def stop_launches() -> None:
   """Asks every launch training now to stop (SIGTERM; a rerun resumes each from its last checkpoint). A Ctrl-C
   reaches them by itself, but a signal to this process alone or an error here would leave them training."""
   with _LOCK:
+    _STOPPING.set()
     for launch in _LAUNCHES:
       launch.terminate()
 
@@ -669,6 +673,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     while running:
       record_finished()
 
+  _STOPPING.clear()
   try:
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
       try:

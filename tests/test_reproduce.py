@@ -172,24 +172,36 @@ def test_a_launch_stopped_from_outside_stops_the_sweep_instead_of_counting_a_fai
   assert not os.path.exists(tmp_path / "fig3.csv")
 
 
-def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkeypatch):
-  launched = threading.Event()
+@pytest.mark.parametrize("launch_registered_first", [True, False])
+def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkeypatch, launch_registered_first):
+  # Either the interrupt finds the first run's launch training, or that launch starts only after the interrupt
+  # (its thread was slower): both must end by SIGTERM, not train on.
+  stop_requested = threading.Event()
+  stop_launches = reproduce.stop_launches
   returncodes = []
 
+  def recording_stop_launches():
+    stop_launches()
+    stop_requested.set()
+
   def fake_train(run, budget, dataset, final_episodes, extra):
-    launched.set()
+    if not launch_registered_first:
+      stop_requested.wait(20)
     returncode = reproduce.launch_and_wait(["sleep", "60"], subprocess.DEVNULL)  # As train_and_evaluate launches.
     returncodes.append(returncode)
     raise subprocess.CalledProcessError(returncode, "sleep")
 
   def interrupted_second_dataset(path, run, episodes, source=None):
     if run.seed == 1:
-      launched.wait(20)
+      deadline = time.monotonic() + 20
+      while launch_registered_first and not reproduce._LAUNCHES and time.monotonic() < deadline:
+        time.sleep(0.01)
       raise KeyboardInterrupt
     return {"num_episodes": episodes, "num_success_examples": 200}
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   monkeypatch.setattr(reproduce, "ensure_dataset", interrupted_second_dataset)
+  monkeypatch.setattr(reproduce, "stop_launches", recording_stop_launches)
   start = time.monotonic()
   with pytest.raises(KeyboardInterrupt):
     reproduce.main(
