@@ -121,7 +121,10 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
 
 def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_path, monkeypatch):
   both_started = threading.Barrier(2, timeout=20)  # Broken (an error) unless two runs train at once.
-  lock, order, at_once, now = threading.Lock(), [], [], [0]
+  lock, order, at_once, now, rows_seen = threading.Lock(), [], [], [0], []
+  # The order the runs end in, each waiting until the rows of those before it are in the table: every row is
+  # written as its run ends, while another run still trains (LAEO's runs end while ORIL's seed 0 trains).
+  ends = [("laeo", 0), ("laeo", 1), ("oril", 0), ("oril", 1)]
 
   def fake_train(run, budget, dataset, final_episodes, extra):
     with lock:
@@ -129,8 +132,11 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
       at_once.append(now[0])
     if run.seed == 0:
       both_started.wait()
-    if run.agent == "oril":
-      time.sleep(0.5)  # Ends after LAEO: rows follow the order runs end in.
+    before = ends.index((run.agent, run.seed))
+    deadline = time.monotonic() + 20
+    while len(reproduce.read_rows(str(tmp_path / "fig3.csv"))) < before and time.monotonic() < deadline:
+      time.sleep(0.01)
+    rows_seen.append(len(reproduce.read_rows(str(tmp_path / "fig3.csv"))))
     with lock:
       now[0] -= 1
       order.append((run.agent, run.seed))
@@ -153,6 +159,7 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
     rows = [(r["agent"], r["seed"]) for r in csv.DictReader(f)]
   # LAEO seed 1 took the slot LAEO seed 0 freed and ended before ORIL seed 0: rows follow the runs' ends.
   assert rows == [("laeo", "0"), ("laeo", "1"), ("oril", "0"), ("oril", "1")] == [(a, str(s)) for a, s in order]
+  assert rows_seen == [0, 1, 2, 3]
   assert reproduce.main(args + [f"--out_dir={tmp_path}"]) == 0 and len(order) == 4  # A rerun trains nothing.
   with pytest.raises(SystemExit):
     reproduce.main(["--figure=3", "--jobs=0", f"--out_dir={tmp_path}"])
