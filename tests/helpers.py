@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (fixtures live in conftest.py)."""
 
 import socket
+import time
 from typing import List
 
 
@@ -62,3 +63,13 @@ def write_evaluations(workdir, points):
   lines = ["episodes,learner_steps,success_rate,success_rate_final_step"]
   lines += [f"{e},{s},{a},{f}" for s, a, f, e in points]
   (workdir / "logs" / "evaluator_0" / "logs.csv").write_text("\n".join(lines) + "\n")
+
+
+def wait_for(predicate, timeout_s, what):
+  """Polls `predicate` until it holds; an AssertionError naming `what` after `timeout_s` seconds."""
+  deadline = time.time() + timeout_s
+  while time.time() < deadline:
+    if predicate():
+      return
+    time.sleep(0.2)
+  raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

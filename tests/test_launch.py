@@ -18,7 +18,7 @@ from data_pipeline import generate
 from launch import checkpointing
 from launch import evaluate
 from launch import policy as policy_lib
-from tests.helpers import make_tiny_run_config, read_episodes
+from tests.helpers import make_tiny_run_config, read_episodes, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -345,15 +345,6 @@ def test_run_config_holds_the_dataset_observation_stats_and_a_resumed_run_keeps_
   assert make(tmp_path / "a").observation_stats == stored["observation_stats"]
   with pytest.raises(ValueError, match="normalize_observations"):
     make(tmp_path / "a", normalize=False)
-
-
-def wait_for(predicate, timeout_s, what):
-  deadline = time.time() + timeout_s
-  while time.time() < deadline:
-    if predicate():
-      return
-    time.sleep(0.2)
-  raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def start_and_wait_for_checkpoint(dataset_dir, workdir, num_steps, extra=()):

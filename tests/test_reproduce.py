@@ -15,7 +15,7 @@ import pytest
 
 from scripts import paper_plots
 from scripts import reproduce
-from tests.helpers import write_evaluations
+from tests.helpers import wait_for, write_evaluations
 
 
 def test_figure_3_runs_state_tasks_seed_major_then_images():
@@ -125,6 +125,7 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
   # The order the runs end in, each waiting until the rows of those before it are in the table: every row is
   # written as its run ends, while another run still trains (LAEO's runs end while ORIL's seed 0 trains).
   ends = [("laeo", 0), ("laeo", 1), ("oril", 0), ("oril", 1)]
+  table = str(tmp_path / "fig3.csv")
 
   def fake_train(run, budget, dataset, final_episodes, extra):
     with lock:
@@ -133,10 +134,8 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
     if run.seed == 0:
       both_started.wait()
     before = ends.index((run.agent, run.seed))
-    deadline = time.monotonic() + 20
-    while len(reproduce.read_rows(str(tmp_path / "fig3.csv"))) < before and time.monotonic() < deadline:
-      time.sleep(0.01)
-    rows_seen.append(len(reproduce.read_rows(str(tmp_path / "fig3.csv"))))
+    wait_for(lambda: len(reproduce.read_rows(table)) >= before, 20, f"the rows of the {before} runs ending first")
+    rows_seen.append(len(reproduce.read_rows(table)))
     with lock:
       now[0] -= 1
       order.append((run.agent, run.seed))
@@ -200,9 +199,8 @@ def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkey
 
   def interrupted_second_dataset(path, run, episodes, source=None):
     if run.seed == 1:
-      deadline = time.monotonic() + 20
-      while launch_registered_first and not reproduce._LAUNCHES and time.monotonic() < deadline:
-        time.sleep(0.01)
+      if launch_registered_first:
+        wait_for(lambda: reproduce._LAUNCHES, 20, "the first run's launch")  # pylint: disable=protected-access
       raise KeyboardInterrupt
     return {"num_episodes": episodes, "num_success_examples": 200}
 
