@@ -7,21 +7,22 @@
   python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo --launch_flag=episode_reuse=4 \
       --out_dir=results/episode_reuse/R4     # a variant: its own workdirs, rows and table
 
-Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final
-checkpoint on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it
-finishes, and rows already there are skipped, so an interrupted sweep continues when rerun; a run killed
-midway resumes from its last checkpoint. A run that another figure's table in the same folder already holds (the
-same task, agent, seed, dataset, steps, preset and options, e.g. Fig. 6's 200-example cell and Fig. 3) is not
-trained again: its row is copied, with that run's workdir and commit. With --extend, a run of more steps than a
-finished run of the same cell in the table goes on from that run's last checkpoint (a copy of its workdir; the
-shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from') and counts both
-parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure (results/paper/fig<N>.png) is redrawn
-after every run, and the run's evaluations during training are copied into results/paper/curves.csv (Fig. 4 and
-each figure's flattening table are drawn from there, since runs/ is not committed). --dry_run lists what the same
-command would do with each run (done, copy, extend, resume or new, and which datasets it would generate) and
-touches nothing. --jobs=2 trains two runs at a time: on the 2-core machine here one image run's learner keeps
-about 1.2-1.5 cores busy, and two image launches side by side made 1.25-1.27x the updates of one (the updates alone
-1.4-1.6x; results/parallel_runs_2026-12-06.md); each run's wall_s then counts time shared with the other.
+Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final checkpoint
+on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it finishes, and rows
+already there are skipped, so an interrupted sweep continues when rerun; a run killed midway resumes from its last
+checkpoint, and its row's wall_s counts the time before the restart too. A run that another figure's table in the
+same folder already holds (the same task, agent, seed, dataset, steps, preset and options, e.g. Fig. 6's 200-example
+cell and Fig. 3) is not trained again: its row is copied, with that run's workdir and commit. With --extend, a run
+of more steps than a finished run of the same cell in the table goes on from that run's last checkpoint (a copy of
+its workdir; the shorter run stays as it was) instead of starting afresh: its row names that run ('continued_from')
+and counts both parts' wall time. Runs go seed-major (every cell's seed 0 first). The figure
+(results/paper/fig<N>.png) is redrawn after every run, and the run's evaluations during training are copied into
+results/paper/curves.csv (Fig. 4 and each figure's flattening table are drawn from there, since runs/ is not
+committed). --dry_run lists what the same command would do with each run (done, copy, extend, resume or new, and
+which datasets it would generate) and touches nothing. --jobs=2 trains two runs at a time: on the 2-core machine
+here one image run's learner keeps about 1.2-1.5 cores busy, and two image launches side by side made 1.25-1.27x the
+updates of one (the updates alone 1.4-1.6x; results/parallel_runs_2026-12-06.md); each run's wall_s then counts time
+shared with the other.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
@@ -74,13 +75,14 @@ COLUMNS = (
   "success_any_step",
   "success_final_step",
   "eval_episodes",
-  "wall_s",
+  "wall_s",  # Seconds its launches and final evaluation took, over every sweep that trained it (RunClock).
   "workdir",
   "commit",
   "options",
   "continued_from",  # With --extend: the workdir of the shorter run this one went on from.
 )
 CONTINUED_FROM = "continued_from.json"  # In a workdir made by continue_run: the run it was copied from.
+CLOCK_EVERY_S = 30.0  # How often a training run's wall time so far is saved (RunClock).
 # Flags of launch/local.py that a sweep sets itself (so --launch_flag may not).
 OWN_LAUNCH_FLAGS = (
   "agent",
@@ -437,6 +439,46 @@ def stop_launches() -> None:
       launch.terminate()
 
 
+class RunClock:
+  """The wall time one run has taken over every sweep that trained it, so that a run resumed after a restart counts
+  its earlier parts too. Kept in a file beside the run's log and rewritten every `every_s` seconds while the run
+  trains: a sweep killed with its machine loses at most that much. A run that starts afresh starts from zero."""
+
+  def __init__(self, path: str, resumed: bool, every_s: float):
+    self._path, self._every_s = path, every_s
+    self._before = 0.0
+    if resumed and os.path.exists(path):
+      with open(path) as f:
+        self._before = float(json.load(f)["wall_s"])
+    self._started = time.time()
+    self._done = threading.Event()
+    self._keeper = threading.Thread(target=self._keep, daemon=True)
+
+  def seconds(self) -> float:
+    return self._before + time.time() - self._started
+
+  def _save(self) -> None:
+    partial = self._path + ".partial"
+    with open(partial, "w") as f:
+      json.dump({"wall_s": round(self.seconds(), 1)}, f)
+    os.replace(partial, self._path)
+
+  def _keep(self) -> None:
+    while not self._done.wait(self._every_s):
+      self._save()
+
+  def __enter__(self) -> "RunClock":
+    self._started = time.time()
+    self._save()
+    self._keeper.start()
+    return self
+
+  def __exit__(self, *unused) -> None:
+    self._done.set()
+    self._keeper.join()
+    self._save()
+
+
 def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: int, extra: Sequence[str]) -> Dict:
   """Trains `run` through launch/local.py (with the sweep's `extra` arguments) and evaluates its final checkpoint."""
   num_steps = num_steps_of(run, budget)
@@ -463,15 +505,17 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
     *image_config,
     *extra,
   ]
-  started, commit = time.time(), code_commit()
+  commit = code_commit()
   log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  with open(log_path, "a") as log:
-    returncode = launch_and_wait(command, log)
-  if returncode:
-    raise subprocess.CalledProcessError(returncode, command)
-  with _EVALUATION_LOCK:  # Runs side by side (--jobs) evaluate in this one process: one renderer at a time.
-    result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
+  clock_path = os.path.splitext(log_path)[0] + ".wall_s.json"
+  with RunClock(clock_path, resumed=os.path.exists(workdir), every_s=CLOCK_EVERY_S) as clock:
+    with open(log_path, "a") as log:
+      returncode = launch_and_wait(command, log)
+    if returncode:
+      raise subprocess.CalledProcessError(returncode, command)
+    with _EVALUATION_LOCK:  # Runs side by side (--jobs) evaluate in this one process: one renderer at a time.
+      result = evaluate.evaluate_latest_checkpoint(workdir, final_episodes, seed=12345)
   if result["learner_steps"] != num_steps:
     raise RuntimeError(f"{workdir}: final checkpoint at step {result['learner_steps']}, expected {num_steps}.")
   return {
@@ -479,7 +523,7 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
     "success_any_step": result["success_rate"],
     "success_final_step": result["success_rate_final_step"],
     "eval_episodes": result["episodes"],
-    "wall_s": round(time.time() - started, 1),
+    "wall_s": round(clock.seconds(), 1),
     "workdir": os.path.relpath(workdir, ROOT),
     "commit": commit,
   }

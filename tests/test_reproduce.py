@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -331,6 +332,46 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
   shorter = os.path.join(reproduce.ROOT, rows[10]["workdir"])
   assert os.listdir(os.path.join(shorter, "checkpoints")) == ["ckpt_10"]
   assert reproduce.run_config_lib.read_stored(shorter)["num_steps"] == 10
+
+
+def test_a_resumed_runs_wall_s_counts_the_time_before_its_restart(tmp_path, monkeypatch):
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path))
+  monkeypatch.setattr(reproduce, "CLOCK_EVERY_S", 0.05)
+  monkeypatch.setattr(reproduce, "code_commit", lambda: "c0ffee")
+  monkeypatch.setattr(
+    reproduce.evaluate,
+    "evaluate_latest_checkpoint",
+    lambda *args, **kwargs: {"learner_steps": 5000, "success_rate": 1.0, "success_rate_final_step": 1.0, "episodes": 1},
+  )
+  run, budget = reproduce.Run(figure=3, task="fetch_reach", agent="bc", seed=0), reproduce.BUDGETS["cpu"]
+  dataset = str(tmp_path / "data" / "fetch_reach_medium")
+  workdir = reproduce.workdir_of(run, budget, dataset, [])
+  clock = os.path.join(tmp_path, "runs", "paper", "logs", "fetch_reach_medium_bc_laptop_5000steps_seed0.wall_s.json")
+
+  def saved():
+    with open(clock) as f:
+      return json.load(f)["wall_s"]
+
+  def killed_after_a_second(command, log):  # The first part: trains a second, then its machine goes down.
+    os.makedirs(workdir)
+    wait_for(lambda: saved() >= 1.0, 30, "the run's time saved while it trains")
+    before_the_kill.append(saved())
+    return 1
+
+  before_the_kill = []
+  monkeypatch.setattr(reproduce, "launch_and_wait", killed_after_a_second)
+  with pytest.raises(subprocess.CalledProcessError):
+    reproduce.train_and_evaluate(run, budget, dataset, 1, [])
+  with open(clock, "w") as f:  # A killed sweep saves nothing more: its last periodic save stays.
+    json.dump({"wall_s": before_the_kill[0]}, f)
+
+  monkeypatch.setattr(reproduce, "launch_and_wait", lambda command, log: time.sleep(0.3) or 0)
+  resumed = reproduce.train_and_evaluate(run, budget, dataset, 1, [])
+  assert before_the_kill[0] + 0.3 <= resumed["wall_s"] < before_the_kill[0] + 30
+
+  shutil.rmtree(workdir)  # Afresh: the earlier run's time is not this one's.
+  monkeypatch.setattr(reproduce, "launch_and_wait", lambda command, log: 0)
+  assert reproduce.train_and_evaluate(run, budget, dataset, 1, [])["wall_s"] < before_the_kill[0]
 
 
 def test_dry_run_says_what_each_run_would_do_and_does_nothing(tmp_path, monkeypatch, capsys):
