@@ -439,6 +439,16 @@ def stop_launches() -> None:
       launch.terminate()
 
 
+def log_path_of(dataset: str, workdir: str) -> str:
+  """Where a run's launches write their output, every sweep's appended."""
+  return os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
+
+
+def clock_path_of(dataset: str, workdir: str) -> str:
+  """Where a run's RunClock keeps its wall time."""
+  return os.path.splitext(log_path_of(dataset, workdir))[0] + ".wall_s.json"
+
+
 class RunClock:
   """The wall time one run has taken over every sweep that trained it, so that a run resumed after a restart counts
   its earlier parts too. Kept in a file beside the run's log and rewritten every `every_s` seconds while the run
@@ -506,10 +516,9 @@ def train_and_evaluate(run: Run, budget: Budget, dataset: str, final_episodes: i
     *extra,
   ]
   commit = code_commit()
-  log_path = os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
+  log_path = log_path_of(dataset, workdir)
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  clock_path = os.path.splitext(log_path)[0] + ".wall_s.json"
-  with RunClock(clock_path, resumed=os.path.exists(workdir), every_s=CLOCK_EVERY_S) as clock:
+  with RunClock(clock_path_of(dataset, workdir), resumed=os.path.exists(workdir), every_s=CLOCK_EVERY_S) as clock:
     with open(log_path, "a") as log:
       returncode = launch_and_wait(command, log)
     if returncode:
@@ -708,6 +717,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       if shorter is not None and not os.path.exists(workdir):
         print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
         continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
+        # Its row adds the shorter run's time; a clock left by an earlier run of this name is not this run's.
+        if os.path.exists(clock_path_of(dataset, workdir)):
+          os.remove(clock_path_of(dataset, workdir))
       print(
         f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
         flush=True,

@@ -320,7 +320,13 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
   seen = _fake_training(monkeypatch, lambda workdir, steps: make_tiny_run_config(data, workdir, num_steps=steps))
   args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", f"--out_dir={tmp_path}"]
   assert reproduce.main([*args, "--num_steps=10"]) == 0
+  (first,) = reproduce.read_rows(str(tmp_path / "fig3.csv"))
+  stale_clock = reproduce.clock_path_of(first["dataset"], first["workdir"].replace("_10steps_", "_30steps_"))
+  os.makedirs(os.path.dirname(stale_clock), exist_ok=True)
+  with open(stale_clock, "w") as f:  # Left by an earlier 30-step run whose workdir is gone.
+    json.dump({"wall_s": 999.0}, f)
   assert reproduce.main([*args, "--num_steps=30", "--extend"]) == 0
+  assert not os.path.exists(stale_clock)
   assert reproduce.main([*args, "--num_steps=20"]) == 0  # Without --extend: afresh.
   assert [s for s, _ in seen] == [10, 30, 20]
   assert seen[0][1] is None and seen[2][1] is None
