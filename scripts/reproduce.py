@@ -478,7 +478,6 @@ class RunClock:
       self._save()
 
   def __enter__(self) -> "RunClock":
-    self._started = time.time()
     self._save()
     self._keeper.start()
     return self

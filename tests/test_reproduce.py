@@ -352,7 +352,7 @@ def test_a_resumed_runs_wall_s_counts_the_time_before_its_restart(tmp_path, monk
   run, budget = reproduce.Run(figure=3, task="fetch_reach", agent="bc", seed=0), reproduce.BUDGETS["cpu"]
   dataset = str(tmp_path / "data" / "fetch_reach_medium")
   workdir = reproduce.workdir_of(run, budget, dataset, [])
-  clock = os.path.join(tmp_path, "runs", "paper", "logs", "fetch_reach_medium_bc_laptop_5000steps_seed0.wall_s.json")
+  clock = reproduce.clock_path_of(dataset, workdir)
 
   def saved():
     with open(clock) as f:
