@@ -467,11 +467,17 @@ class RunClock:
   def seconds(self) -> float:
     return self._before + time.time() - self._started
 
-  def _save(self) -> None:
-    partial = self._path + ".partial"
+  @staticmethod
+  def save(path: str, wall_s: float) -> None:
+    """Writes the clock file whole (a reader never sees half of it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = path + ".partial"
     with open(partial, "w") as f:
-      json.dump({"wall_s": round(self.seconds(), 1)}, f)
-    os.replace(partial, self._path)
+      json.dump({"wall_s": round(wall_s, 1)}, f)
+    os.replace(partial, path)
+
+  def _save(self) -> None:
+    RunClock.save(self._path, self.seconds())
 
   def _keep(self) -> None:
     while not self._done.wait(self._every_s):
@@ -673,11 +679,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       **outcome,
       "options": options,
     }
-    source = continued_from(workdir)
-    if source is not None:
-      before = [r for r in read_rows(table) if r["workdir"] == source]
-      row["continued_from"] = source
-      row["wall_s"] = round(float(row["wall_s"]) + sum(float(r["wall_s"] or 0) for r in before[:1]), 1)
+    row["continued_from"] = continued_from(workdir) or ""
     append_row(table, row)
     print(
       f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
@@ -715,10 +717,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       shorter = shorter_run(read_rows(table), key) if args.extend else None
       if shorter is not None and not os.path.exists(workdir):
         print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
+        # Its clock starts at the shorter run's time (replacing any left by an earlier run of this name), before
+        # the copy: the copy's existence is what makes the run count as resumed.
+        RunClock.save(clock_path_of(dataset, workdir), float(shorter["wall_s"] or 0))
         continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
-        # Its row adds the shorter run's time; a clock left by an earlier run of this name is not this run's.
-        if os.path.exists(clock_path_of(dataset, workdir)):
-          os.remove(clock_path_of(dataset, workdir))
       print(
         f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
         flush=True,

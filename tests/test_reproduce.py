@@ -316,8 +316,17 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
   data = str(tmp_path / "fetch_reach_tiny")
   generate.generate_dataset("fetch_reach", "medium", 12, data, seed=0, num_success_examples=20, show_progress=False)
   monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
-  # What launch/local.py does first: prepare the run, which refuses a workdir that holds another run.
-  seen = _fake_training(monkeypatch, lambda workdir, steps: make_tiny_run_config(data, workdir, num_steps=steps))
+  clock_at_start = {}
+
+  def prepare(workdir, steps):
+    clock = reproduce.clock_path_of(os.path.dirname(workdir), workdir)  # The workdir's folder is named as its data.
+    if os.path.exists(clock):
+      with open(clock) as f:
+        clock_at_start[steps] = json.load(f)["wall_s"]
+    # What launch/local.py does first: prepare the run, which refuses a workdir that holds another run.
+    make_tiny_run_config(data, workdir, num_steps=steps)
+
+  seen = _fake_training(monkeypatch, prepare)
   args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "bc", "--seeds", "0", f"--out_dir={tmp_path}"]
   assert reproduce.main([*args, "--num_steps=10"]) == 0
   (first,) = reproduce.read_rows(str(tmp_path / "fig3.csv"))
@@ -326,14 +335,15 @@ def test_extend_goes_on_from_the_same_cells_shorter_run_in_a_copy_the_launcher_r
   with open(stale_clock, "w") as f:  # Left by an earlier 30-step run whose workdir is gone.
     json.dump({"wall_s": 999.0}, f)
   assert reproduce.main([*args, "--num_steps=30", "--extend"]) == 0
-  assert not os.path.exists(stale_clock)
   assert reproduce.main([*args, "--num_steps=20"]) == 0  # Without --extend: afresh.
   assert [s for s, _ in seen] == [10, 30, 20]
   assert seen[0][1] is None and seen[2][1] is None
   assert seen[1][1] == ["checkpoints", reproduce.CONTINUED_FROM, "run_config.json"]
   rows = {int(r["num_steps"]): r for r in reproduce.read_rows(str(tmp_path / "fig3.csv"))}
-  assert rows[30]["continued_from"] == rows[10]["workdir"] and rows[30]["wall_s"] == "20.0"
-  assert rows[10]["continued_from"] == rows[20]["continued_from"] == "" and rows[20]["wall_s"] == "10.0"
+  assert rows[30]["continued_from"] == rows[10]["workdir"]
+  assert rows[10]["continued_from"] == rows[20]["continued_from"] == ""
+  # The longer run's clock (a resumed run's: RunClock) starts at the shorter run's time, not at a stale clock's.
+  assert clock_at_start == {30: float(rows[10]["wall_s"])}
   # The shorter run is left as it was: its own config, only its own checkpoint.
   shorter = os.path.join(reproduce.ROOT, rows[10]["workdir"])
   assert os.listdir(os.path.join(shorter, "checkpoints")) == ["ckpt_10"]
