@@ -1,6 +1,6 @@
 #!/bin/bash
 # The image-budget runs still to make, in order (docs/results.md, "Not reached yet"): Fig. 5's FetchReach-image
-# cells, then Fig. 6's FetchPush-image cells (1, 10, 100 success examples; 0.1x the dataset), 3 seeds, 40000 updates.
+# cells, then Fig. 6's FetchPush-image cells (1, 10, 100 success examples; 0.1x/10x dataset), 3 seeds, 40000 updates.
 # Each command skips the runs whose rows are in its table and resumes a killed run from its last checkpoint, so
 # after a restart (or a wiped machine: datasets regenerate) the same line goes on from where the work stood:
 #   mkdir -p runs && nohup results/image_budget/queue.sh > runs/image_budget_queue.log 2>&1 &
