@@ -27,6 +27,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from launch import plot  # noqa: E402
+from scripts import row_code  # noqa: E402
 
 AGENT_ORDER = ("laeo", "oril", "purl", "bc")
 COLORS = {"laeo": "tab:blue", "oril": "tab:orange", "purl": "tab:green", "bc": "tab:gray"}
@@ -348,10 +349,15 @@ def plot_figure(figure: int, table: str, out_dir: str, root: str) -> str:
     with open(os.path.join(out_dir, f"fig{figure}.md"), "w") as f:
       f.write(
         "Success rate of the final checkpoint: mean over seeds, any step / final step "
-        "(per-seed any-step values in brackets).\n\n" + summary + "\n" + flatness_markdown(figure, rows, curves)
+        "(per-seed any-step values in brackets).\n\n"
+        + summary
+        + "\n"
+        + flatness_markdown(figure, rows, curves)
+        + "\n"
+        + row_code.code_markdown(rows, root)
       )
     if out_dir == os.path.join(root, "results", "paper"):  # docs/results.md quotes the project's own tables.
-      update_table(os.path.join(root, RESULTS_DOC), f"fig{figure}", summary)
+      update_table(os.path.join(root, RESULTS_DOC), f"fig{figure}", summary + "\n" + row_code.summary_line(rows, root))
   return out
 
 
