@@ -76,7 +76,8 @@ def code_markdown(rows: Sequence[Dict], root: str = ROOT) -> str:
   lines = [
     f"The code of the rows against this checkout ({head(root)}); learning code: "
     f"{', '.join(LEARNING_CODE[:3])} and the launcher's learner, evaluator and final evaluation "
-    "(`scripts/row_code.py`).",
+    "(`scripts/row_code.py`; `git log COMMIT..HEAD -- agents data_pipeline environments launch` says what each "
+    "change was for).",
     "",
     "| commit | rows | learning files changed since |",
     "|---|---|---|",
