@@ -1,6 +1,6 @@
 """Every script in scripts/ still starts: it answers --help (a script that no longer imports fails here); and every
-one but reproduce.py and paper_plots.py (tests/test_reproduce.py) does its real work on tiny arguments, writing
-into a temporary --out whose content is checked."""
+one but reproduce.py and paper_plots.py (tests/test_reproduce.py) and row_code.py (tests/test_row_code.py) does its
+real work on tiny arguments, writing into a temporary --out whose content is checked."""
 
 import csv
 import json
