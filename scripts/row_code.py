@@ -14,6 +14,7 @@ import argparse
 import collections
 import csv
 import os
+import re
 import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -57,6 +58,8 @@ def changed_since(commit: str, root: str = ROOT) -> Optional[List[str]]:
   added and removed since ('agents/x.py (+3/-1)'); None where the repository does not hold that commit (a row
   that recorded none, or a commit that was never pushed here)."""
   base = commit[: -len(DIRTY)] if commit.endswith(DIRTY) else commit
+  if not re.fullmatch(r"[0-9a-f]{4,40}", base):  # A table's cell never reaches git as an option.
+    return None
   numstat = _git(root, "diff", "--numstat", base, "HEAD", "--", *LEARNING_CODE)
   if numstat is None:
     return None

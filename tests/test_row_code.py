@@ -33,6 +33,8 @@ def test_each_rows_commit_is_told_which_learning_files_changed_since(tmp_path):
   assert row_code.changed_since(second, root) == []
   assert row_code.changed_since("0123456789", root) is None
   assert row_code.changed_since("unrecorded (row committed in c65207c576)", root) is None
+  assert row_code.changed_since(f"--output={tmp_path / 'written'}", root) is None
+  assert not (tmp_path / "written").exists()
 
   rows = [{"commit": c} for c in (first, first, second, second + "+dirty", first + "+dirty", "", "0123456789")]
   text = row_code.code_markdown(rows, root)
