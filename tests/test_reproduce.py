@@ -676,8 +676,8 @@ def test_runs_can_be_narrowed_to_cells_and_a_filter_matching_nothing_is_refused(
   assert reproduce.select_runs(runs, tasks=None, agents=None) == runs
   with pytest.raises(ValueError, match="--success_examples 5"):
     reproduce.select_runs(runs, success_examples=[1, 5])
-  with pytest.raises(ValueError, match="No run"):  # Each value exists, but not together (images have no 10x).
-    reproduce.select_runs(runs, tasks=["fetch_push_image"], dataset_scales=[10])
+  with pytest.raises(ValueError, match="No run"):  # Each value exists, but not together (0.1x has 200 examples).
+    reproduce.select_runs(runs, tasks=["fetch_push_image"], success_examples=[1], dataset_scales=[0.1])
   # On the command line: exit 2 with the reason, nothing made.
   monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
   out = tmp_path / "results"
