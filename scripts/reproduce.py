@@ -57,6 +57,7 @@ from launch import checkpointing  # noqa: E402
 from launch import evaluate  # noqa: E402
 from launch import run_config as run_config_lib  # noqa: E402
 from scripts import paper_plots  # noqa: E402
+from scripts import row_code  # noqa: E402
 
 AGENTS = ("laeo", "oril", "purl", "bc")
 STATE_TASKS = ("fetch_reach", "fetch_push", "sawyer_window_open", "sawyer_drawer_close")
@@ -242,7 +243,7 @@ def code_commit(root: str = ROOT) -> str:
   head = subprocess.run(["git", "-C", root, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
   code = ["agents", "data_pipeline", "environments", "launch", "scripts"]
   status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", *code], capture_output=True, text=True)
-  return (head.stdout.strip() or "unknown") + ("+dirty" if status.stdout.strip() else "")
+  return (head.stdout.strip() or "unknown") + (row_code.DIRTY if status.stdout.strip() else "")
 
 
 def episodes_source(run: Run, budget: Budget) -> Optional[str]:

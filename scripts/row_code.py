@@ -41,7 +41,7 @@ LEARNING_CODE = (
     )
   ),
 )
-DIRTY = "+dirty"
+DIRTY = "+dirty"  # The mark reproduce.code_commit gives a commit whose code had uncommitted changes.
 
 
 def _git(root: str, *args: str) -> Optional[str]:
