@@ -19,7 +19,9 @@ and counts both parts' wall time. Runs go seed-major (every cell's seed 0 first)
 (results/paper/fig<N>.png) is redrawn after every run, and the run's evaluations during training are copied into
 results/paper/curves.csv (Fig. 4 and each figure's flattening table are drawn from there, since runs/ is not
 committed). --dry_run lists what the same command would do with each run (done, copy, extend, resume or new, and
-which datasets it would generate) and touches nothing. --jobs=2 trains two runs at a time: on the 2-core machine
+which datasets it would generate) and touches nothing. Two sweeps started at once (by mistake, or to share the work)
+never train one run together: a sweep claims each run while it trains it and the other passes it by, a dataset is
+generated once, and rows and figures are written one process at a time. --jobs=2 trains two runs at a time: on the 2-core machine
 here one image run's learner keeps about 1.2-1.5 cores busy, and two image launches side by side made 1.25-1.27x the
 updates of one (the updates alone 1.4-1.6x; results/parallel_runs_2026-12-06.md); each run's wall_s then counts time
 shared with the other.
@@ -32,8 +34,10 @@ Datasets are generated on first use under data/paper/ (seed 0, shared by every r
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import glob
 import json
 import os
@@ -256,7 +260,15 @@ def episodes_source(run: Run, budget: Budget) -> Optional[str]:
 
 def ensure_dataset(path: str, run: Run, episodes: int, source: Optional[str] = None) -> Dict:
   """The dataset at `path`, generated when missing; with `source` (the same episodes with the default number of
-  success examples), made from it by redrawing the success examples instead of rolling out again."""
+  success examples), made from it by redrawing the success examples instead of rolling out again. Two sweeps that
+  need it at once take turns: the second waits and uses what the first made."""
+  if rlds_writer.is_dataset_dir(path):
+    return rlds_writer.read_metadata(path)
+  with locked(path + ".lock"):
+    return _ensure_dataset(path, run, episodes, source)
+
+
+def _ensure_dataset(path: str, run: Run, episodes: int, source: Optional[str]) -> Dict:
   if not rlds_writer.is_dataset_dir(path) and source is not None:
     ensure_dataset(source, dataclasses.replace(run, num_success_examples=DEFAULT_SUCCESS_EXAMPLES), episodes)
     print(f"[reproduce] {path}: the episodes of {source}, {run.num_success_examples} success examples", flush=True)
@@ -268,6 +280,33 @@ def ensure_dataset(path: str, run: Run, episodes: int, source: Optional[str] = N
     )
     print(generate.summary_line(summary), flush=True)
   return rlds_writer.read_metadata(path)
+
+
+def try_lock(path: str, wait: bool) -> Optional[int]:
+  """An exclusive lock (flock) on `path`, a directory or a file (made if missing): the descriptor that holds it, or
+  None when another process holds it and `wait` is false. Closing the descriptor, or its holder's death (a killed
+  sweep), releases it."""
+  if os.path.isdir(path):
+    fd = os.open(path, os.O_RDONLY)
+  else:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+  except BlockingIOError:
+    os.close(fd)
+    return None
+  return fd
+
+
+@contextlib.contextmanager
+def locked(path: str):
+  """Holds try_lock(path) for the block, waiting for another process to let go of it first."""
+  fd = try_lock(path, wait=True)
+  try:
+    yield
+  finally:
+    os.close(fd)
 
 
 def run_key(row: Dict) -> tuple:
@@ -393,6 +432,8 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
     return f"copy       {what}: figure {elsewhere[key]['figure']}'s row"
   if extend_from is not None and not os.path.exists(workdir):
     return f"extend     {what}: goes on from {extend_from['workdir']} ({extend_from['num_steps']} steps)"
+  if training_elsewhere(dataset, workdir):
+    return f"busy       {what}: another sweep is training it now (its log: {log_path_of(dataset, workdir)})"
   step = checkpointing.for_run(workdir).latest_step()  # What the launcher resumes from.
   if step:
     return f"resume     {what}: from {os.path.relpath(workdir, ROOT)}'s checkpoint of step {step}"
@@ -442,6 +483,24 @@ def stop_launches() -> None:
 def log_path_of(dataset: str, workdir: str) -> str:
   """Where a run's launches write their output, every sweep's appended."""
   return os.path.join(ROOT, "runs", "paper", "logs", f"{os.path.basename(dataset)}_{os.path.basename(workdir)}.log")
+
+
+def claim_run(dataset: str, workdir: str) -> Optional[int]:
+  """Claims a run for this sweep (a lock on its log file, held until its row is written): the descriptor, or None
+  when another sweep is training it. Two sweeps started on one table, or on tables that share runs, then never train
+  one workdir at once; a sweep that dies releases its claims."""
+  return try_lock(log_path_of(dataset, workdir), wait=False)
+
+
+def training_elsewhere(dataset: str, workdir: str) -> bool:
+  """Whether another sweep holds the run's claim now (asked without making its log)."""
+  if not os.path.exists(log_path_of(dataset, workdir)):
+    return False
+  fd = claim_run(dataset, workdir)
+  if fd is None:
+    return True
+  os.close(fd)
+  return False
 
 
 def clock_path_of(dataset: str, workdir: str) -> str:
@@ -653,7 +712,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       shorter = shorter_run(rows, key) if args.extend else None
       print("  " + plan_line(run, budget, key, done, elsewhere, shorter, extra))
     return 0
-  failures = 0
+  failures, busy = 0, 0
+
+  def write_row(row: Dict) -> None:
+    """Appends `row` and redraws the figure, one process at a time: sweeps writing tables in one folder share its
+    curves.csv."""
+    with locked(out_dir):
+      append_row(table, row)
+      paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
 
   def record(run: Run, dataset: str, meta: Dict, workdir: str, training: concurrent.futures.Future) -> None:
     """Appends a finished run's row (in this thread: rows and figures are written one at a time)."""
@@ -680,23 +746,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "options": options,
     }
     row["continued_from"] = continued_from(workdir) or ""
-    append_row(table, row)
+    write_row(row)
     print(
       f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
       f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s",
       flush=True,
     )
-    paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
 
   running = {}
 
   def record_finished() -> None:
     finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
     for training in finished:
-      record(*running.pop(training), training)
+      *made, claim = running.pop(training)
+      try:
+        record(*made, training)
+      finally:
+        os.close(claim)
 
   def schedule(pool: concurrent.futures.Executor) -> None:
     """Starts each run not yet done when one of the --jobs slots is free; records every run as it ends."""
+    nonlocal busy
     for i, run in enumerate(runs):
       dataset = dataset_dir(run, budget)
       key = key_of(run)
@@ -704,29 +774,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         continue
       if key in elsewhere:
         same = elsewhere[key]
-        append_row(table, {**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
+        write_row({**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
         print(
           f"[reproduce] {run.task} {run.agent} seed {run.seed}: the run of figure {same['figure']}'s row", flush=True
         )
-        paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
         continue
       while len(running) >= args.jobs:
         record_finished()
-      meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
       workdir = workdir_of(run, budget, dataset, extra)
-      shorter = shorter_run(read_rows(table), key) if args.extend else None
-      if shorter is not None and not os.path.exists(workdir):
-        print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
-        # Its clock starts at the shorter run's time (replacing any left by an earlier run of this name), before
-        # the copy: the copy's existence is what makes the run count as resumed.
-        RunClock.save(clock_path_of(dataset, workdir), float(shorter["wall_s"] or 0))
-        continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
-      print(
-        f"[reproduce] run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed} ({os.path.basename(dataset)})",
-        flush=True,
-      )
-      training = pool.submit(train_and_evaluate, run, budget, dataset, args.final_episodes, extra)
-      running[training] = (run, dataset, meta, workdir)
+      what = f"run {i + 1}/{len(runs)}: {run.task} {run.agent} seed {run.seed}"
+      claim = claim_run(dataset, workdir)
+      if claim is None:
+        busy += 1
+        print(f"[reproduce] {what}: another sweep is training it now; not here", flush=True)
+        continue
+      if key in {run_key(row) for row in read_rows(table)}:  # Another sweep finished it after this one began.
+        os.close(claim)
+        print(f"[reproduce] {what}: another sweep has made its row", flush=True)
+        continue
+      try:
+        meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
+        shorter = shorter_run(read_rows(table), key) if args.extend else None
+        if shorter is not None and not os.path.exists(workdir):
+          print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
+          # Its clock starts at the shorter run's time (replacing any left by an earlier run of this name), before
+          # the copy: the copy's existence is what makes the run count as resumed.
+          RunClock.save(clock_path_of(dataset, workdir), float(shorter["wall_s"] or 0))
+          continue_run(os.path.join(ROOT, shorter["workdir"]), workdir)
+        print(f"[reproduce] {what} ({os.path.basename(dataset)})", flush=True)
+        training = pool.submit(train_and_evaluate, run, budget, dataset, args.final_episodes, extra)
+      except BaseException:
+        os.close(claim)
+        raise
+      running[training] = (run, dataset, meta, workdir, claim)
     while running:
       record_finished()
 
@@ -741,7 +821,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except Stopped as e:
     print(f"[reproduce] {e}: the sweep stops; the same command resumes it.", flush=True)
     return 130
-  print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed; table {table}")
+  finally:
+    for *unused, claim in running.values():  # Runs a stopped sweep leaves unrecorded: another sweep may take them.
+      os.close(claim)
+  elsewhere_now = f", {busy} left to the sweep training them" if busy else ""
+  print(f"[reproduce] figure {args.figure}: {len(runs)} runs, {failures} failed{elsewhere_now}; table {table}")
   return 1 if failures else 0
 
 

@@ -19,6 +19,15 @@ from scripts import reproduce
 from tests.helpers import wait_for, write_evaluations
 
 
+CHECKOUT = reproduce.ROOT
+
+
+@pytest.fixture(autouse=True)
+def _throwaway_root(tmp_path, monkeypatch):
+  """Runs' logs, claims, clocks and workdirs go under a throwaway ROOT, never into the checkout's runs/."""
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path / "repo"))
+
+
 def test_figure_3_runs_state_tasks_seed_major_then_images():
   runs = reproduce.figure_runs(3, seeds=[0, 1, 2], image_seeds=[0])
   state = [r for r in runs if "_image" not in r.task]
@@ -225,6 +234,12 @@ def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkey
       ]
     )
   assert returncodes == [-signal.SIGTERM] and time.monotonic() - start < 30
+  budget = reproduce.BUDGETS["cpu"]
+  for seed in (0, 1):  # Their claims ended with the sweep: another sweep may train them now.
+    run = reproduce.Run(3, "fetch_reach", "laeo", seed)
+    dataset = reproduce.dataset_dir(run, budget)
+    assert os.path.exists(reproduce.log_path_of(dataset, reproduce.workdir_of(run, budget, dataset, [])))
+    assert not reproduce.training_elsewhere(dataset, reproduce.workdir_of(run, budget, dataset, []))
 
 
 def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
@@ -450,7 +465,8 @@ def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monk
   assert len(seen) == 2
 
 
-def test_code_commit_names_head_and_a_table_of_older_columns_gains_the_commit_column(tmp_path):
+def test_code_commit_names_head_and_a_table_of_older_columns_gains_the_commit_column(tmp_path, monkeypatch):
+  monkeypatch.setattr(reproduce, "ROOT", CHECKOUT)
   head = subprocess.run(["git", "-C", reproduce.ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
   assert head.startswith(reproduce.code_commit().removesuffix("+dirty"))
   table = tmp_path / "fig3.csv"
@@ -690,3 +706,73 @@ def test_runs_can_be_narrowed_to_cells_and_a_filter_matching_nothing_is_refused(
   assert reproduce.main(["--figure=6", "--success_examples", "1", "--seeds", "2", f"--out_dir={out}", "--dry_run"]) == 0
   plan = capsys.readouterr().out.splitlines()
   assert len(plan) == 1 + 4 and all("seed 2" in line for line in plan[1:])
+
+
+def test_two_sweeps_at_once_never_train_one_run_together(tmp_path, monkeypatch, capsys):
+  # Sweep A trains LAEO seed 0 until sweep B has ended. B passes that run by and trains ORIL's; A, reaching ORIL's
+  # run after B wrote its row, does not train it again. Each run is trained once and has one row.
+  trained, a_training, b_ended = [], threading.Event(), threading.Event()
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    trained.append(run.agent)
+    if run.agent == "laeo":
+      a_training.set()
+      assert b_ended.wait(20)
+    return {
+      "num_steps": budget.num_steps,
+      "success_any_step": 0.5,
+      "success_final_step": 0.25,
+      "eval_episodes": final_episodes,
+      "wall_s": 1.0,
+      "workdir": f"runs/{run.agent}",
+      "commit": "c0ffee",
+    }
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  _fake_dataset(monkeypatch)
+  args = ["--figure=3", "--tasks", "fetch_reach", "--agents", "laeo", "oril", "--seeds", "0", f"--out_dir={tmp_path}"]
+  status_a = []
+  sweep_a = threading.Thread(target=lambda: status_a.append(reproduce.main(args)), name="A")
+  sweep_a.start()
+  try:
+    assert a_training.wait(20)
+    assert reproduce.main(args + ["--dry_run"]) == 0
+    assert "busy       fetch_reach laeo seed 0, 5000 steps: another sweep is training it now" in capsys.readouterr().out
+    assert reproduce.main(args) == 0
+    assert "fetch_reach laeo seed 0: another sweep is training it now; not here" in capsys.readouterr().out
+  finally:
+    b_ended.set()
+    sweep_a.join(20)
+  assert status_a == [0]
+  assert "fetch_reach oril seed 0: another sweep has made its row" in capsys.readouterr().out
+  assert trained == ["laeo", "oril"]  # ORIL's by B, while A trained LAEO's.
+  rows = reproduce.read_rows(str(tmp_path / "fig3.csv"))
+  assert sorted(r["agent"] for r in rows) == ["laeo", "oril"]
+  # Claims end with their runs: a later sweep finds both made and trains nothing.
+  assert reproduce.main(args) == 0 and len(trained) == 2
+
+
+def test_two_sweeps_needing_one_dataset_generate_it_once(tmp_path, monkeypatch):
+  made, generated = set(), []
+  monkeypatch.setattr(reproduce.rlds_writer, "is_dataset_dir", lambda path: path in made)
+  monkeypatch.setattr(reproduce.rlds_writer, "read_metadata", lambda path: {"path": path})
+
+  def slow_generate(task, quality, episodes, path, seed, num_success_examples, show_progress):
+    generated.append(path)
+    time.sleep(0.5)  # Long enough for the other sweep to ask for the dataset meanwhile.
+    made.add(path)
+    return {
+      "env_name": task, "quality": quality, "seed": seed, "num_episodes": episodes, "num_steps": 1, "success_rate": 0.5,
+      "success_rate_final_step": 0.5, "num_success_examples": num_success_examples, "seconds": 1.0, "out_dir": path,
+    }  # fmt: skip
+
+  monkeypatch.setattr(reproduce.generate, "generate_dataset", slow_generate)
+  run = reproduce.Run(3, "fetch_reach", "laeo", 0)
+  path = reproduce.dataset_dir(run, reproduce.BUDGETS["cpu"])
+  metas = []
+  sweeps = [threading.Thread(target=lambda: metas.append(reproduce.ensure_dataset(path, run, 10))) for _ in range(2)]
+  for sweep in sweeps:
+    sweep.start()
+  for sweep in sweeps:
+    sweep.join(20)
+  assert generated == [path] and metas == [{"path": path}] * 2
