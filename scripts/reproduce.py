@@ -425,7 +425,7 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
   resume its workdir, or start it, and whether its dataset must be generated first."""
   dataset = dataset_dir(run, budget)
   workdir = workdir_of(run, budget, dataset, extra)
-  what = f"{run.task} {run.agent} seed {run.seed}, {num_steps_of(run, budget)} steps"
+  what = f"{run.task} {run.agent} seed {run.seed}, {num_steps_of(run, budget)} steps, {os.path.basename(dataset)}"
   if key in done:
     return f"done       {what}: its row is in the table"
   if key in elsewhere:
@@ -437,7 +437,7 @@ def plan_line(run: Run, budget: Budget, key: tuple, done, elsewhere, extend_from
   step = checkpointing.for_run(workdir).latest_step()  # What the launcher resumes from.
   if step:
     return f"resume     {what}: from {os.path.relpath(workdir, ROOT)}'s checkpoint of step {step}"
-  data = "" if rlds_writer.is_dataset_dir(dataset) else f" (its dataset {os.path.basename(dataset)} generated first)"
+  data = "" if rlds_writer.is_dataset_dir(dataset) else " (its dataset generated first)"
   return f"new        {what}{data}"
 
 

@@ -737,7 +737,10 @@ def test_two_sweeps_at_once_never_train_one_run_together(tmp_path, monkeypatch, 
   try:
     assert a_training.wait(20)
     assert reproduce.main(args + ["--dry_run"]) == 0
-    assert "busy       fetch_reach laeo seed 0, 5000 steps: another sweep is training it now" in capsys.readouterr().out
+    assert (
+      "busy       fetch_reach laeo seed 0, 5000 steps, fetch_reach_medium_2000ep_200ex_seed0: another sweep is training it now"
+      in capsys.readouterr().out
+    )
     assert reproduce.main(args) == 0
     assert "fetch_reach laeo seed 0: another sweep is training it now; not here" in capsys.readouterr().out
   finally:

@@ -3,20 +3,35 @@
 # Fig. 5's FetchReach-image pair already under way; Fig. 6's FetchPush-image cells (10 and 100 success examples,
 # 0.1x and 10x the dataset; the 1-example cells and seed 0's 10-example pair are made); then the rest of Fig. 5
 # (its cells have 3 seeds at 5000 updates in results/paper/fig5.csv).
-# Each command skips the runs whose rows are in its table and resumes a killed run from its last checkpoint, so
-# after a restart (or a wiped machine: datasets regenerate) the same line goes on from where the work stood:
+# Two workers walk the same list, one run at a time each (two image runs at once use this 2-core machine best:
+# docs/performance.md, "Sweeps"); a worker passes by the run the other is training (reproduce.py claims each run),
+# so neither waits at the end of a figure for the other's last run. Each command skips the runs whose rows are in
+# its table and resumes a killed run from its last checkpoint, so after a restart (or a wiped machine: datasets
+# regenerate) the same line goes on from where the work stood:
 #   mkdir -p runs && nohup results/image_budget/queue.sh > runs/image_budget_queue.log 2>&1 &
-# Ctrl-C or a stopped launch ends the queue (status 130); a run that fails is counted and the queue goes on.
+# Arguments are passed to every command (`queue.sh --dry_run`: what each would do). A stopped launch (SIGTERM to
+# launch/local.py) ends its worker (status 130) and the queue, once both workers end, with 130; a run that fails is
+# counted and its worker goes on.
 set -u
 cd "$(dirname "$0")/../.."
-R=(.venv/bin/python scripts/reproduce.py --out_dir=results/image_budget --jobs=2 --num_steps=40000)
-run() {
-  echo "=== $(date -u +%FT%T) $*"
-  "$@"
-  local rc=$?
-  echo "=== rc=$rc"
-  if [ $rc -eq 130 ]; then exit 130; fi
+R=(.venv/bin/python scripts/reproduce.py --out_dir=results/image_budget --jobs=1 --num_steps=40000 "$@")
+run() {  # run WORKER COMMAND...: its output, each line marked with the worker; false when it was stopped.
+  local worker=$1
+  shift
+  echo "=== [w$worker] $(date -u +%FT%T) $*"
+  "$@" 2>&1 | sed -u "s/^/[w$worker] /"
+  local rc=${PIPESTATUS[0]}
+  echo "=== [w$worker] rc=$rc"
+  [ "$rc" -ne 130 ]
 }
-run "${R[@]}" --figure=5 --tasks fetch_reach_image --agents laeo oril --seeds 0
-run "${R[@]}" --figure=6 --tasks fetch_push_image --seeds 0 1 2
-run "${R[@]}" --figure=5 --tasks fetch_reach_image --seeds 0 1 2
+worker() {
+  run "$1" "${R[@]}" --figure=5 --tasks fetch_reach_image --agents laeo oril --seeds 0 &&
+    run "$1" "${R[@]}" --figure=6 --tasks fetch_push_image --seeds 0 1 2 &&
+    run "$1" "${R[@]}" --figure=5 --tasks fetch_reach_image --seeds 0 1 2 || return 130
+}
+worker 1 &
+first=$!
+worker 2
+second=$?
+wait "$first"
+if [ $? -eq 130 ] || [ "$second" -eq 130 ]; then exit 130; fi
