@@ -86,6 +86,20 @@ def test_named_seeds_run_on_image_tasks_too():
   assert reproduce.seed_lists(None, reproduce.BUDGETS["paper"]) == ([0, 1, 2], [0, 1, 2])
 
 
+def _outcome(budget, final_episodes, workdir, **changes):
+  """What train_and_evaluate returns for a finished run of `budget` (success 0.5 / 0.25), with `changes`."""
+  return {
+    "num_steps": budget.num_steps,
+    "success_any_step": 0.5,
+    "success_final_step": 0.25,
+    "eval_episodes": final_episodes,
+    "wall_s": 1.0,
+    "workdir": workdir,
+    "commit": "c0ffee",
+    **changes,
+  }
+
+
 def _fake_dataset(monkeypatch):
   monkeypatch.setattr(
     reproduce,
@@ -101,15 +115,7 @@ def test_sweep_skips_finished_runs_and_records_each_run(tmp_path, monkeypatch):
     trained.append((run.task, run.agent, run.seed))
     if run.agent == "purl":
       raise RuntimeError("node failed")
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 0.5,
-      "success_final_step": 0.25,
-      "eval_episodes": final_episodes,
-      "wall_s": 1.0,
-      "workdir": "runs/x",
-      "commit": f"c0ffee{run.seed}",
-    }
+    return _outcome(budget, final_episodes, "runs/x", commit=f"c0ffee{run.seed}")
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   _fake_dataset(monkeypatch)
@@ -149,15 +155,7 @@ def test_jobs_trains_that_many_runs_at_a_time_and_records_each_as_it_ends(tmp_pa
     with lock:
       now[0] -= 1
       order.append((run.agent, run.seed))
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 0.5,
-      "success_final_step": 0.25,
-      "eval_episodes": final_episodes,
-      "wall_s": 1.0,
-      "workdir": f"runs/{run.agent}{run.seed}",
-      "commit": "c0ffee",
-    }
+    return _outcome(budget, final_episodes, f"runs/{run.agent}{run.seed}")
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   _fake_dataset(monkeypatch)
@@ -266,15 +264,15 @@ def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monke
 
   def fake_train(run, budget, dataset, final_episodes, extra):
     trained.append((run.num_success_examples, run.dataset_scale))
-    return {
-      "num_steps": reproduce.num_steps_of(run, budget),
-      "success_any_step": 0.0,
-      "success_final_step": 0.0,
-      "eval_episodes": final_episodes,
-      "wall_s": 1.0,
-      "workdir": "runs/new",
-      "commit": "f1g6",
-    }
+    return _outcome(
+      budget,
+      final_episodes,
+      "runs/new",
+      num_steps=reproduce.num_steps_of(run, budget),
+      success_any_step=0.0,
+      success_final_step=0.0,
+      commit="f1g6",
+    )
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   monkeypatch.setattr(
@@ -309,15 +307,7 @@ def _fake_training(monkeypatch, prepare=None):
     if prepare is not None:
       prepare(workdir, budget.num_steps)
     os.makedirs(os.path.join(workdir, "checkpoints", f"ckpt_{budget.num_steps}"), exist_ok=True)
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 0.5,
-      "success_final_step": 0.25,
-      "eval_episodes": final_episodes,
-      "wall_s": 10.0,
-      "workdir": os.path.relpath(workdir, reproduce.ROOT),
-      "commit": "c0ffee",
-    }
+    return _outcome(budget, final_episodes, os.path.relpath(workdir, reproduce.ROOT), wall_s=10.0)
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   _fake_dataset(monkeypatch)
@@ -438,15 +428,14 @@ def test_launch_flags_make_other_runs_recorded_with_their_options(tmp_path, monk
 
   def fake_train(run, budget, dataset, final_episodes, extra):
     seen.append(list(extra))
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 1.0,
-      "success_final_step": 1.0,
-      "eval_episodes": final_episodes,
-      "wall_s": 1.0,
-      "workdir": "runs/x_" + reproduce.options_label(extra),
-      "commit": "c",
-    }
+    return _outcome(
+      budget,
+      final_episodes,
+      "runs/x_" + reproduce.options_label(extra),
+      success_any_step=1.0,
+      success_final_step=1.0,
+      commit="c",
+    )
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   _fake_dataset(monkeypatch)
@@ -718,15 +707,7 @@ def test_two_sweeps_at_once_never_train_one_run_together(tmp_path, monkeypatch, 
     if run.agent == "laeo":
       a_training.set()
       assert b_ended.wait(20)
-    return {
-      "num_steps": budget.num_steps,
-      "success_any_step": 0.5,
-      "success_final_step": 0.25,
-      "eval_episodes": final_episodes,
-      "wall_s": 1.0,
-      "workdir": f"runs/{run.agent}",
-      "commit": "c0ffee",
-    }
+    return _outcome(budget, final_episodes, f"runs/{run.agent}")
 
   monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
   _fake_dataset(monkeypatch)
