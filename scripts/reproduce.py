@@ -21,10 +21,10 @@ results/paper/curves.csv (Fig. 4 and each figure's flattening table are drawn fr
 committed). --dry_run lists what the same command would do with each run (done, copy, extend, resume or new, and
 which datasets it would generate) and touches nothing. Two sweeps started at once (by mistake, or to share the work)
 never train one run together: a sweep claims each run while it trains it and the other passes it by, a dataset is
-generated once, and rows and figures are written one process at a time. --jobs=2 trains two runs at a time: on the 2-core machine
-here one image run's learner keeps about 1.2-1.5 cores busy, and two image launches side by side made 1.25-1.27x the
-updates of one (the updates alone 1.4-1.6x; results/parallel_runs_2026-12-06.md); each run's wall_s then counts time
-shared with the other.
+generated once, and rows and figures are written one process at a time, each row once. --jobs=2 trains two runs at a
+time: on the 2-core machine here one image run's learner keeps about 1.2-1.5 cores busy, and two image launches side
+by side made 1.25-1.27x the updates of one (the updates alone 1.4-1.6x; results/parallel_runs_2026-12-06.md); each
+run's wall_s then counts time shared with the other.
 
 Figures: 0 (pipeline sanity: BC on clean-controller data must solve each state task; its image rows say what
 the image pipeline can imitate), 3 (six tasks, medium data), 4 (per-seed training curves of LAEO and ORIL on FetchPush, read from
@@ -714,12 +714,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
   failures, busy = 0, 0
 
-  def write_row(row: Dict) -> None:
-    """Appends `row` and redraws the figure, one process at a time: sweeps writing tables in one folder share its
-    curves.csv."""
+  def write_row(row: Dict) -> bool:
+    """Appends `row` and redraws the figure, one process at a time (sweeps writing tables in one folder share its
+    curves.csv); False, writing nothing, when another sweep has written the run's row since this one began."""
     with locked(out_dir):
+      if run_key(row) in {run_key(r) for r in read_rows(table)}:
+        return False
       append_row(table, row)
       paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
+      return True
 
   def record(run: Run, dataset: str, meta: Dict, workdir: str, training: concurrent.futures.Future) -> None:
     """Appends a finished run's row (in this thread: rows and figures are written one at a time)."""
@@ -746,10 +749,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "options": options,
     }
     row["continued_from"] = continued_from(workdir) or ""
-    write_row(row)
+    written = "" if write_row(row) else "; another sweep had written its row, this one is not"
     print(
       f"[reproduce] {run.task} {run.agent} seed {run.seed}: success {row['success_any_step']:.2f} "
-      f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s",
+      f"(final step {row['success_final_step']:.2f}) in {row['wall_s']:.0f}s{written}",
       flush=True,
     )
 
@@ -774,10 +777,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         continue
       if key in elsewhere:
         same = elsewhere[key]
-        write_row({**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
-        print(
-          f"[reproduce] {run.task} {run.agent} seed {run.seed}: the run of figure {same['figure']}'s row", flush=True
-        )
+        copied = write_row({**{c: same.get(c, "") for c in COLUMNS}, "figure": run.figure})
+        source = f"the run of figure {same['figure']}'s row" if copied else "another sweep has copied its row"
+        print(f"[reproduce] {run.task} {run.agent} seed {run.seed}: {source}", flush=True)
         continue
       while len(running) >= args.jobs:
         record_finished()

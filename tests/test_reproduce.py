@@ -240,10 +240,10 @@ def test_an_interrupted_sweep_stops_the_launches_still_training(tmp_path, monkey
     assert not reproduce.training_elsewhere(dataset, reproduce.workdir_of(run, budget, dataset, []))
 
 
-def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
-  budget = reproduce.BUDGETS["cpu"]
+def _fig3_push_image_row(budget):
+  """Fig. 3's row of LAEO seed 0 on FetchPush-image, which is also Fig. 6's 200-example cell."""
   fig3 = reproduce.Run(figure=3, task="fetch_push_image", agent="laeo", seed=0)
-  made = {
+  return {
     **{c: "" for c in reproduce.COLUMNS},
     "figure": 3,
     "task": "fetch_push_image",
@@ -259,6 +259,11 @@ def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monke
     "workdir": "runs/paper/fig3/made_here",
     "commit": "f1g3",
   }
+
+
+def test_a_run_another_figure_already_made_is_copied_not_trained(tmp_path, monkeypatch):
+  budget = reproduce.BUDGETS["cpu"]
+  made = _fig3_push_image_row(budget)
   reproduce.append_row(str(tmp_path / "fig3.csv"), made)
   trained = []
 
@@ -760,3 +765,38 @@ def test_two_sweeps_needing_one_dataset_generate_it_once(tmp_path, monkeypatch):
   for sweep in sweeps:
     sweep.join(20)
   assert generated == [path] and metas == [{"path": path}] * 2
+
+
+def test_a_row_another_sweep_copied_meanwhile_is_not_copied_twice(tmp_path, monkeypatch):
+  # Sweep A trains Fig. 6's 100-example cell while sweep B passes it by and copies the 200-example cell from Fig. 3;
+  # A, reaching that cell later with the tables it read at its start, must not copy it again.
+  budget = reproduce.BUDGETS["cpu"]
+  reproduce.append_row(str(tmp_path / "fig3.csv"), _fig3_push_image_row(budget))
+  a_training, b_ended = threading.Event(), threading.Event()
+
+  def fake_train(run, budget, dataset, final_episodes, extra):
+    a_training.set()
+    assert b_ended.wait(20)
+    return _outcome(budget, final_episodes, "runs/new", num_steps=reproduce.num_steps_of(run, budget))
+
+  monkeypatch.setattr(reproduce, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(
+    reproduce,
+    "ensure_dataset",
+    lambda path, run, episodes, source=None: {"num_episodes": episodes, "num_success_examples": 100},
+  )
+  args = ["--figure=6", "--tasks", "fetch_push_image", "--agents", "laeo", "--seeds", "0"]
+  args += ["--success_examples", "100", "200", "--dataset_scales", "1", f"--out_dir={tmp_path}"]
+  status_a = []
+  sweep_a = threading.Thread(target=lambda: status_a.append(reproduce.main(args)))
+  sweep_a.start()
+  try:
+    assert a_training.wait(20)
+    assert reproduce.main(args) == 0
+    assert [r["commit"] for r in reproduce.read_rows(str(tmp_path / "fig6.csv"))] == ["f1g3"]  # B copied it.
+  finally:
+    b_ended.set()
+    sweep_a.join(20)
+  assert status_a == [0]
+  rows = reproduce.read_rows(str(tmp_path / "fig6.csv"))
+  assert sorted((r["num_success_examples"], r["commit"]) for r in rows) == [("100", "c0ffee"), ("200", "f1g3")]
