@@ -1060,3 +1060,44 @@ def test_conv_implementation_switch_is_not_undone_by_jax_reusing_a_trace():
   with conv.implementation("matmul"):
     assert not lowered_has_conv()
   assert lowered_has_conv() == auto_has_conv
+
+
+@pytest.mark.parametrize(
+  "name, obs_kind",
+  [("laeo", "state"), ("oril", "state"), ("purl", "state"), ("bc", "state"), ("laeo", "image"), ("oril", "image")],
+)
+def test_a_learner_resumed_from_a_checkpoint_trains_on_exactly_as_one_never_stopped(name, obs_kind, tmp_path):
+  # A run stopped at an odd step (TD3's policy updates every other step) and resumed in a fresh learner from its
+  # Orbax checkpoint must make the same updates on the same batches as a run that never stopped.
+  from launch import checkpointing
+
+  config = agents.make_config(name, **TINY[name])
+  builder = agents.make_builder(name).__class__(config)
+  networks = builder.make_networks(OBS_SPECS[obs_kind], ACTION_SPEC)
+  rng = np.random.default_rng(7)
+  batches = [make_batch(rng, builder.batch_kind, obs_kind) for _ in range(6)]
+  success = _obs(np.random.default_rng(123), obs_kind, NUM_SUCCESS)
+
+  def learner(first_batch):
+    return builder.make_learner(
+      networks,
+      iter(batches[first_batch:]),
+      success,
+      jax.random.PRNGKey(0),
+      counter=common_learner.StepCounter(),
+      logger=RecordingLogger(),
+    )
+
+  never_stopped = learner(0)
+  for _ in range(6):
+    never_stopped.step()
+  stopped = learner(0)
+  for _ in range(3):
+    stopped.step()
+  checkpointing.Checkpointer(str(tmp_path)).save(3, stopped.save(), {})
+  resumed = learner(3)
+  resumed.restore(checkpointing.Checkpointer(str(tmp_path)).latest()["learner"])
+  for _ in range(3):
+    resumed.step()
+  for a, b in zip(jax.tree_util.tree_leaves(never_stopped.save()), jax.tree_util.tree_leaves(resumed.save())):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
