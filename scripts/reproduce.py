@@ -88,6 +88,7 @@ COLUMNS = (
 )
 CONTINUED_FROM = "continued_from.json"  # In a workdir made by continue_run: the run it was copied from.
 CLOCK_EVERY_S = 30.0  # How often a training run's wall time so far is saved (RunClock).
+CLAIM_PATIENCE_S = 0.5  # How long a sweep waits for a run's claim before leaving the run to the sweep holding it.
 # Flags of launch/local.py that a sweep sets itself (so --launch_flag may not).
 OWN_LAUNCH_FLAGS = (
   "agent",
@@ -488,15 +489,20 @@ def log_path_of(dataset: str, workdir: str) -> str:
 def claim_run(dataset: str, workdir: str) -> Optional[int]:
   """Claims a run for this sweep (a lock on its log file, held until its row is written): the descriptor, or None
   when another sweep is training it. Two sweeps started on one table, or on tables that share runs, then never train
-  one workdir at once; a sweep that dies releases its claims."""
-  return try_lock(log_path_of(dataset, workdir), wait=False)
+  one workdir at once; a sweep that dies releases its claims. A lock held only for a moment (another sweep's
+  --dry_run asking) is waited out."""
+  fd = try_lock(log_path_of(dataset, workdir), wait=False)
+  if fd is None:
+    time.sleep(CLAIM_PATIENCE_S)
+    fd = try_lock(log_path_of(dataset, workdir), wait=False)
+  return fd
 
 
 def training_elsewhere(dataset: str, workdir: str) -> bool:
-  """Whether another sweep holds the run's claim now (asked without making its log)."""
+  """Whether another sweep holds the run's claim now (asked without making its log, holding it only a moment)."""
   if not os.path.exists(log_path_of(dataset, workdir)):
     return False
-  fd = claim_run(dataset, workdir)
+  fd = try_lock(log_path_of(dataset, workdir), wait=False)
   if fd is None:
     return True
   os.close(fd)
