@@ -322,6 +322,11 @@ def run_key(row: Dict) -> tuple:
   )
 
 
+def has_run(rows: Sequence[Dict], key: tuple) -> bool:
+  """Whether one of `rows` is the run of `key` (run_key)."""
+  return any(run_key(row) == key for row in rows)
+
+
 def rows_of_other_figures(out_dir: str, table: str) -> Dict[tuple, Dict]:
   """{run key: row} of every other figure's table in `out_dir` (the first row of a key wins)."""
   rows = {}
@@ -491,18 +496,20 @@ def claim_run(dataset: str, workdir: str) -> Optional[int]:
   when another sweep is training it. Two sweeps started on one table, or on tables that share runs, then never train
   one workdir at once; a sweep that dies releases its claims. A lock held only for a moment (another sweep's
   --dry_run asking) is waited out."""
-  fd = try_lock(log_path_of(dataset, workdir), wait=False)
+  log = log_path_of(dataset, workdir)
+  fd = try_lock(log, wait=False)
   if fd is None:
     time.sleep(CLAIM_PATIENCE_S)
-    fd = try_lock(log_path_of(dataset, workdir), wait=False)
+    fd = try_lock(log, wait=False)
   return fd
 
 
 def training_elsewhere(dataset: str, workdir: str) -> bool:
   """Whether another sweep holds the run's claim now (asked without making its log, holding it only a moment)."""
-  if not os.path.exists(log_path_of(dataset, workdir)):
+  log = log_path_of(dataset, workdir)
+  if not os.path.exists(log):
     return False
-  fd = try_lock(log_path_of(dataset, workdir), wait=False)
+  fd = try_lock(log, wait=False)
   if fd is None:
     return True
   os.close(fd)
@@ -724,7 +731,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Appends `row` and redraws the figure, one process at a time (sweeps writing tables in one folder share its
     curves.csv); False, writing nothing, when another sweep has written the run's row since this one began."""
     with locked(out_dir):
-      if run_key(row) in {run_key(r) for r in read_rows(table)}:
+      if has_run(read_rows(table), run_key(row)):
         return False
       append_row(table, row)
       paper_plots.plot_figure(args.figure, table, out_dir, ROOT)
@@ -796,13 +803,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         busy += 1
         print(f"[reproduce] {what}: another sweep is training it now; not here", flush=True)
         continue
-      if key in {run_key(row) for row in read_rows(table)}:  # Another sweep finished it after this one began.
+      rows_now = read_rows(table)
+      if has_run(rows_now, key):  # Another sweep finished it after this one began.
         os.close(claim)
         print(f"[reproduce] {what}: another sweep has made its row", flush=True)
         continue
       try:
         meta = ensure_dataset(dataset, run, dataset_episodes(run, budget), episodes_source(run, budget))
-        shorter = shorter_run(read_rows(table), key) if args.extend else None
+        shorter = shorter_run(rows_now, key) if args.extend else None
         if shorter is not None and not os.path.exists(workdir):
           print(f"[reproduce] going on from {shorter['workdir']} (step {shorter['num_steps']})", flush=True)
           # Its clock starts at the shorter run's time (replacing any left by an earlier run of this name), before
