@@ -966,6 +966,32 @@ def test_laeo_prepares_its_image_success_examples_once():
     assert state_networks.prepare(vectors) is vectors
 
 
+@pytest.mark.parametrize("implementation", ["matmul", "lax"])
+def test_prepared_images_give_the_raw_images_features(implementation):
+  """Under every conv implementation, the encoders and the policy read prepared images as the raw ones (the
+  prepared form is the Blocks of scaled images only where the first layer runs as a matmul)."""
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  with conv.implementation(implementation):
+    config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
+    networks = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4)).make_networks(
+      OBS_SPECS["image"], ACTION_SPEC
+    )
+    state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
+    obs = jnp.asarray(_obs(np.random.default_rng(3), "image", 4))
+    prepared = networks.prepare(obs)
+    assert isinstance(prepared, conv.Blocks) == (implementation == "matmul")
+    np.testing.assert_allclose(
+      networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+      networks.policy.apply(state.policy_params, prepared)[0],
+      networks.policy.apply(state.policy_params, obs)[0],
+      rtol=1e-5,
+      atol=1e-6,
+    )
+
+
 def _image_cuts(jaxpr) -> int:
   """How many times a jaxpr (and the jaxprs inside it) cuts 3-channel images into a strided layer's blocks."""
   n = 0

@@ -59,9 +59,10 @@ class AtariTorso(hk.Module):
 def prepare_images(observation_spec: specs.Array, torso_padding: str = "SAME"):
   """fn(obs [B, ...]) -> what every Encoder of `observation_spec` reads in place of obs, the same features.
 
-  Image observations come back scaled and cut into the first conv layer's input blocks (conv.Blocks, when that
-  layer runs as a matmul: on CPU), anything else unchanged. For images that every update reads unchanged (the
-  success examples), so that the cut is made once (results/image_update_2026-12-03c.md).
+  Image observations come back scaled and cut into the first conv layer's input blocks (conv.Blocks) when that
+  layer runs as a matmul (on CPU under XLA); anything else, images under other conv implementations included,
+  unchanged: the Encoder scales raw images itself. For images that every update reads unchanged (the success
+  examples), so that the cut is made once (results/image_update_2026-12-03c.md).
   """
   image = is_image_spec(observation_spec) and getattr(observation_spec, "layout", None) is None
   uint8 = np.dtype(observation_spec.dtype) == np.uint8
@@ -69,7 +70,8 @@ def prepare_images(observation_spec: specs.Array, torso_padding: str = "SAME"):
   def prepare(obs):
     if not image:
       return obs
-    return conv.prepare(_scaled_image(obs, uint8), AtariTorso.KERNELS[0], AtariTorso.STRIDES[0], torso_padding)
+    prepared = conv.prepare(_scaled_image(obs, uint8), AtariTorso.KERNELS[0], AtariTorso.STRIDES[0], torso_padding)
+    return prepared if isinstance(prepared, conv.Blocks) else obs
 
   return prepare
 
