@@ -591,9 +591,18 @@ def test_pipelined_learner_makes_the_sequential_updates():
   assert [r["learner_steps"] for r in logger.data] == [2, 5, 6, 8, 10, 11]
 
 
-def test_laeo_image_learner_runs_its_stages_in_sequence():
+@pytest.mark.parametrize("implementation", ["auto", "lax"])
+def test_laeo_image_learner_runs_its_stages_in_sequence(implementation):
   """An image update keeps the cores busy by itself, so LAEO's image learner does not overlap its stages: after
-  every call the state, the policy it serves and every logged metric are those of the call's last update."""
+  every call the state, the policy it serves and every logged metric are those of the call's last update. Also
+  under 'lax' convolutions, the accelerators' form (where the learner's prepared success examples are images)."""
+  from agents.common import conv  # pylint: disable=g-import-not-at-top
+
+  with conv.implementation(implementation):
+    _check_laeo_image_learner_in_sequence()
+
+
+def _check_laeo_image_learner_in_sequence():
   config = agents.make_config("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
   networks = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4)).make_networks(
     OBS_SPECS["image"], ACTION_SPEC
