@@ -935,8 +935,8 @@ def test_prepared_blocks_are_the_images_to_conv2d(shape, kernel, stride, padding
 
 def test_laeo_prepares_its_image_success_examples_once():
   """LaeoLearner holds the success examples cut into the first layer's blocks (every update encodes them again
-  with new critic parameters, never anew from pixels); both encoders give the raw images' features from them.
-  Vector observations pass unchanged."""
+  with new critic parameters, never anew from pixels; that they give the raw images' features is
+  test_prepared_images_give_the_raw_images_features). Vector observations pass unchanged."""
   from agents.common import conv  # pylint: disable=g-import-not-at-top
 
   with conv.implementation("matmul"):  # The form these blocks belong to (CPU's).
@@ -944,17 +944,7 @@ def test_laeo_prepares_its_image_success_examples_once():
     builder = agents.make_builder("laeo", **TINY["laeo"], torso_channels=(4, 4, 4))
     networks = builder.make_networks(OBS_SPECS["image"], ACTION_SPEC)
     rng = np.random.default_rng(3)
-    obs, success = _obs(rng, "image", 6), _obs(rng, "image", 5)
-    state = laeo_learning.make_initial_state(networks, config, jax.random.PRNGKey(0))
-    prepared = networks.prepare(jnp.asarray(obs))
-    assert isinstance(prepared, conv.Blocks)
-    np.testing.assert_allclose(
-      networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
-    )
-    for got, want in zip(
-      networks.policy.apply(state.policy_params, prepared), networks.policy.apply(state.policy_params, obs)
-    ):
-      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    success = _obs(rng, "image", 5)
     learner = laeo_learning.LaeoLearner(
       networks,
       config,
@@ -993,12 +983,10 @@ def test_prepared_images_give_the_raw_images_features(implementation):
     np.testing.assert_allclose(
       networks.encode(state.critic_params, prepared), networks.encode(state.critic_params, obs), rtol=1e-5, atol=1e-6
     )
-    np.testing.assert_allclose(
-      networks.policy.apply(state.policy_params, prepared)[0],
-      networks.policy.apply(state.policy_params, obs)[0],
-      rtol=1e-5,
-      atol=1e-6,
-    )
+    for got, want in zip(
+      networks.policy.apply(state.policy_params, prepared), networks.policy.apply(state.policy_params, obs)
+    ):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def _image_cuts(jaxpr) -> int:

@@ -266,10 +266,15 @@ class Blocks:
     return cls(children[0], *aux)
 
 
+def cuts_blocks(stride: int) -> bool:
+  """Whether `prepare` cuts images into Blocks for a layer of this stride: a strided layer run as a matmul (CPU)."""
+  return stride > 1 and _resolved() == "matmul"
+
+
 def prepare(x: jnp.ndarray, kernel: int, stride: int, padding: str):
   """Images [B, H, W, C] as the Blocks a conv2d of this geometry reads when it runs as a matmul (a strided layer
   on CPU), else the images themselves."""
-  if stride == 1 or _resolved() != "matmul":
+  if not cuts_blocks(stride):
     return x
   blocks = _to_blocks(x, stride, _axes(x.shape, kernel, stride, padding))
   return Blocks(blocks.reshape(x.shape[0], -1, blocks.shape[-1]), x.shape[1:], kernel, stride, padding)

@@ -68,10 +68,9 @@ def prepare_images(observation_spec: specs.Array, torso_padding: str = "SAME"):
   uint8 = np.dtype(observation_spec.dtype) == np.uint8
 
   def prepare(obs):
-    if not image:
-      return obs
-    prepared = conv.prepare(_scaled_image(obs, uint8), AtariTorso.KERNELS[0], AtariTorso.STRIDES[0], torso_padding)
-    return prepared if isinstance(prepared, conv.Blocks) else obs
+    if not image or not conv.cuts_blocks(AtariTorso.STRIDES[0]):
+      return obs  # The Encoder scales raw images itself.
+    return conv.prepare(_scaled_image(obs, uint8), AtariTorso.KERNELS[0], AtariTorso.STRIDES[0], torso_padding)
 
   return prepare
 
