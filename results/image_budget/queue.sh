@@ -11,8 +11,8 @@
 #   mkdir -p runs && nohup results/image_budget/queue.sh > runs/image_budget_queue.log 2>&1 &
 # A wiped machine loses datasets and checkpoints alike: a pair of runs started together takes 2.2-2.7 hours here,
 # so a 3-hour session lands the pair it starts. Hence the order: two runs that share a dataset cheap to make (1000
-# episodes render in about 4 minutes) side by side, and the 10x cells last, on worker 1 alone: their dataset
-# renders for about 40 minutes on one core, after which one run alone (6.6-7 updates/s) still fits a session.
+# episodes render in about 3 minutes) side by side, and the 10x cells last, on worker 1 alone: their dataset
+# renders for 30-40 minutes on one core, after which one run alone (6.6-7 updates/s) still fits a session.
 # Arguments are passed to every command (`queue.sh --dry_run`: what each would do). A stopped launch (SIGTERM to
 # launch/local.py) ends its worker (status 130) and the queue, once both workers end, with 130; a run that fails is
 # counted and its worker goes on.
