@@ -131,6 +131,21 @@ def record_curves(rows: Sequence[Dict], out_dir: str, root: str) -> int:
   return added
 
 
+def merge_curves(out_dir: str, other_dir: str) -> int:
+  """Appends to `<out_dir>/curves.csv` each run's curve in `<other_dir>/curves.csv` (another checkout's, e.g. a
+  sweep's worktree) that it lacks; returns how many runs it added."""
+  path, known = os.path.join(out_dir, "curves.csv"), set(read_curves(out_dir))
+  new = [r for r in _rows(os.path.join(other_dir, "curves.csv")) if _curve_key(r) not in known]
+  if new:
+    fresh = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+      if fresh:
+        writer.writeheader()
+      writer.writerows(new)
+  return len({_curve_key(r) for r in new})
+
+
 def _curves(ax, rows: List[Dict], curves: Dict, task: str) -> None:
   for row in rows:
     if row["task"] != task or row["agent"] not in ("laeo", "oril"):

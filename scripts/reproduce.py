@@ -6,6 +6,8 @@
   python scripts/reproduce.py --figure=6 --tasks fetch_push_image --success_examples 1 --seeds 1 2
   python scripts/reproduce.py --figure=3 --tasks fetch_reach --agents laeo --launch_flag=episode_reuse=4 \
       --out_dir=results/episode_reuse/R4     # a variant: its own workdirs, rows and table
+  python scripts/reproduce.py --figure=6 --out_dir=results/image_budget \
+      --merge_from=../sweep/results/image_budget  # the rows a sweep in another worktree has made, into this one
 
 Each run is `launch/local.py` (Reverb + Launchpad + an evaluator) followed by an evaluation of the final checkpoint
 on --final_episodes episodes. A run's row is appended to results/paper/fig<N>.csv the moment it finishes, and rows
@@ -379,6 +381,19 @@ def append_row(path: str, row: Dict, columns: Sequence[str] = COLUMNS) -> None:
     writer.writerow(row)
 
 
+def merge_table(table: str, other_table: str) -> List[Dict]:
+  """Appends to `table` the rows of `other_table` whose runs it lacks (a row of a run it has, whatever its numbers,
+  is left out: the table's own row stands); returns the rows added."""
+  have = {run_key(row) for row in read_rows(table)}
+  added = []
+  for row in read_rows(other_table):
+    if run_key(row) not in have:
+      append_row(table, {c: row.get(c, "") for c in COLUMNS})
+      have.add(run_key(row))
+      added.append(row)
+  return added
+
+
 def workdir_of(run: Run, budget: Budget, dataset: str, extra: Sequence[str]) -> str:
   label = options_label(extra)
   name = f"{run.agent}_{budget.preset}_{num_steps_of(run, budget)}steps_seed{run.seed}" + (f"_{label}" if label else "")
@@ -667,6 +682,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   )
   parser.add_argument("--plot_only", action="store_true", help="Redraw the figure from the CSV and exit.")
   parser.add_argument(
+    "--merge_from",
+    default=None,
+    metavar="DIR",
+    help="Copy into this figure's table (and curves.csv) the rows (and curves) of the same files in DIR, another "
+    "checkout's out_dir (e.g. a sweep's worktree), whose runs it lacks; redraw the figure and exit.",
+  )
+  parser.add_argument(
     "--dry_run",
     action="store_true",
     help="List what the command would do with each run (done, copy, extend, resume or new) and exit; nothing is "
@@ -703,6 +725,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not args.dry_run:
     os.makedirs(out_dir, exist_ok=True)
   table = os.path.join(out_dir, f"fig{3 if args.figure == 4 else args.figure}.csv")
+  if args.merge_from:
+    other_table = os.path.join(args.merge_from, os.path.basename(table))
+    if not os.path.exists(other_table):
+      print(f"[reproduce] --merge_from: {other_table} does not exist; nothing was merged.", file=sys.stderr)
+      return 1
+    with locked(out_dir):
+      added = merge_table(table, other_table)
+      curves = paper_plots.merge_curves(out_dir, args.merge_from)
+      for row in added:
+        print(
+          f"[reproduce] merged {row['task']} {row['agent']} seed {row['seed']} ({os.path.basename(row['dataset'])}, "
+          f"{row['num_steps']} steps): success {float(row['success_any_step']):.2f} "
+          f"(final step {float(row['success_final_step']):.2f})"
+        )
+      print(f"[reproduce] {len(added)} rows and {curves} curves merged from {args.merge_from} into {out_dir}")
+      print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))
+    return 0
   if args.plot_only or args.figure == 4:
     try:
       print(paper_plots.plot_figure(args.figure, table, out_dir, ROOT))

@@ -572,6 +572,45 @@ def test_figures_keep_their_runs_curves_when_the_workdirs_are_gone(tmp_path):
   assert curves[("run0", "new")] == [(3000, 0.9, 0.8, 50)] and len(curves[("run0", "abc")]) == 4
 
 
+def test_merge_from_copies_the_rows_and_curves_another_checkout_made_once_and_keeps_its_own(tmp_path, capsys):
+  """A sweep in another worktree writes its own table: --merge_from brings its new runs (rows and curves) into this
+  one, never a second row of a run this table has, and a folder without the table changes nothing."""
+  here, sweep = tmp_path / "here", tmp_path / "sweep"
+
+  def row(seed, success):
+    return {
+      "figure": 3, "task": "fetch_push", "agent": "laeo", "seed": seed, "dataset": f"data/paper/d{seed}",
+      "quality": "medium", "dataset_episodes": 10, "num_success_examples": 200, "num_steps": 4000,
+      "preset": "laptop", "success_any_step": success, "success_final_step": 0.0, "eval_episodes": 100,
+      "wall_s": 1, "workdir": f"runs/w{seed}", "commit": "abc",
+    }  # fmt: skip
+
+  for seed in (0, 1):
+    write_evaluations(tmp_path / "elsewhere" / "runs" / f"w{seed}", [(1000, 0.1 * seed, 0.0, 50), (2000, 0.2, 0.1, 50)])
+  here.mkdir()
+  reproduce.append_row(str(here / "fig3.csv"), row(0, 0.25))
+  paper_plots.record_curves([row(0, 0.25)], str(here), str(tmp_path / "elsewhere"))
+  sweep.mkdir()
+  reproduce.append_row(str(sweep / "fig3.csv"), row(0, 0.75))  # the same run, other numbers: ours stands
+  reproduce.append_row(str(sweep / "fig3.csv"), row(1, 0.5))
+  paper_plots.record_curves([row(0, 0.75), row(1, 0.5)], str(sweep), str(tmp_path / "elsewhere"))
+  merge = ["--figure=3", f"--out_dir={here}", f"--merge_from={sweep}"]
+
+  assert reproduce.main(merge) == 0
+  rows = reproduce.read_rows(str(here / "fig3.csv"))
+  assert [(r["seed"], r["success_any_step"]) for r in rows] == [("0", "0.25"), ("1", "0.5")]
+  curves = paper_plots.read_curves(str(here))
+  assert curves[("runs/w1", "abc")] == [(1000, 0.1, 0.0, 50), (2000, 0.2, 0.1, 50)]
+  assert len(curves[("runs/w0", "abc")]) == 2
+  assert "laeo seed 1" in capsys.readouterr().out and (here / "fig3.png").exists()
+  before = [(here / name).read_text() for name in ("fig3.csv", "curves.csv")]
+  assert reproduce.main(merge) == 0
+  assert [(here / name).read_text() for name in ("fig3.csv", "curves.csv")] == before
+  assert "0 rows and 0 curves merged" in capsys.readouterr().out
+  assert reproduce.main(["--figure=3", f"--out_dir={here}", f"--merge_from={tmp_path / 'none'}"]) == 1
+  assert [(here / name).read_text() for name in ("fig3.csv", "curves.csv")] == before
+
+
 def test_fig4_without_any_curve_refuses_and_keeps_its_files(tmp_path):
   table = tmp_path / "fig3.csv"
   row = {"figure": 3, "task": "fetch_push", "agent": "laeo", "seed": 0, "num_steps": 4000, "workdir": "gone"}

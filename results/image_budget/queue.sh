@@ -9,6 +9,8 @@
 # its table and resumes a killed run from its last checkpoint, so after a restart the same line goes on from where
 # the work stood:
 #   mkdir -p runs && nohup results/image_budget/queue.sh > runs/image_budget_queue.log 2>&1 &
+# Run it from a worktree of its own (its tables change under it); its rows and curves come into the checkout with
+#   python scripts/reproduce.py --figure=6 --out_dir=results/image_budget --merge_from=WORKTREE/results/image_budget
 # A wiped machine loses datasets and checkpoints alike: a pair of runs started together takes 2.2-2.7 hours here,
 # so a 3-hour session lands the pair it starts. Hence the order: two runs that share a dataset cheap to make (1000
 # episodes render in about 3 minutes) side by side, and the 10x cells last, on worker 1 alone: their dataset
