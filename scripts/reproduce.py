@@ -697,6 +697,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.jobs < 1:
     parser.error(f"--jobs must be >= 1, got {args.jobs}.")
+  if args.merge_from and (args.dry_run or args.plot_only):
+    parser.error("--merge_from writes the table and redraws the figure; it goes without --dry_run and --plot_only.")
   budget = BUDGETS[args.budget]
   try:
     extra = extra_arguments(args.launch_flag, args.config)
