@@ -111,6 +111,16 @@ def read_curves(out_dir: str) -> Dict[Tuple[str, str], List[Point]]:
   return {key: sorted(points) for key, points in curves.items()}
 
 
+def _append_curve_rows(path: str, rows: Sequence[Sequence]) -> None:
+  """Appends `rows` (cells in CURVE_COLUMNS order) to the curves file `path`, made with its header if missing."""
+  new = not os.path.exists(path)
+  with open(path, "a", newline="") as f:
+    writer = csv.writer(f)
+    if new:
+      writer.writerow(CURVE_COLUMNS)
+    writer.writerows(rows)
+
+
 def record_curves(rows: Sequence[Dict], out_dir: str, root: str) -> int:
   """Appends to `<out_dir>/curves.csv` the evaluations of each row's run whose curve it lacks and whose workdir
   (under `root`) has them; returns how many runs it added."""
@@ -120,12 +130,7 @@ def record_curves(rows: Sequence[Dict], out_dir: str, root: str) -> int:
     points = [] if key in known else workdir_evaluations(os.path.join(root, row["workdir"]))
     if not points:
       continue
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-      writer = csv.writer(f)
-      if new:
-        writer.writerow(CURVE_COLUMNS)
-      writer.writerows([*key, step, episodes, any_step, final] for step, any_step, final, episodes in points)
+    _append_curve_rows(path, [[*key, step, episodes, any_step, final] for step, any_step, final, episodes in points])
     known.add(key)
     added += 1
   return added
@@ -134,15 +139,10 @@ def record_curves(rows: Sequence[Dict], out_dir: str, root: str) -> int:
 def merge_curves(out_dir: str, other_dir: str) -> int:
   """Appends to `<out_dir>/curves.csv` each run's curve in `<other_dir>/curves.csv` (another checkout's, e.g. a
   sweep's worktree) that it lacks; returns how many runs it added."""
-  path, known = os.path.join(out_dir, "curves.csv"), set(read_curves(out_dir))
+  known = set(read_curves(out_dir))
   new = [r for r in _rows(os.path.join(other_dir, "curves.csv")) if _curve_key(r) not in known]
   if new:
-    fresh = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
-      if fresh:
-        writer.writeheader()
-      writer.writerows(new)
+    _append_curve_rows(os.path.join(out_dir, "curves.csv"), [[r.get(c, "") for c in CURVE_COLUMNS] for r in new])
   return len({_curve_key(r) for r in new})
 
 
