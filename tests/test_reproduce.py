@@ -610,9 +610,10 @@ def test_merge_from_copies_the_rows_and_curves_another_checkout_made_once_and_ke
   assert reproduce.main(["--figure=3", f"--out_dir={here}", f"--merge_from={tmp_path / 'none'}"]) == 1
   assert [(here / name).read_text() for name in ("fig3.csv", "curves.csv")] == before
   reproduce.append_row(str(sweep / "fig3.csv"), row(2, 0.5))
-  with pytest.raises(SystemExit):  # a dry run merges nothing
-    reproduce.main([*merge, "--dry_run"])
-  assert [(here / name).read_text() for name in ("fig3.csv", "curves.csv")] == before
+  for flag in ("--dry_run", "--plot_only"):  # neither merges: the parser refuses them beside --merge_from
+    with pytest.raises(SystemExit):
+      reproduce.main([*merge, flag])
+    assert [(here / name).read_text() for name in ("fig3.csv", "curves.csv")] == before
 
 
 def test_fig4_without_any_curve_refuses_and_keeps_its_files(tmp_path):
